@@ -1,0 +1,49 @@
+"""The ``poststack`` command line: parses options, calls the library, renders results. No logic lives here."""
+
+from __future__ import annotations
+
+import sys
+
+from poststack.errors import EXIT_CONNECT, EXIT_ISSUES, PoststackError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the click app, turning library errors into one line on stderr and an exit code."""
+    import click
+
+    from poststack.cli.root import cli
+
+    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="poststack", standalone_mode=False)
+    except PoststackError as exc:
+        _fail(str(exc), exc.exit_code, verbose)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(EXIT_ISSUES)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        import psycopg
+
+        if isinstance(exc, psycopg.OperationalError):
+            _fail(f"database connection lost: {' '.join(str(exc).split())}", EXIT_CONNECT, verbose)
+        if isinstance(exc, psycopg.Error):
+            _fail(f"database error: {' '.join(str(exc).split())}", EXIT_ISSUES, verbose)
+        raise
+    return 0
+
+
+def _fail(message: str, code: int, verbose: bool) -> None:
+    import traceback
+
+    if verbose:
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)

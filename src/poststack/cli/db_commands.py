@@ -1,0 +1,167 @@
+"""``poststack db migrate | rollback | migration-status | migration-info``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from poststack.cli import render
+from poststack.cli.context import CliContext, format_option, pass_ctx
+from poststack.errors import ConfirmationRequired
+from poststack.files import parse_version
+
+
+def _progress(ctx: CliContext, verb: str):  # noqa: ANN202 - a Progress callback
+    def report(event: str, version: str, name: str) -> None:
+        if event == "start":
+            ctx.say(f"  {verb} {version} {name} ...")
+    return report
+
+
+@click.command()
+@click.option("--target", default=None, metavar="VERSION", help="Stop after this version (002 and 2 are equal).")
+@click.option("--dry-run", is_flag=True, help="Print the plan and the SQL; change nothing.")
+@click.option("--allow-changed", is_flag=True, help="Proceed although applied files changed in meaning.")
+@click.option("--allow-out-of-order", is_flag=True, help="Apply pending versions older than the newest applied.")
+@format_option
+@pass_ctx
+def migrate(ctx: CliContext, target: str | None, dry_run: bool, allow_changed: bool, allow_out_of_order: bool,
+            fmt: str) -> None:
+    """Apply pending migrations in version order, each in one transaction with its history row."""
+    target_version = parse_version(target) if target is not None else None
+    runner = ctx.runner()
+    result = runner.migrate(target_version, dry_run=dry_run, allow_changed=allow_changed,
+                            allow_out_of_order=allow_out_of_order,
+                            progress=None if fmt == "json" else _progress(ctx, "applying"))
+    for warning in result.warnings:
+        ctx.say(f"warning: {warning}")
+    if fmt == "json":
+        render.echo_json({
+            "dry_run": result.dry_run, "from_version": result.from_version, "to_version": result.to_version,
+            "planned": [{"version": m.version, "version_text": m.version_text, "name": m.name,
+                         "file": str(m.path), "no_transaction": m.no_transaction} for m in result.planned],
+            "applied": result.steps, "warnings": result.warnings})
+        return
+    if dry_run:
+        if not result.planned:
+            click.echo(f"Nothing to apply (current version: {result.from_version or 'none'}).")
+        for m in result.planned:
+            mode = " (no transaction)" if m.no_transaction else ""
+            click.echo(f"-- would apply {m.version_text} {m.name}{mode}: {m.path}")
+            click.echo(m.sql.rstrip() + "\n")
+        return
+    if not result.steps:
+        click.echo(f"Nothing to apply; at version {result.from_version or 'none'}.")
+        return
+    total = sum(s.execution_ms or 0 for s in result.steps)
+    click.echo(f"Applied {len(result.steps)} migration(s): {result.from_version or 'none'} -> "
+               f"{result.to_version} ({total} ms).")
+
+
+def confirm_or_refuse(action: str, confirm: bool) -> None:
+    """Destructive commands ask on a terminal and refuse without one unless --confirm was given."""
+    if confirm:
+        return
+    if not sys.stdin.isatty():
+        raise ConfirmationRequired(f"{action}: refusing without --confirm (stdin is not a terminal)")
+    if not click.confirm(f"{action}?", default=False):
+        raise ConfirmationRequired(f"{action}: not confirmed")
+
+
+@click.command()
+@click.argument("target")
+@click.option("--dry-run", is_flag=True, help="Print what would be rolled back and the SQL; change nothing.")
+@click.option("--confirm", is_flag=True, help="Do not ask; required when stdin is not a terminal.")
+@format_option
+@pass_ctx
+def rollback(ctx: CliContext, target: str, dry_run: bool, confirm: bool, fmt: str) -> None:
+    """Roll back every applied migration newer than TARGET (an applied version, or 0 for all)."""
+    target_version = parse_version(target, "TARGET")
+    runner = ctx.runner()
+    plan = runner.rollback(target_version, dry_run=True)
+    if dry_run:
+        if fmt == "json":
+            render.echo_json({"dry_run": True, "from_version": plan.from_version, "to_version": plan.to_version,
+                              "planned": [{"version": s.row.version, "version_text": s.row.version_text,
+                                           "name": s.row.name, "source": s.source} for s in plan.planned]})
+            return
+        if not plan.planned:
+            click.echo("Nothing to roll back.")
+        for step in plan.planned:
+            click.echo(f"-- would roll back {step.row.version_text} {step.row.name}: {step.source}")
+            click.echo(step.sql.rstrip() + "\n")
+        return
+    if not plan.planned:
+        click.echo(f"Nothing to roll back; at version {plan.from_version or 'none'}.")
+        return
+    names = ", ".join(s.row.version_text for s in plan.planned)
+    confirm_or_refuse(f"roll back {len(plan.planned)} migration(s) ({names})", confirm)
+    result = runner.rollback(target_version, progress=None if fmt == "json" else _progress(ctx, "rolling back"))
+    if fmt == "json":
+        render.echo_json({"dry_run": False, "from_version": result.from_version,
+                          "to_version": result.to_version, "rolled_back": result.steps})
+        return
+    click.echo(f"Rolled back {len(result.steps)} migration(s): {result.from_version} -> "
+               f"{result.to_version or 'none'}.")
+
+
+@click.command("migration-status")
+@format_option
+@pass_ctx
+def migration_status(ctx: CliContext, fmt: str) -> None:
+    """Current version, applied, pending and changed migrations, and who holds the lock."""
+    st = ctx.runner().status()
+    if fmt == "json":
+        render.echo_json({
+            "database": st.database, "history_schema": ctx.settings.history_schema,
+            "history_exists": st.history_exists, "current_version": st.current_version,
+            "applied": [{"version": r.version, "version_text": r.version_text, "name": r.name,
+                         "applied_at": r.applied_at, "checksum": r.checksum, "source": r.source}
+                        for r in st.applied],
+            "pending": [{"version": m.version, "version_text": m.version_text, "name": m.name,
+                         "file": str(m.path)} for m in st.pending],
+            "changed": st.changed,
+            "missing_files": [{"version": r.version, "version_text": r.version_text, "name": r.name}
+                              for r in st.missing_files],
+            "unfinished": [{"version": r.version, "version_text": r.version_text, "name": r.name,
+                            "status": r.status, "error": r.error} for r in st.unfinished],
+            "out_of_order": [m.version for m in st.out_of_order],
+            "lock": st.lock})
+        return
+    click.echo(f"Database: {st.database}")
+    click.echo(f"Current version: {st.current_version or 'none'}; {len(st.applied)} applied, "
+               f"{len(st.pending)} pending")
+    rows = [(r.version_text, r.name, "applied", render.when(r.applied_at)) for r in st.applied]
+    rows += [(r.version_text, r.name, r.status, render.when(r.applied_at)) for r in st.unfinished]
+    rows += [(m.version_text, m.name, "pending", "") for m in st.pending]
+    rows.sort(key=lambda r: int(r[0]))
+    if rows:
+        render.table(None, ["version", "name", "status", "applied at"], rows)
+    for c in st.changed:
+        click.echo(f"changed: {c.filename} ({c.kind.replace('_', ' ')})")
+    for r in st.missing_files:
+        click.echo(f"missing file: version {r.version_text} {r.name} is applied but has no file")
+    click.echo(f"Lock: held by {st.lock.describe()}" if st.lock else "Lock: free")
+
+
+@click.command("migration-info")
+@click.argument("version", required=False)
+@format_option
+@pass_ctx
+def migration_info(ctx: CliContext, version: str | None, fmt: str) -> None:
+    """Per migration: description, status, checksum, when and by whom applied, timing, rollback."""
+    infos = ctx.runner().info(parse_version(version, "VERSION") if version is not None else None)
+    if fmt == "json":
+        render.echo_json({"migrations": infos})
+        return
+    render.table(None, ["version", "name", "description", "status", "checksum", "applied at", "by", "ms",
+                        "rollback"],
+                 [(i.version_text, i.name, i.description, i.status, render.short(i.checksum or i.file_checksum),
+                   render.when(i.applied_at), i.applied_by, i.execution_ms, "yes" if i.has_rollback else "no")
+                  for i in infos])
+
+
+def register(group: click.Group) -> None:
+    for command in (migrate, rollback, migration_status, migration_info):
+        group.add_command(command)

@@ -1,0 +1,90 @@
+"""The error tree users catch, each error carrying a stable code and the CLI exit code it maps to.
+
+Exit codes are part of the CLI contract (see README): scripts branch on them, so every failure the library
+can raise belongs to exactly one class here and the CLI never invents its own.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ISSUES = 1
+EXIT_USAGE = 2
+EXIT_CONNECT = 3
+EXIT_LOCK = 4
+EXIT_MIGRATION_FAILED = 5
+
+
+class PoststackError(Exception):
+    """Base of every error poststack raises on purpose; its message is one line fit for a terminal."""
+
+    code: str = "error"
+    exit_code: int = EXIT_ISSUES
+
+
+class UsageError(PoststackError):
+    """A bad option or argument: nothing was touched."""
+
+    code = "usage"
+    exit_code = EXIT_USAGE
+
+
+class ConfirmationRequired(UsageError):
+    """A destructive command was not confirmed (no --confirm and no terminal to ask on)."""
+
+    code = "confirmation_required"
+
+
+class MigrationFileError(PoststackError):
+    """The migrations directory or a file in it cannot be used: bad name, encoding, duplicate version."""
+
+    code = "bad_migration_file"
+    exit_code = EXIT_USAGE
+
+
+class RollbackRefused(UsageError):
+    """A rollback cannot be done as asked (unknown target, missing rollback file); nothing was rolled back."""
+
+    code = "rollback_refused"
+
+
+class ConnectError(PoststackError):
+    """The server cannot be reached or refused the credentials."""
+
+    code = "connect_failed"
+    exit_code = EXIT_CONNECT
+
+
+class LockTimeout(PoststackError):
+    """Another deployer held the migration lock for longer than the lock timeout."""
+
+    code = "lock_timeout"
+    exit_code = EXIT_LOCK
+
+
+class ChecksumChanged(PoststackError):
+    """An applied migration's file changed since it was applied; migrate refuses unless told otherwise."""
+
+    code = "checksum_mismatch"
+    exit_code = EXIT_ISSUES
+
+
+class MigrationFailed(PoststackError):
+    """A migration's SQL failed; its transaction was rolled back so it left no trace."""
+
+    code = "migration_failed"
+    exit_code = EXIT_MIGRATION_FAILED
+
+    def __init__(self, message: str, *, version: int | None = None, path: str | None = None,
+                 line: int | None = None, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.version = version
+        self.path = path
+        self.line = line
+        self.sqlstate = sqlstate
+
+
+class StateError(PoststackError):
+    """The recorded state does not allow the operation (for example a failed non-transactional migration)."""
+
+    code = "state_error"
+    exit_code = EXIT_ISSUES

@@ -1,0 +1,219 @@
+"""Discovery of a migrations directory: files on disk -> a MigrationSet. Pure: no database.
+
+Anything that looks like a migration but cannot be one is reported as a FileProblem rather than skipped,
+because a silently ignored file is a migration that silently never runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from poststack.errors import MigrationFileError, UsageError
+from poststack.sqltext import semantic_checksum
+
+MIGRATION_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_\-.]*?)(?P<rollback>\.rollback)?\.sql$")
+_LOOKS_LIKE = re.compile(r"^\d|\.sql$", re.IGNORECASE)
+_DIRECTIVE = re.compile(r"^--\s*(?P<key>description|poststack:[a-z-]+)\s*:?\s*(?P<value>.*)$", re.IGNORECASE)
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """A file that cannot be used as it is; ``code`` is a diagnose issue code."""
+
+    code: str  # invalid_filename | duplicate_version | empty_file | bad_encoding | orphan_rollback
+    path: Path
+    message: str
+    version: int | None = None
+
+
+def normalize_bytes(data: bytes) -> bytes:
+    """Drop a UTF-8 BOM and turn CRLF into LF, so a checkout on another OS has the same checksum."""
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+    return data.replace(b"\r\n", b"\n")
+
+
+def checksum_of(data: bytes) -> str:
+    return hashlib.sha256(normalize_bytes(data)).hexdigest()
+
+
+def parse_version(text: str, option: str = "--target") -> int:
+    """A version as the user wrote it ('002' or '2'): leading zeros do not matter."""
+    value = text.strip()
+    if not value.isdigit():
+        raise UsageError(f"{option}: {text!r} is not a version (expected digits, e.g. 002)")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class SqlFile:
+    """One readable SQL file: normalized text and its checksums."""
+
+    path: Path
+    text: str
+    checksum: str
+
+    @classmethod
+    def read(cls, path: Path) -> SqlFile:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise MigrationFileError(f"{path}: cannot read: {exc.strerror}") from None
+        data = normalize_bytes(raw)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MigrationFileError(
+                f"{path}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+        if "\x00" in text:
+            raise MigrationFileError(f"{path}: contains NUL bytes; not a SQL text file")
+        if not text.strip():
+            raise MigrationFileError(f"{path}: file is empty")
+        return cls(path, text, hashlib.sha256(data).hexdigest())
+
+    @cached_property
+    def semantic_checksum(self) -> str | None:
+        return semantic_checksum(self.text)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A migration file with its optional rollback. Versions compare as integers; shown as written."""
+
+    version: int
+    version_text: str
+    name: str
+    up: SqlFile
+    rollback: SqlFile | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.up.path
+
+    @property
+    def filename(self) -> str:
+        return self.up.path.name
+
+    @property
+    def sql(self) -> str:
+        return self.up.text
+
+    @property
+    def checksum(self) -> str:
+        return self.up.checksum
+
+    @property
+    def semantic_checksum(self) -> str | None:
+        return self.up.semantic_checksum
+
+    @cached_property
+    def directives(self) -> dict[str, str]:
+        return header_directives(self.up.text)
+
+    @property
+    def description(self) -> str:
+        return self.directives.get("description") or self.name.replace("_", " ")
+
+    @property
+    def no_transaction(self) -> bool:
+        return "poststack:no-transaction" in self.directives
+
+    @property
+    def has_rollback(self) -> bool:
+        return self.rollback is not None
+
+
+def header_directives(text: str) -> dict[str, str]:
+    """Directives in the leading comment lines: ``-- Description: x`` and ``-- poststack:no-transaction``."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not stripped.startswith("--"):
+            break
+        match = _DIRECTIVE.match(stripped)
+        if match:
+            found[match["key"].lower()] = match["value"].strip()
+    return found
+
+
+@dataclass
+class MigrationSet:
+    """All migrations of a directory in version order, plus every problem found while reading it."""
+
+    directory: Path
+    migrations: list[Migration] = field(default_factory=list)
+    problems: list[FileProblem] = field(default_factory=list)
+
+    def __iter__(self):  # noqa: ANN204 - Iterator[Migration]
+        return iter(self.migrations)
+
+    def __len__(self) -> int:
+        return len(self.migrations)
+
+    def by_version(self) -> dict[int, Migration]:
+        return {m.version: m for m in self.migrations}
+
+    def get(self, version: int) -> Migration | None:
+        return self.by_version().get(version)
+
+    def raise_for_problems(self) -> None:
+        """Commands that change the database refuse to run on a directory with problems (exit 2)."""
+        if self.problems:
+            first = self.problems[0]
+            more = f" (and {len(self.problems) - 1} more problem(s))" if len(self.problems) > 1 else ""
+            raise MigrationFileError(first.message + more)
+
+
+def load_migrations(directory: Path | str) -> MigrationSet:
+    """Read a migrations directory. Raises only when the directory itself is unusable."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise MigrationFileError(f"migrations directory {directory} does not exist (--migrations-path)")
+    if not directory.is_dir():
+        raise MigrationFileError(f"migrations path {directory} is not a directory (--migrations-path)")
+    result = MigrationSet(directory)
+    ups: dict[int, list[tuple[Path, re.Match[str]]]] = {}
+    downs: dict[tuple[int, str], Path] = {}
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError as exc:
+        raise MigrationFileError(f"migrations directory {directory}: cannot list: {exc.strerror}") from None
+    for path in entries:
+        if path.name.startswith(".") or not _LOOKS_LIKE.search(path.name):
+            continue
+        match = MIGRATION_NAME.match(path.name)
+        if not match or not path.is_file():
+            result.problems.append(FileProblem("invalid_filename", path,
+                f"{path}: not a valid migration file name (expected NNN_name.sql or NNN_name.rollback.sql)"))
+        elif match["rollback"]:
+            downs[(int(match["version"]), match["name"])] = path
+        else:
+            ups.setdefault(int(match["version"]), []).append((path, match))
+    for version in sorted(ups):
+        candidates = ups[version]
+        if len(candidates) > 1:
+            names = " and ".join(str(p) for p, _ in candidates)
+            result.problems.append(FileProblem("duplicate_version", candidates[0][0],
+                f"duplicate migration version {version}: {names}", version))
+            continue
+        path, match = candidates[0]
+        rollback_path = downs.pop((version, match["name"]), None)
+        try:
+            up = SqlFile.read(path)
+            rollback = SqlFile.read(rollback_path) if rollback_path else None
+        except MigrationFileError as exc:
+            code = "empty_file" if "empty" in str(exc) else "bad_encoding"
+            result.problems.append(FileProblem(code, path, str(exc), version))
+            continue
+        result.migrations.append(Migration(version, match["version"], match["name"], up, rollback))
+    for (version, _name), path in sorted(downs.items()):
+        result.problems.append(FileProblem("orphan_rollback", path,
+            f"{path}: rollback file has no migration named {path.name.replace('.rollback', '')}", version))
+    return result

@@ -1,0 +1,197 @@
+"""The history and audit tables: their DDL, reads and writes. Nothing here commits on its own.
+
+Callers decide the transaction: a transactional migration's SQL and its history row share one, which is
+what guarantees the history never disagrees with what ran.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+
+from poststack import __version__
+from poststack.connection import client_identity
+from poststack.files import Migration
+
+LAYOUT_VERSION = 1
+STATUSES = ("applied", "running", "failed")
+SOURCES = ("migrate", "recover", "repair", "baseline", "import")
+
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema}.migrations (
+    version           bigint PRIMARY KEY,
+    version_text      text NOT NULL,
+    name              text NOT NULL,
+    description       text,
+    checksum          text NOT NULL,
+    semantic_checksum text,
+    rollback_checksum text,
+    sql               text NOT NULL,
+    rollback_sql      text,
+    no_transaction    boolean NOT NULL DEFAULT false,
+    status            text NOT NULL DEFAULT 'applied' CHECK (status IN ('applied', 'running', 'failed')),
+    statements_done   integer,
+    source            text NOT NULL DEFAULT 'migrate'
+                      CHECK (source IN ('migrate', 'recover', 'repair', 'baseline', 'import')),
+    applied_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    applied_by        text NOT NULL DEFAULT current_user,
+    client            text,
+    execution_ms      integer,
+    poststack_version text,
+    error             text
+);
+CREATE TABLE IF NOT EXISTS {schema}.audit_log (
+    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    db_user   text NOT NULL DEFAULT current_user,
+    client    text,
+    command   text NOT NULL,
+    action    text NOT NULL,
+    version   bigint,
+    before    jsonb,
+    after     jsonb,
+    reason    text
+);
+COMMENT ON TABLE {schema}.migrations IS {layout};
+"""
+
+_COLUMNS = (
+    "version", "version_text", "name", "description", "checksum", "semantic_checksum", "rollback_checksum",
+    "sql", "rollback_sql", "no_transaction", "status", "statements_done", "source", "applied_at",
+    "applied_by", "client", "execution_ms", "poststack_version", "error",
+)
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One row of the history: what was applied, from which text, by whom, and how it went."""
+
+    version: int
+    version_text: str
+    name: str
+    description: str | None
+    checksum: str
+    semantic_checksum: str | None
+    rollback_checksum: str | None
+    sql: str
+    rollback_sql: str | None
+    no_transaction: bool
+    status: str
+    statements_done: int | None
+    source: str
+    applied_at: datetime
+    applied_by: str
+    client: str | None
+    execution_ms: int | None
+    poststack_version: str | None
+    error: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The row for audit before/after images: everything but the (possibly large) SQL texts."""
+        data = asdict(self)
+        data.pop("sql")
+        data.pop("rollback_sql")
+        data["applied_at"] = self.applied_at.isoformat()
+        return data
+
+
+class History:
+    """Access to the history tables in one schema (``poststack`` unless configured otherwise)."""
+
+    def __init__(self, schema: str = "poststack") -> None:
+        self.schema = schema
+        self._schema_id = sql.Identifier(schema)
+
+    def table(self, name: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(self._schema_id, sql.Identifier(name))
+
+    def exists(self, conn: psycopg.Connection[Any]) -> bool:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                           [sql.SQL("{}.migrations").format(self._schema_id).as_string(conn)]).fetchone()
+        return bool(row and row[0])
+
+    def ensure(self, conn: psycopg.Connection[Any]) -> None:
+        """Create the tables if missing. Call under the migration lock: concurrent DDL would race."""
+        if self.exists(conn):
+            return
+        layout = sql.Literal(f"poststack history layout {LAYOUT_VERSION}")
+        with conn.transaction():
+            conn.execute(sql.SQL(_DDL).format(schema=self._schema_id, layout=layout))
+
+    def rows(self, conn: psycopg.Connection[Any]) -> list[HistoryRow]:
+        if not self.exists(conn):
+            return []
+        query = sql.SQL("SELECT {} FROM {} ORDER BY version").format(
+            sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)), self.table("migrations"))
+        with conn.cursor(row_factory=class_row(HistoryRow)) as cur:
+            return cur.execute(query).fetchall()
+
+    def row(self, conn: psycopg.Connection[Any], version: int) -> HistoryRow | None:
+        return next((r for r in self.rows(conn) if r.version == version), None)
+
+    def insert(self, conn: psycopg.Connection[Any], migration: Migration, *, status: str = "applied",
+               source: str = "migrate", execution_ms: int | None = None,
+               statements_done: int | None = None) -> None:
+        values: dict[str, Any] = {
+            "version": migration.version,
+            "version_text": migration.version_text,
+            "name": migration.name,
+            "description": migration.description,
+            "checksum": migration.checksum,
+            "semantic_checksum": migration.semantic_checksum,
+            "rollback_checksum": migration.rollback.checksum if migration.rollback else None,
+            "sql": migration.sql,
+            "rollback_sql": migration.rollback.text if migration.rollback else None,
+            "no_transaction": migration.no_transaction,
+            "status": status,
+            "statements_done": statements_done,
+            "source": source,
+            "client": client_identity(),
+            "execution_ms": execution_ms,
+            "poststack_version": __version__,
+        }
+        query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            self.table("migrations"),
+            sql.SQL(", ").join(map(sql.Identifier, values)),
+            sql.SQL(", ").join(sql.Placeholder() * len(values)),
+        )
+        conn.execute(query, list(values.values()))
+
+    def update(self, conn: psycopg.Connection[Any], version: int, **changes: Any) -> None:
+        unknown = set(changes) - set(_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown history columns: {sorted(unknown)}")
+        query = sql.SQL("UPDATE {} SET {} WHERE version = %s").format(
+            self.table("migrations"),
+            sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in changes),
+        )
+        conn.execute(query, [*changes.values(), version])
+
+    def delete(self, conn: psycopg.Connection[Any], version: int) -> None:
+        conn.execute(sql.SQL("DELETE FROM {} WHERE version = %s").format(self.table("migrations")), [version])
+
+    def audit(self, conn: psycopg.Connection[Any], *, command: str, action: str, version: int | None,
+              before: HistoryRow | None, after: HistoryRow | None, reason: str) -> None:
+        """Record a write to the history that is not a plain migrate or rollback."""
+        conn.execute(
+            sql.SQL("INSERT INTO {} (client, command, action, version, before, after, reason) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s)").format(self.table("audit_log")),
+            [client_identity(), command, action, version,
+             json.dumps(before.as_json()) if before else None,
+             json.dumps(after.as_json()) if after else None, reason],
+        )
+
+    def audit_entries(self, conn: psycopg.Connection[Any], limit: int = 100) -> Sequence[tuple[Any, ...]]:
+        if not self.exists(conn):
+            return []
+        return conn.execute(
+            sql.SQL("SELECT id, at, db_user, client, command, action, version, before, after, reason "
+                    "FROM {} ORDER BY id DESC LIMIT %s").format(self.table("audit_log")), [limit]).fetchall()

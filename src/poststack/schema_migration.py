@@ -1,0 +1,217 @@
+"""MigrationRunner: the Python API for migrate, rollback, status and info. The CLI is a thin shell over it.
+
+Every command that writes takes the advisory lock first and only then reads the history and plans, so two
+deployers can never plan from the same stale state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from poststack import executor
+from poststack.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_SCHEMA, validate_schema_name
+from poststack.connection import connect, mask_url
+from poststack.errors import ChecksumChanged, StateError
+from poststack.files import Migration, MigrationSet, load_migrations
+from poststack.history import History, HistoryRow
+from poststack.lock import LockHolder, lock_holder, migration_lock
+from poststack.migration_info import MigrationInfo, describe
+from poststack.plan import ChangedFile, MigrationState, RollbackStep, compare, plan_migrate, plan_rollback
+
+Progress = Callable[[str, str, str], None]  # (event, version_text, name): "start"/"done" of each step
+
+
+@dataclass(frozen=True)
+class StepResult:
+    version: int
+    version_text: str
+    name: str
+    execution_ms: int | None
+    no_transaction: bool = False
+
+
+@dataclass
+class MigrateResult:
+    """What migrate did (or, with dry_run, would do)."""
+
+    dry_run: bool
+    from_version: str | None
+    to_version: str | None
+    steps: list[StepResult] = field(default_factory=list)
+    planned: list[Migration] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RollbackResult:
+    dry_run: bool
+    from_version: str | None
+    to_version: str | None
+    steps: list[StepResult] = field(default_factory=list)
+    planned: list[RollbackStep] = field(default_factory=list)
+
+
+@dataclass
+class MigrationStatus:
+    """The files and the history side by side, plus the current lock holder."""
+
+    database: str  # masked URL
+    history_exists: bool
+    current_version: str | None
+    applied: list[HistoryRow]
+    pending: list[Migration]
+    changed: list[ChangedFile]
+    missing_files: list[HistoryRow]
+    unfinished: list[HistoryRow]
+    out_of_order: list[Migration]
+    lock: LockHolder | None
+
+
+class MigrationRunner:
+    """Apply and roll back the migrations of one directory on one database."""
+
+    def __init__(self, database_url: str | None = None, migrations_path: str | Path = "migrations", *,
+                 history_schema: str = DEFAULT_SCHEMA, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        if database_url is None:
+            from poststack import embedded
+
+            database_url = embedded.default_url()
+        self.database_url = database_url
+        self.migrations_path = Path(migrations_path)
+        self.history = History(validate_schema_name(history_schema))
+        self.lock_timeout = lock_timeout
+
+    def __repr__(self) -> str:
+        return f"MigrationRunner({mask_url(self.database_url)!r}, {str(self.migrations_path)!r})"
+
+    # -- building blocks -------------------------------------------------------------------------------
+    def load(self) -> MigrationSet:
+        return load_migrations(self.migrations_path)
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        conn = connect(self.database_url, autocommit=True)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def locked(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection holding the migration lock, with the history tables present."""
+        with self.connection() as conn, migration_lock(conn, self.history.schema, self.lock_timeout):
+            self.history.ensure(conn)
+            yield conn
+
+    def state(self, conn: psycopg.Connection[Any], migrations: MigrationSet | None = None) -> MigrationState:
+        return compare(migrations if migrations is not None else self.load(), self.history.rows(conn))
+
+    # -- commands --------------------------------------------------------------------------------------
+    def migrate(self, target: int | None = None, *, dry_run: bool = False, allow_changed: bool = False,
+                allow_out_of_order: bool = False, progress: Progress | None = None) -> MigrateResult:
+        """Apply pending migrations up to target (all when None), each with its history row."""
+        migrations = self.load()
+        migrations.raise_for_problems()
+        if dry_run:
+            with self.connection() as conn:
+                state = self.state(conn, migrations)
+                return self._checked_plan(state, target, allow_changed, allow_out_of_order, dry_run=True)
+        with self.locked() as conn:
+            state = self.state(conn, migrations)
+            result = self._checked_plan(state, target, allow_changed, allow_out_of_order, dry_run=False)
+            for migration in result.planned:
+                if progress:
+                    progress("start", migration.version_text, migration.name)
+                apply = (executor.apply_non_transactional if migration.no_transaction
+                         else executor.apply_transactional)
+                ms = apply(conn, self.history, migration)
+                result.steps.append(StepResult(migration.version, migration.version_text, migration.name, ms,
+                                               migration.no_transaction))
+                result.to_version = migration.version_text
+                if progress:
+                    progress("done", migration.version_text, migration.name)
+            return result
+
+    def _checked_plan(self, state: MigrationState, target: int | None, allow_changed: bool,
+                      allow_out_of_order: bool, *, dry_run: bool) -> MigrateResult:
+        if state.unfinished:
+            row = state.unfinished[0]
+            raise StateError(f"migration {row.version_text} ({row.name}) is '{row.status}' after an interrupted "
+                             "non-transactional run; run 'poststack db diagnose' and 'poststack db repair'")
+        blocking = state.blocking_changes
+        if blocking and not allow_changed:
+            names = ", ".join(c.filename for c in blocking)
+            raise ChecksumChanged(f"applied migration file(s) changed since they were applied: {names}; "
+                                  "restore them, run 'poststack db repair', or pass --allow-changed")
+        planned = plan_migrate(state, target)
+        highest = max((r.version for r in state.rows), default=None)
+        late = [m for m in planned if highest is not None and m.version < highest]
+        if late and not allow_out_of_order:
+            raise StateError(f"migration {late[0].filename} is older than the newest applied version; "
+                             "pass --allow-out-of-order to apply it anyway")
+        warnings = [f"{c.filename}: comments or whitespace changed since it was applied (cosmetic)"
+                    for c in state.changed if c.kind == "cosmetic_change"]
+        warnings += [f"{c.filename}: changed since it was applied (allowed by --allow-changed)"
+                     for c in blocking]
+        current = state.current_version_text
+        return MigrateResult(dry_run, current, planned[-1].version_text if dry_run and planned else current,
+                             planned=planned, warnings=warnings)
+
+    def rollback(self, target_version: int, *, dry_run: bool = False,
+                 progress: Progress | None = None) -> RollbackResult:
+        """Undo applied migrations newer than target_version (0 = all), newest first."""
+        migrations = self.load()
+        if dry_run:
+            with self.connection() as conn:
+                state = self.state(conn, migrations)
+                steps = plan_rollback(state, target_version)
+                return RollbackResult(True, state.current_version_text, _target_text(state, target_version),
+                                      planned=steps)
+        with self.locked() as conn:
+            state = self.state(conn, migrations)
+            steps = plan_rollback(state, target_version)
+            result = RollbackResult(False, state.current_version_text, state.current_version_text, planned=steps)
+            for step in steps:
+                row = step.row
+                if progress:
+                    progress("start", row.version_text, row.name)
+                ms = executor.rollback_one(conn, self.history, step)
+                result.steps.append(StepResult(row.version, row.version_text, row.name, ms, step.no_transaction))
+                if progress:
+                    progress("done", row.version_text, row.name)
+            result.to_version = _target_text(state, target_version)
+            return result
+
+    def status(self) -> MigrationStatus:
+        migrations = self.load()
+        with self.connection() as conn:
+            exists = self.history.exists(conn)
+            state = self.state(conn, migrations)
+            holder = lock_holder(conn, self.history.schema)
+        return MigrationStatus(mask_url(self.database_url), exists, state.current_version_text, state.applied,
+                               state.pending, state.changed, state.missing_files, state.unfinished,
+                               state.out_of_order, holder)
+
+    def info(self, version: int | None = None) -> list[MigrationInfo]:
+        migrations = self.load()
+        with self.connection() as conn:
+            state = self.state(conn, migrations)
+        return describe(state, version)
+
+    def recover(self, *, dry_run: bool = False, force: bool = False) -> Any:
+        """Record untracked migrations whose objects the catalog shows exist (see poststack.recovery)."""
+        from poststack.recovery import recover
+
+        return recover(self, dry_run=dry_run, force=force)
+
+
+def _target_text(state: MigrationState, target: int) -> str | None:
+    if target == 0:
+        return None
+    return next((r.version_text for r in state.applied if r.version == target), str(target))

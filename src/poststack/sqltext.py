@@ -1,0 +1,86 @@
+"""SQL text through pglast (PostgreSQL's own parser): statements, their kinds and lines, semantic checksums.
+
+Using the real parser rather than splitting on semicolons is what makes dollar-quoted function bodies,
+comments and string literals safe, and what lets a comment-only edit be told apart from a real one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from pglast import parser as pg_parser
+
+_POSITION_KEYS = frozenset({"location", "stmt_location", "stmt_len"})
+
+
+class SqlSyntaxError(ValueError):
+    """pglast could not parse the text; ``line`` is 1-based within the text given."""
+
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One top-level statement: its text (without surrounding comments), first line and parse-node kind."""
+
+    text: str
+    line: int
+    kind: str
+
+
+def line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, max(offset, 0)) + 1
+
+
+def _parse(sql: str) -> tuple[Any, ...]:
+    try:
+        return pg_parser.parse_sql(sql)
+    except pg_parser.ParseError as exc:
+        offset = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else None
+        raise SqlSyntaxError(str(exc.args[0]), line_of(sql, offset) if offset is not None else None) from None
+
+
+def split_statements(sql: str) -> list[Statement]:
+    """Split SQL into statements with the line each starts on (pglast gives character offsets)."""
+    statements = []
+    for raw in _parse(sql):
+        start = raw.stmt_location or 0
+        length = raw.stmt_len or len(sql) - start
+        text = sql[start : start + length].strip()
+        statements.append(Statement(text, line_of(sql, start), type(raw.stmt).__name__))
+    return statements
+
+
+def _strip_positions(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_positions(v) for k, v in node.items() if k not in _POSITION_KEYS}
+    if isinstance(node, list):
+        return [_strip_positions(v) for v in node]
+    return node
+
+
+@lru_cache(maxsize=4096)
+def semantic_checksum(sql: str) -> str | None:
+    """sha256 of the parse tree without source positions: equal for edits of comments and whitespace only.
+
+    Returns None for text pglast cannot parse; callers then fall back to the byte checksum.
+    """
+    try:
+        tree = json.loads(pg_parser.parse_sql_json(sql))
+    except pg_parser.ParseError:
+        return None
+    tree.pop("version", None)  # the parser's PostgreSQL version is not part of the migration's meaning
+    canonical = json.dumps(_strip_positions(tree), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_syntax(sql: str) -> None:
+    """Raise SqlSyntaxError if the text does not parse."""
+    _parse(sql)
