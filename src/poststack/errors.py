@@ -40,6 +40,10 @@ class MigrationFileError(PoststackError):
     code = "bad_migration_file"
     exit_code = EXIT_USAGE
 
+    def __init__(self, message: str, *, problem: str = "invalid_file") -> None:
+        super().__init__(message)
+        self.problem = problem  # the FileProblem / diagnose code: empty_file, bad_encoding, ...
+
 
 class RollbackRefused(UsageError):
     """A rollback cannot be done as asked (unknown target, missing rollback file); nothing was rolled back."""

@@ -25,7 +25,7 @@ _BOM = b"\xef\xbb\xbf"
 class FileProblem:
     """A file that cannot be used as it is; ``code`` is a diagnose issue code."""
 
-    code: str  # invalid_filename | duplicate_version | empty_file | bad_encoding | orphan_rollback
+    code: str  # invalid_filename | duplicate_version | empty_file | bad_encoding | unreadable_file | orphan_rollback
     path: Path
     message: str
     version: int | None = None
@@ -63,17 +63,18 @@ class SqlFile:
         try:
             raw = path.read_bytes()
         except OSError as exc:
-            raise MigrationFileError(f"{path}: cannot read: {exc.strerror}") from None
+            raise MigrationFileError(f"{path}: cannot read: {exc.strerror}", problem="unreadable_file") from None
         data = normalize_bytes(raw)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise MigrationFileError(
-                f"{path}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+                f"{path}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+                problem="bad_encoding") from None
         if "\x00" in text:
-            raise MigrationFileError(f"{path}: contains NUL bytes; not a SQL text file")
+            raise MigrationFileError(f"{path}: contains NUL bytes; not a SQL text file", problem="bad_encoding")
         if not text.strip():
-            raise MigrationFileError(f"{path}: file is empty")
+            raise MigrationFileError(f"{path}: file is empty", problem="empty_file")
         return cls(path, text, hashlib.sha256(data).hexdigest())
 
     @cached_property
@@ -209,8 +210,7 @@ def load_migrations(directory: Path | str) -> MigrationSet:
             up = SqlFile.read(path)
             rollback = SqlFile.read(rollback_path) if rollback_path else None
         except MigrationFileError as exc:
-            code = "empty_file" if "empty" in str(exc) else "bad_encoding"
-            result.problems.append(FileProblem(code, path, str(exc), version))
+            result.problems.append(FileProblem(exc.problem, path, str(exc), version))
             continue
         result.migrations.append(Migration(version, match["version"], match["name"], up, rollback))
     for (version, _name), path in sorted(downs.items()):

@@ -1,0 +1,2 @@
+DROP VIEW account_summary;
+DROP TABLE projects;
