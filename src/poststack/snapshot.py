@@ -1,0 +1,213 @@
+"""A normalised, OID-free picture of a database schema that compares with ``==`` and explains its differences.
+
+This is what proves a rollback: snapshot, apply, roll back, snapshot again; the two must be equal, and when
+they are not, ``diff`` says in words which object the rollback forgot. The same picture, stored as JSON
+after each migrate or rollback, is what ``schema_drift`` compares the live catalog against.
+
+Objects are grouped by kind and named as PostgreSQL names them (schema-qualified, quoted when needed), with
+attributes that matter to users (a column's type, default, nullability; an index's definition and validity)
+and none that only reflect history (OIDs, attribute numbers, owners, grantors). The catalog query itself
+lives in ``snapshot_queries``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.rows import tuple_row
+
+from poststack.config import DEFAULT_SCHEMA
+from poststack.snapshot_queries import SCHEMAS_QUERY, snapshot_query
+
+FORMAT = 1
+
+# The order differences are listed in: containers before their contents, so a report reads top-down.
+KIND_ORDER = ("schema", "extension", "type", "sequence", "table", "foreign table", "column", "constraint",
+              "index", "view", "materialized view", "function", "procedure", "aggregate", "trigger", "policy",
+              "privileges", "comment")
+_INTERNAL_ATTRIBUTES = frozenset({"parent", "position"})
+_INLINE_TEXT = 80
+
+Objects = dict[str, dict[str, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Schema objects by kind, then by qualified name, each with its normalised attributes.
+
+    Two snapshots are equal when their objects are; which schemas were read and the server version are
+    recorded for context but do not take part in the comparison.
+    """
+
+    objects: Objects
+    schemas: tuple[str, ...] = field(default=(), compare=False)
+    server_version: int = field(default=0, compare=False)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable contents: equality only
+
+    def names(self, kind: str) -> list[str]:
+        """The names of all objects of one kind, sorted (e.g. ``names("index")``)."""
+        return sorted(self.objects.get(kind, {}))
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The attributes of one object, or None when the snapshot has no such object."""
+        return self.objects.get(kind, {}).get(name)
+
+    def __contains__(self, item: tuple[str, str]) -> bool:
+        kind, name = item
+        return name in self.objects.get(kind, {})
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.objects.values())
+
+    def diff(self, other: Snapshot, *, missing: str = "missing", added: str = "added") -> list[str]:
+        """Readable differences from ``self`` (before) to ``other`` (after), one line each.
+
+        ``missing`` and ``added`` word the two directions for the caller's context, e.g. "missing after
+        rollback" / "left behind by rollback". Contents of a missing or added table (its columns, indexes,
+        comments...) are not listed separately: the table line already says it all.
+        """
+        lines: list[str] = []
+        for kind in _kinds(self.objects, other.objects):
+            before = self.objects.get(kind, {})
+            after = other.objects.get(kind, {})
+            for name in sorted(before.keys() | after.keys()):
+                if name not in after:
+                    if not _parent_also(before[name], self, other):
+                        lines.append(f"{kind} {name}: {missing}")
+                elif name not in before:
+                    if not _parent_also(after[name], other, self):
+                        lines.append(f"{kind} {name}: {added}")
+                else:
+                    lines.extend(_attribute_changes(kind, name, before[name], after[name]))
+        lines.extend(_column_order_changes(self, other))
+        return lines
+
+    # -- storage -----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "server_version": self.server_version, "schemas": list(self.schemas),
+                "objects": self.objects}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
+        """Rebuild a stored snapshot; raises ValueError for a format this version does not read."""
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT or not isinstance(data.get("objects"),
+                                                                                              dict):
+            found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
+            raise ValueError(f"not a poststack schema snapshot of format {FORMAT} (found {found!r})")
+        return cls(data["objects"], tuple(data.get("schemas", ())), int(data.get("server_version", 0)))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Snapshot:
+        return cls.from_dict(json.loads(text))
+
+
+def snapshot(conn: psycopg.Connection[Any], schemas: Iterable[str] | None = None, *,
+             exclude_schemas: Iterable[str] = (DEFAULT_SCHEMA,)) -> Snapshot:
+    """Read the schema objects of ``schemas`` (default: every user schema) in one catalog query.
+
+    System schemas (pg_catalog, information_schema, pg_toast*, pg_temp*) are never read, nor are
+    ``exclude_schemas`` (poststack's history schema by default). The search_path is narrowed to
+    pg_catalog for the duration, transaction-locally, so every name comes out schema-qualified no
+    matter how the caller's session is configured; the caller's setting is restored afterwards.
+    """
+    wanted = set(schemas) if schemas is not None else None
+    excluded = set(exclude_schemas)
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        previous = cur.execute("SELECT current_setting('search_path')").fetchone()
+        cur.execute("SELECT set_config('search_path', 'pg_catalog', true)")
+        scope = [name for (name,) in cur.execute(SCHEMAS_QUERY).fetchall()
+                 if name not in excluded and (wanted is None or name in wanted)]
+        rows = cur.execute(snapshot_query(conn.info.server_version), {"schemas": scope}).fetchall()
+        cur.execute("SELECT set_config('search_path', %s, true)", [previous[0] if previous else ""])
+    objects: Objects = {}
+    for kind, name, attributes in rows:
+        objects.setdefault(kind, {})[name] = attributes
+    return Snapshot(objects, tuple(scope), conn.info.server_version)
+
+
+# -- diff helpers ------------------------------------------------------------------------------------------
+def _kinds(*maps: Mapping[str, Any]) -> list[str]:
+    present = set().union(*(m.keys() for m in maps))
+    known = [k for k in KIND_ORDER if k in present]
+    return known + sorted(present - set(KIND_ORDER))
+
+
+def _parent_also(attributes: Mapping[str, Any], has: Snapshot, lacks: Snapshot) -> bool:
+    """True when the object's parent is itself present in ``has`` and absent from ``lacks``."""
+    parent = attributes.get("parent")
+    if not isinstance(parent, list) or len(parent) != 2:
+        return False
+    return tuple(parent) in has and tuple(parent) not in lacks
+
+
+def _attribute_changes(kind: str, name: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for attribute in sorted(before.keys() | after.keys()):
+        if attribute in _INTERNAL_ATTRIBUTES:
+            continue
+        old, new = before.get(attribute), after.get(attribute)
+        if old != new:
+            lines.append(f"{kind} {name}: {attribute.replace('_', ' ')} {describe_change(old, new)}")
+    return lines
+
+
+def _column_order_changes(before: Snapshot, after: Snapshot) -> list[str]:
+    """Column order matters to ``SELECT *`` and INSERT without a column list, but only among columns both
+    snapshots have: a dropped column must not make every later column look moved."""
+    lines = []
+    old_columns, new_columns = before.objects.get("column", {}), after.objects.get("column", {})
+    tables: dict[str, list[str]] = {}
+    for name in old_columns.keys() & new_columns.keys():
+        parent = old_columns[name].get("parent") or ["", ""]
+        tables.setdefault(parent[1], []).append(name)
+    for table in sorted(tables):
+        common = tables[table]
+        old_order = sorted(common, key=lambda n: old_columns[n].get("position", 0))
+        new_order = sorted(common, key=lambda n: new_columns[n].get("position", 0))
+        if old_order != new_order:
+            short = [n[len(table) + 1:] if n.startswith(table + ".") else n for n in old_order]
+            moved = [n[len(table) + 1:] if n.startswith(table + ".") else n for n in new_order]
+            lines.append(f"table {table}: column order changed from {_render(short)} to {_render(moved)}")
+    return lines
+
+
+def describe_change(old: Any, new: Any) -> str:
+    """``changed from X to Y``; long or multi-line texts are shown by their first differing line."""
+    if isinstance(old, str) and isinstance(new, str) and (
+            "\n" in old or "\n" in new or max(len(old), len(new)) > _INLINE_TEXT):
+        old_lines, new_lines = old.splitlines(), new.splitlines()
+        for number, (a, b) in enumerate(zip(old_lines, new_lines, strict=False), start=1):
+            if a != b:
+                return f"changed at line {number}: {_clip(a)!r} became {_clip(b)!r}"
+        number = min(len(old_lines), len(new_lines)) + 1
+        if len(old_lines) > len(new_lines):
+            return f"changed: line {number} {_clip(old_lines[number - 1])!r} was removed"
+        if len(new_lines) > len(old_lines):
+            return f"changed: line {number} {_clip(new_lines[number - 1])!r} was added"
+        return "changed in whitespace"
+    return f"changed from {_render(old)} to {_render(new)}"
+
+
+def _clip(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= _INLINE_TEXT else text[:_INLINE_TEXT - 1] + "…"
+
+
+def _render(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_render(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
