@@ -1,18 +1,27 @@
 """The pytest plugin (entry point ``pytest11``): options, markers and the database fixtures.
 
-Fixtures hold no logic of their own: servers and databases come from ``poststack.testing.server``, so a
-benchmark or a user's script gets exactly what a test gets.
+Fixtures hold no logic of their own: servers, databases and templates come from ``poststack.testing``
+modules, so a benchmark or a user's script gets exactly what a test gets.
+
+The one fixture a project overrides is ``migrations_dir`` (in its conftest.py); ``migration_runner``,
+``db_helper``, ``cli_runner`` and ``migrated_database_url`` all follow it. The helpers work on *the test's
+database*: ``migrated_database_url`` when the test asks for it, else ``database_url``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
+from poststack.schema_migration import MigrationRunner
+from poststack.testing import scenario_data
 from poststack.testing import server as test_server
+from poststack.testing.cli_runner import CLITestRunner
+from poststack.testing.db_helper import DbHelper
+from poststack.testing.templates import TemplateCache
 
 MARKERS = {
     "integration": "test that talks to a real PostgreSQL through poststack's fixtures",
@@ -34,20 +43,28 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's own -m selection, so it sees the markers added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # An explicit -m expression decides for itself; otherwise slow tests need --run-slow.
-    if config.getoption("--run-slow") or config.getoption("-m"):
-        return
+    """Mark tests that use the server ``integration`` and ``database``; skip slow tests unless asked for.
+
+    Marking by fixture rather than by hand means ``-m "not database"`` reliably selects the tests that run
+    without PostgreSQL. Slow tests run with ``--run-slow`` or when the ``-m`` expression names ``slow``.
+    """
+    run_slow = config.getoption("--run-slow") or "slow" in (config.getoption("-m") or "")
     skip = pytest.mark.skip(reason="slow: run with --run-slow or -m slow")
     for item in items:
-        if "slow" in item.keywords:
+        if "postgres_server" in getattr(item, "fixturenames", ()):
+            for name in ("integration", "database"):
+                if item.get_closest_marker(name) is None:
+                    item.add_marker(name)
+        if not run_slow and item.get_closest_marker("slow") is not None:
             item.add_marker(skip)
 
 
-def _shared_dir(factory: pytest.TempPathFactory, worker: str) -> Path:
-    # Under xdist every worker's basetemp sits in one run directory: the server lives there, shared.
+def _run_dir(factory: pytest.TempPathFactory) -> Path:
+    # Under xdist every worker's basetemp sits in one run directory: the server belongs to the run, shared.
     base = factory.getbasetemp()
-    return (base.parent if worker != "master" else base) / "poststack-server"
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 @pytest.fixture(scope="session")
@@ -57,12 +74,101 @@ def postgres_server(request: pytest.FixtureRequest,
     url = request.config.getoption("--poststack-database-url") or os.environ.get("POSTSTACK_TEST_DATABASE_URL")
     if url:
         return test_server.external(url)
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "master")
-    return test_server.start_embedded(_shared_dir(tmp_path_factory, worker))
+    run_dir = _run_dir(tmp_path_factory)
+    fast = test_server.fast_data_dir(run_dir)
+    if fast is not None:
+        return test_server.start_embedded_at(fast)
+    return test_server.start_embedded(run_dir / "poststack-server")
+
+
+@pytest.fixture(scope="session")
+def poststack_databases(postgres_server: test_server.TestServer) -> Iterator[test_server.DatabaseFactory]:
+    """Creates and drops this session's test databases over one maintenance connection."""
+    factory = test_server.DatabaseFactory(postgres_server)
+    yield factory
+    factory.close()
 
 
 @pytest.fixture
-def database_url(postgres_server: test_server.TestServer) -> Iterator[str]:
+def database_url(poststack_databases: test_server.DatabaseFactory) -> Iterator[str]:
     """A fresh, empty database for this test, dropped afterwards even when the test failed."""
-    with test_server.scratch_database(postgres_server) as url:
+    with poststack_databases.scratch() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def poststack_templates(postgres_server: test_server.TestServer,
+                        poststack_databases: test_server.DatabaseFactory) -> Iterator[TemplateCache]:
+    """Template databases at the head of each migrations directory this session uses, built once."""
+    cache = TemplateCache(postgres_server, poststack_databases)
+    yield cache
+    cache.close()
+
+
+# -- migrations directories --------------------------------------------------------------------------------
+@pytest.fixture
+def make_migrations(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Factory: ``make_migrations({"001_x.sql": "...", "001_x.rollback.sql": "..."})`` -> a new directory."""
+
+    def make(files: Mapping[str, str | bytes], name: str = "migrations") -> Path:
+        return scenario_data.write_migrations(tmp_path_factory.mktemp(name), files)
+
+    return make
+
+
+@pytest.fixture
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Factory: ``scenario("complex")`` -> a fresh copy of a shipped scenario (see poststack.testing)."""
+
+    def copy(name: str) -> Path:
+        return scenario_data.scenario(name, tmp_path_factory.mktemp(name))
+
+    return copy
+
+
+@pytest.fixture
+def sample_migrations(scenario: Callable[[str], Path]) -> Path:
+    """A copy of the ``basic`` scenario: schema app with users and posts, each migration with a rollback."""
+    return scenario("basic")
+
+
+@pytest.fixture
+def migrations_dir(sample_migrations: Path) -> Path:
+    """The migrations under test. Override it in your conftest.py to test your own directory."""
+    return sample_migrations
+
+
+# -- databases at the head of migrations_dir, and helpers on the test's database ---------------------------
+@pytest.fixture
+def migrated_database_url(poststack_templates: TemplateCache, poststack_databases: test_server.DatabaseFactory,
+                          migrations_dir: Path) -> Iterator[str]:
+    """A fresh database with every migration of ``migrations_dir`` applied, cloned from a template."""
+    name = poststack_templates.clone(migrations_dir)
+    try:
+        yield poststack_databases.server.database_url(name)
+    finally:
+        poststack_databases.drop(name)
+
+
+def _test_database_url(request: pytest.FixtureRequest) -> str:
+    wanted = "migrated_database_url" if "migrated_database_url" in request.fixturenames else "database_url"
+    return str(request.getfixturevalue(wanted))
+
+
+@pytest.fixture
+def migration_runner(request: pytest.FixtureRequest, migrations_dir: Path) -> MigrationRunner:
+    """``MigrationRunner(<the test's database>, migrations_dir)``."""
+    return MigrationRunner(_test_database_url(request), migrations_dir)
+
+
+@pytest.fixture
+def db_helper(request: pytest.FixtureRequest, migrations_dir: Path) -> Iterator[DbHelper]:
+    """Catalog checks, SQL and history helpers on the test's database; versions resolve in migrations_dir."""
+    with DbHelper(_test_database_url(request), migrations_dir) as helper:
+        yield helper
+
+
+@pytest.fixture
+def cli_runner(request: pytest.FixtureRequest, migrations_dir: Path) -> CLITestRunner:
+    """``CLITestRunner(<the test's database>, migrations_dir)``: run ``poststack db`` commands in-process."""
+    return CLITestRunner(_test_database_url(request), migrations_dir)

@@ -1,0 +1,2 @@
+-- Description: the application's schema
+CREATE SCHEMA app;

@@ -1,0 +1,2 @@
+-- Description: a price per product
+ALTER TABLE products ADD COLUMN price numeric(10, 2) NOT NULL DEFAULT 0;

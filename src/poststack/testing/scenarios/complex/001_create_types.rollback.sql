@@ -1,0 +1,2 @@
+DROP TYPE shop.order_status;
+DROP SCHEMA shop;

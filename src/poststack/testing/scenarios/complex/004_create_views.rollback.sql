@@ -1,0 +1,2 @@
+DROP MATERIALIZED VIEW shop.order_totals;
+DROP VIEW shop.open_orders;

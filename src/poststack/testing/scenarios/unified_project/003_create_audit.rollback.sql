@@ -1,0 +1,2 @@
+DROP TABLE audit.logins;
+DROP SCHEMA audit;

@@ -1,0 +1,2 @@
+DROP INDEX accounts_email_key;
+ALTER TABLE accounts DROP COLUMN email;

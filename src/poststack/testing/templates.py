@@ -1,0 +1,153 @@
+"""Template databases at the head of a migrations directory, built once and cloned per test.
+
+Migrating a fresh database for every test costs as much as the migrations; ``CREATE DATABASE ... TEMPLATE``
+copies a migrated one in a fraction of that. The template's name is derived from what it contains (the
+migration files' checksums, the history schema and the poststack version), so a changed file means a new
+template and every process that needs the same migrations finds the same one: xdist workers and even
+separate test runs on one external server share it safely through advisory locks on the server itself.
+
+Locking protocol, per template, on a key derived from its name:
+- a process that uses a template holds a *shared* advisory lock for as long as it may clone it;
+- building happens under the *exclusive* lock, and the template only appears under its final name (by
+  rename) once fully migrated, so a name that exists is a complete template;
+- a finished process drops the template only if it can take the exclusive lock without waiting, that is
+  when no other process still holds it shared. The last user out cleans up.
+The template is closed to connections (``ALLOW_CONNECTIONS false``): a clone fails if anyone is connected to
+its source, and nobody needs to be.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from poststack import __version__
+from poststack.config import DEFAULT_SCHEMA
+from poststack.connection import connect
+from poststack.files import load_migrations
+from poststack.history import LAYOUT_VERSION
+from poststack.testing.server import DatabaseFactory, TestServer
+
+TEMPLATE_PREFIX = "pst_tpl_"
+_POLL_SECONDS = 0.05
+
+
+def migrations_fingerprint(migrations_dir: str | Path, history_schema: str = DEFAULT_SCHEMA) -> str:
+    """A hash of everything that decides what a migrated database holds (sha256 hex)."""
+    migrations = load_migrations(migrations_dir)
+    migrations.raise_for_problems()
+    digest = hashlib.sha256()
+    for part in (__version__, str(LAYOUT_VERSION), history_schema):
+        digest.update(part.encode() + b"\0")
+    for m in migrations:
+        rollback = m.rollback.checksum if m.rollback else "-"
+        digest.update(f"{m.version_text}\0{m.name}\0{m.checksum}\0{rollback}\n".encode())
+    return digest.hexdigest()
+
+
+def template_name(fingerprint: str) -> str:
+    return TEMPLATE_PREFIX + fingerprint[:24]
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(b"poststack-template:" + name.encode()).digest()[:8], "big",
+                          signed=True)
+
+
+class TemplateCache:
+    """The templates one process uses on one server; ``close()`` releases them (and drops unused ones)."""
+
+    def __init__(self, server: TestServer, databases: DatabaseFactory | None = None) -> None:
+        self.server = server
+        self.databases = databases or DatabaseFactory(server)
+        self._lock_conn: psycopg.Connection[Any] | None = None
+        self._held: dict[str, int] = {}  # template name -> lock key, held shared
+        self._failed: dict[str, BaseException] = {}  # template name -> why its build failed
+
+    def _conn(self) -> psycopg.Connection[Any]:
+        # Advisory locks belong to a session: this connection must live as long as the leases do.
+        if self._lock_conn is None or self._lock_conn.closed:
+            self._lock_conn = connect(self.server.url, autocommit=True)
+        return self._lock_conn
+
+    def _exists(self, name: str) -> bool:
+        row = self._conn().execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        return row is not None
+
+    def template_for(self, migrations_dir: str | Path, history_schema: str = DEFAULT_SCHEMA) -> str:
+        """The name of a template at the head of ``migrations_dir``, building it if no process has yet."""
+        name = template_name(migrations_fingerprint(migrations_dir, history_schema))
+        if name in self._held:
+            return name
+        if name in self._failed:
+            raise self._failed[name]
+        conn = self._conn()
+        key = _lock_key(name)
+        while True:
+            conn.execute("SELECT pg_advisory_lock_shared(%s)", [key])
+            if self._exists(name):
+                self._held[name] = key
+                return name
+            conn.execute("SELECT pg_advisory_unlock_shared(%s)", [key])
+            got = conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()
+            if not (got and got[0]):
+                time.sleep(_POLL_SECONDS)  # someone builds it, or is dropping it: look again
+                continue
+            try:
+                if not self._exists(name):
+                    self._build(name, Path(migrations_dir), history_schema)
+                conn.execute("SELECT pg_advisory_lock_shared(%s)", [key])  # own exclusive: no wait
+                self._held[name] = key
+                return name
+            except BaseException as exc:
+                self._failed[name] = exc
+                raise
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+    def _build(self, name: str, migrations_dir: Path, history_schema: str) -> None:
+        from poststack.schema_migration import MigrationRunner
+
+        admin = self.databases.connection()
+        building = name + "_building"
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(building)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
+        try:
+            MigrationRunner(self.server.database_url(building), migrations_dir,
+                            history_schema=history_schema).migrate()
+        except BaseException:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(building)))
+            raise
+        admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(building),
+                                                                        sql.Identifier(name)))
+        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+
+    def clone(self, migrations_dir: str | Path, history_schema: str = DEFAULT_SCHEMA,
+              prefix: str = "pst") -> str:
+        """Create a new database at the head of ``migrations_dir``; return its name (drop it when done)."""
+        return self.databases.create(prefix, template=self.template_for(migrations_dir, history_schema))
+
+    def close(self) -> None:
+        """Release every template; drop those no other process holds."""
+        if self._lock_conn is None or self._lock_conn.closed:
+            self._held.clear()
+            return
+        conn = self._lock_conn
+        try:
+            for name, key in self._held.items():
+                conn.execute("SELECT pg_advisory_unlock_shared(%s)", [key])
+                got = conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()
+                if got and got[0]:
+                    try:
+                        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+                    finally:
+                        conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+        finally:
+            self._held.clear()
+            conn.close()
+            self._lock_conn = None
