@@ -1,9 +1,12 @@
-"""pg_catalog queries: which objects exist, which indexes are invalid, and a listing for before/after checks.
+"""pg_catalog queries: which objects exist and which indexes are invalid (snapshots live in snapshot.py).
 
 Existence is answered set-based: every object of one kind goes into arrays sent as parameters, unnested
 and joined to the catalog in ONE query per kind, whatever the number of objects. Diagnose runs over
 thousands of migrations; one round trip per object would make it minutes instead of milliseconds.
 Every query goes through ``_run`` so that ``count_queries()`` can prove that bound in tests.
+
+An index left invalid (a ``CREATE INDEX CONCURRENTLY`` that failed) does not count as existing: the migration's
+effect, a usable index, is not there. ``invalid_indexes`` reports those separately.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ _QUERIES: dict[str, tuple[str, int]] = {
         SELECT q.i FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS q(nsp, name, kinds, i)
         JOIN pg_namespace n ON n.nspname = q.nsp
         JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = q.name
-        WHERE strpos(q.kinds, c.relkind::text) > 0""", 3),
+        LEFT JOIN pg_index x ON x.indexrelid = c.oid
+        WHERE strpos(q.kinds, c.relkind::text) > 0 AND x.indisvalid IS NOT false""", 3),
     "column": ("""
         SELECT q.i FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS q(nsp, rel, name, i)
         JOIN pg_namespace n ON n.nspname = q.nsp
@@ -198,47 +202,3 @@ def index_validity(conn: psycopg.Connection[Any], indexes: Iterable[DbObject]) -
                 [[o.schema for o in wanted], [o.name for o in wanted]])
     valid = dict(rows)
     return {obj: bool(valid[i]) for i, obj in enumerate(wanted, start=1) if i in valid}
-
-
-_SNAPSHOT = """
-WITH nsp AS (SELECT oid, nspname FROM pg_namespace
-             WHERE nspname <> ALL(%(skip)s::text[]) AND nspname NOT LIKE 'pg\\_%%')
-SELECT 'schema ' || nspname FROM nsp
-UNION ALL
-SELECT c.relkind::text || ' ' || n.nspname || '.' || c.relname FROM pg_class c JOIN nsp n ON n.oid = c.relnamespace
-UNION ALL
-SELECT 'column ' || n.nspname || '.' || c.relname || '.' || a.attname || ' '
-       || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
-FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN nsp n ON n.oid = c.relnamespace
-WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
-UNION ALL
-SELECT 'constraint ' || n.nspname || '.' || con.conname || ' ' || pg_get_constraintdef(con.oid)
-FROM pg_constraint con JOIN nsp n ON n.oid = con.connamespace
-UNION ALL
-SELECT 'type ' || n.nspname || '.' || t.typname || ' ' || t.typtype::text FROM pg_type t
-JOIN nsp n ON n.oid = t.typnamespace WHERE t.typtype IN ('e', 'd', 'r', 'b', 'm')
-  OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
-UNION ALL
-SELECT 'enum ' || n.nspname || '.' || t.typname || ' ' || e.enumlabel FROM pg_enum e
-JOIN pg_type t ON t.oid = e.enumtypid JOIN nsp n ON n.oid = t.typnamespace
-UNION ALL
-SELECT 'routine ' || p.oid::regprocedure::text FROM pg_proc p JOIN nsp n ON n.oid = p.pronamespace
-UNION ALL
-SELECT 'trigger ' || n.nspname || '.' || c.relname || '.' || tg.tgname FROM pg_trigger tg
-JOIN pg_class c ON c.oid = tg.tgrelid JOIN nsp n ON n.oid = c.relnamespace WHERE NOT tg.tgisinternal
-UNION ALL
-SELECT 'policy ' || n.nspname || '.' || c.relname || '.' || p.polname FROM pg_policy p
-JOIN pg_class c ON c.oid = p.polrelid JOIN nsp n ON n.oid = c.relnamespace
-UNION ALL
-SELECT 'extension ' || extname || ' ' || extversion FROM pg_extension
-UNION ALL
-SELECT 'comment ' || n.nspname || '.' || c.relname || '.' || d.objsubid || ' ' || d.description
-FROM pg_description d JOIN pg_class c ON d.classoid = 'pg_class'::regclass AND c.oid = d.objoid
-JOIN nsp n ON n.oid = c.relnamespace
-"""
-
-
-def schema_snapshot(conn: psycopg.Connection[Any], exclude_schemas: Iterable[str] = ()) -> list[str]:
-    """A sorted, line-per-object listing of the user schemas: compare two to prove nothing changed."""
-    skip = [*SYSTEM_SCHEMAS, *exclude_schemas]
-    return sorted(row[0] for row in _run(conn, _SNAPSHOT, {"skip": skip}))
