@@ -1,0 +1,352 @@
+"""Proving rollbacks: apply, roll back and re-apply every migration on a scratch database.
+
+For each migration in version order: snapshot the schema, apply the migration, roll it back, snapshot
+again and require the two snapshots to be equal, then apply it again (a rollback that leaves something
+behind usually also makes the re-apply fail). Everything runs through the engine's executor and history,
+so what is verified is what ``migrate`` and ``rollback`` do. A transactional migration is run statement by
+statement inside its transaction so that the locks each statement takes can be read (``verify_locks``);
+its atomicity is unchanged.
+
+The work happens on a database poststack creates on the target's server and drops afterwards; the target
+database is never changed. ``Verifier`` is the step-by-step API (one migration at a time, as a pytest
+plugin wants it); ``verify_migrations`` is the whole command.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from poststack import executor
+from poststack.config import DEFAULT_SCHEMA
+from poststack.connection import connect, database_of, mask_url, with_database
+from poststack.errors import ConnectError, MigrationFailed, UsageError
+from poststack.files import Migration, MigrationSet, header_directives, load_migrations
+from poststack.history import History
+from poststack.plan import RollbackStep
+from poststack.snapshot import Snapshot, snapshot
+from poststack.sqltext import SqlSyntaxError, split_statements
+from poststack.verify_locks import LockRecorder, LockTaken
+
+STATUSES = ("passed", "failed", "error", "unverifiable", "skipped")
+SCRATCH_PREFIX = "poststack_verify_"
+
+
+class ScratchDatabaseError(ConnectError):
+    """No scratch database can be created on the target's server (exit 3, like any access problem)."""
+
+    code = "scratch_database_unavailable"
+
+
+@dataclass
+class MigrationVerification:
+    """The verdict on one migration.
+
+    ``status``: passed; failed (its rollback left ``differences``); error (``phase`` apply, rollback or
+    reapply raised ``error``); unverifiable (no rollback file: applied, never rolled back); skipped (an
+    earlier migration's error left no state to verify it from).
+    """
+
+    version: int
+    version_text: str
+    name: str
+    file: str
+    status: str = "passed"
+    differences: list[str] = field(default_factory=list)
+    error: str | None = None
+    phase: str | None = None
+    reason: str | None = None  # why a migration is unverifiable or skipped
+    locks: list[LockTaken] = field(default_factory=list)
+    locks_observed: bool = True  # false for no-transaction migrations: locks end with each statement
+    elapsed_ms: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+@dataclass
+class VerifyReport:
+    """All verdicts of one run; ``ok`` is what the exit code reflects."""
+
+    server: str  # masked URL of the server the scratch database lived on
+    migrations: list[MigrationVerification] = field(default_factory=list)
+    allow_unverifiable: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(1 for m in self.migrations if m.status == status)
+
+    @property
+    def ok(self) -> bool:
+        accepted = {"passed", "unverifiable"} if self.allow_unverifiable else {"passed"}
+        return all(m.status in accepted for m in self.migrations)
+
+
+Progress = Callable[[MigrationVerification], None]
+
+
+# -- the scratch database --------------------------------------------------------------------------------
+def _maintenance_connection(url: str) -> psycopg.Connection[Any]:
+    """A connection to the target's server to create databases from; falls back to the ``postgres``
+    database when the target database does not exist yet (verify must work before the first deploy)."""
+    try:
+        return connect(url, autocommit=True)
+    except ConnectError:
+        if database_of(url) == "postgres":
+            raise
+        try:
+            return connect(with_database(url, "postgres"), autocommit=True)
+        except ConnectError:
+            pass
+        raise
+
+
+@contextmanager
+def scratch_database(url: str) -> Iterator[str]:
+    """Create an empty database on the server of ``url``, yield its URL, drop it afterwards (even on error).
+
+    Raises ScratchDatabaseError when the role may not create databases: verify never falls back to the
+    target database itself.
+    """
+    with _maintenance_connection(url) as conn:
+        row = conn.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        if not row or not row[0]:
+            user = conn.info.user
+            raise ScratchDatabaseError(f"role {user!r} on {mask_url(url)} may not create databases (CREATEDB); "
+                                       "verify needs a scratch database: grant CREATEDB or use another URL")
+        name = SCRATCH_PREFIX + uuid.uuid4().hex[:12]
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.Error as exc:
+            raise ScratchDatabaseError(f"cannot create scratch database {name} on {mask_url(url)}: "
+                                       f"{(exc.diag.message_primary or str(exc)).strip()}") from None
+        try:
+            yield with_database(url, name)
+        finally:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+# -- one migration at a time ------------------------------------------------------------------------------
+class Verifier:
+    """Verifies migrations in order on an empty database it may change freely (a scratch database).
+
+    ``verify(m)`` first applies any earlier migration not yet applied, so a caller may verify a chosen
+    subset; ``apply(m)`` only applies. Each result says what happened; nothing raises for a migration's
+    own failure. Use as a context manager (it holds one connection).
+    """
+
+    def __init__(self, database_url: str, migrations: MigrationSet, *,
+                 history_schema: str = DEFAULT_SCHEMA) -> None:
+        self.migrations = migrations
+        self.history = History(history_schema)
+        self.conn = connect(database_url, autocommit=True)
+        self.history.ensure(self.conn)
+        self.broken: MigrationVerification | None = None  # the failure that stops further verification
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def snapshot(self) -> Snapshot:
+        return snapshot(self.conn, exclude_schemas=(self.history.schema,))
+
+    def applied_versions(self) -> set[int]:
+        return {r.version for r in self.history.rows(self.conn) if r.status == "applied"}
+
+    def verify(self, migration: Migration) -> MigrationVerification:
+        """Apply, roll back, compare, re-apply ``migration`` (after bringing earlier ones up)."""
+        result = _result_for(migration)
+        start = time.perf_counter()
+        try:
+            if self._skip_if_broken(result) or self._bring_up_to(migration, result):
+                return result
+            if migration.version in self.applied_versions():
+                raise UsageError(f"migration {migration.version_text} is already applied on the scratch database")
+            before = self.snapshot()
+            if not self._apply(migration, result, "apply") or not self._rollback_checked(migration, result, before):
+                return result
+            if not migration.has_rollback:
+                return result
+            self._apply(migration, result, "reapply", record_locks=False)
+            return result
+        finally:
+            result.elapsed_ms = int((time.perf_counter() - start) * 1000)
+
+    def apply(self, migration: Migration) -> MigrationVerification:
+        """Apply only (with the lock report); the result is ``passed`` or ``error``."""
+        result = _result_for(migration)
+        if not self._skip_if_broken(result) and not self._bring_up_to(migration, result):
+            self._apply(migration, result, "apply")
+        return result
+
+    def replay_through(self, version: int) -> None:
+        """Apply (without verifying) every unapplied migration up to and including ``version``."""
+        applied = self.applied_versions()
+        for migration in self.migrations:
+            if migration.version > version or self.broken is not None:
+                break
+            if migration.version not in applied:
+                self._apply(migration, _result_for(migration), "apply", record_locks=False)
+
+    # -- steps ---------------------------------------------------------------------------------------------
+    def _skip_if_broken(self, result: MigrationVerification) -> bool:
+        if self.broken is None:
+            return False
+        result.status = "skipped"
+        result.reason = (f"not verified: migration {self.broken.version_text} failed to "
+                        f"{self.broken.phase or 'apply'}, so the schema it needs does not exist")
+        return True
+
+    def _bring_up_to(self, migration: Migration, result: MigrationVerification) -> bool:
+        """Apply earlier unapplied migrations; True (and result skipped) if one of them failed."""
+        applied = self.applied_versions()
+        for earlier in self.migrations:
+            if earlier.version >= migration.version or earlier.version in applied:
+                continue
+            step = _result_for(earlier)
+            if not self._apply(earlier, step, "apply", record_locks=False):
+                self.broken = step
+                return self._skip_if_broken(result)
+        return False
+
+    def _apply(self, migration: Migration, result: MigrationVerification, phase: str, *,
+               record_locks: bool = True) -> bool:
+        try:
+            if migration.no_transaction:
+                executor.apply_non_transactional(self.conn, self.history, migration)
+                if record_locks:
+                    result.locks_observed = False
+            else:
+                locks = _apply_observed(self.conn, self.history, migration)
+                if record_locks:
+                    result.locks = locks
+        except MigrationFailed as exc:
+            _fail(result, phase, str(exc))
+            if phase != "rollback":
+                self.broken = result
+            return False
+        if not migration.has_rollback and phase == "apply":
+            result.status = "unverifiable"
+            result.reason = f"no rollback file ({migration.version_text}_{migration.name}.rollback.sql)"
+        return True
+
+    def _rollback_checked(self, migration: Migration, result: MigrationVerification, before: Snapshot) -> bool:
+        if not migration.has_rollback:
+            return True
+        row = self.history.row(self.conn, migration.version)
+        assert row is not None and migration.rollback is not None
+        no_tx = migration.no_transaction or "poststack:no-transaction" in header_directives(migration.rollback.text)
+        step = RollbackStep(row, migration.rollback.text, str(migration.rollback.path), no_tx)
+        try:
+            executor.rollback_one(self.conn, self.history, step)
+        except MigrationFailed as exc:
+            # A transactional rollback left the migration applied, so later ones can still be verified.
+            _fail(result, "rollback", str(exc))
+            if no_tx:
+                self.broken = result
+            return False
+        result.differences = before.diff(self.snapshot(), missing="missing after rollback",
+                                         added="left behind by rollback")
+        if result.differences:
+            result.status = "failed"
+        return True
+
+
+def _apply_observed(conn: psycopg.Connection[Any], history: History, migration: Migration) -> list[LockTaken]:
+    """The transactional apply of ``executor.apply_transactional``, one statement at a time so the locks
+    can be read in between; the statements and the history row still commit (or vanish) together."""
+    where, version_text = str(migration.path), migration.version_text
+    try:
+        statements = split_statements(migration.sql)
+    except SqlSyntaxError as exc:
+        line = f":{exc.line}" if exc.line else ""
+        raise MigrationFailed(f"{where}{line}: migration {version_text} failed: syntax error: {exc.message}",
+                              path=where, line=exc.line, sqlstate="42601") from None
+    start = time.perf_counter()
+    try:
+        with conn.transaction():
+            recorder = LockRecorder(conn, history.schema)
+            for statement in statements:
+                try:
+                    conn.execute(statement.text.encode())
+                except psycopg.Error as exc:
+                    raise executor.sql_error(exc, where=where, version_text=version_text, text=statement.text,
+                                             line_offset=statement.line - 1) from None
+                recorder.after_statement(statement.line)
+            history.insert(conn, migration, execution_ms=int((time.perf_counter() - start) * 1000))
+    except psycopg.Error as exc:  # the history write or the commit itself
+        raise executor.sql_error(exc, where=where, version_text=version_text, text=migration.sql) from None
+    return recorder.strongest()
+
+
+def _result_for(migration: Migration) -> MigrationVerification:
+    return MigrationVerification(migration.version, migration.version_text, migration.name, str(migration.path))
+
+
+def _fail(result: MigrationVerification, phase: str, error: str) -> None:
+    result.status = "error"
+    result.phase = phase
+    result.error = error if phase == "apply" else f"{phase}: {error}"
+
+
+# -- the whole command ------------------------------------------------------------------------------------
+def select(migrations: MigrationSet, from_version: int | None, to_version: int | None) -> list[Migration]:
+    """The migrations to verify: versions within [from, to], both optional and inclusive."""
+    if from_version is not None and to_version is not None and from_version > to_version:
+        raise UsageError(f"--from {from_version} is after --to {to_version}")
+    known = migrations.by_version()
+    for option, version in (("--from", from_version), ("--to", to_version)):
+        if version is not None and version not in known:
+            raise UsageError(f"{option} {version}: no migration file has version {version}")
+    return [m for m in migrations
+            if (from_version is None or m.version >= from_version)
+            and (to_version is None or m.version <= to_version)]
+
+
+def verify_migrations(database_url: str, migrations_path: str | Path, *, from_version: int | None = None,
+                      to_version: int | None = None, history_schema: str = DEFAULT_SCHEMA,
+                      allow_unverifiable: bool = False, progress: Progress | None = None) -> VerifyReport:
+    """Verify the selected migrations on a scratch database on ``database_url``'s server.
+
+    Migrations before ``from_version`` are applied (not verified) first, so each one is verified on the
+    schema it will meet in production. When a rollback or re-apply breaks the scratch schema, the run
+    continues on a fresh scratch database brought up to the same version, so one bad rollback does not
+    hide the verdicts on every later migration. Scratch databases are dropped afterwards.
+    """
+    migrations = load_migrations(migrations_path)
+    migrations.raise_for_problems()
+    chosen = select(migrations, from_version, to_version)
+    report = VerifyReport(mask_url(database_url), allow_unverifiable=allow_unverifiable)
+    with ExitStack() as scratch:
+        verifier = _fresh_verifier(scratch, database_url, migrations, history_schema)
+        for migration in chosen:
+            broken = verifier.broken
+            if broken is not None and broken.phase != "apply":
+                # The migration that broke the schema applies cleanly: rebuild that state elsewhere.
+                scratch.close()
+                verifier = _fresh_verifier(scratch, database_url, migrations, history_schema)
+                verifier.replay_through(broken.version)
+            result = verifier.verify(migration)
+            report.migrations.append(result)
+            if progress:
+                progress(result)
+    return report
+
+
+def _fresh_verifier(stack: ExitStack, database_url: str, migrations: MigrationSet,
+                    history_schema: str) -> Verifier:
+    url = stack.enter_context(scratch_database(database_url))
+    return stack.enter_context(Verifier(url, migrations, history_schema=history_schema))
