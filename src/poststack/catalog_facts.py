@@ -1,0 +1,215 @@
+"""The catalog side of diagnose: evidence for unrecorded and unfinished migrations, invalid indexes, drift.
+
+The pg_catalog work itself belongs to ``poststack.evidence`` / ``poststack.catalog`` (objects a migration
+creates, checked in a few set-based queries) and ``poststack.drift``; this module only decides which
+migrations to ask about and turns the answers into issues.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from poststack.files import Migration, SqlFile
+from poststack.history import HistoryRow
+from poststack.issues import Issue
+
+if TYPE_CHECKING:
+    from poststack.migration_diagnostics import Facts
+
+
+def migration_of_row(row: HistoryRow, directory: Path) -> Migration:
+    """The migration as it was applied (the stored SQL), which is what the catalog should reflect."""
+    path = directory / f"{row.version_text}_{row.name}.sql"
+    return Migration(row.version, row.version_text, row.name, SqlFile(path, row.sql, row.checksum))
+
+
+def gather(conn: psycopg.Connection[Any], facts: Facts, history_schema: str) -> None:
+    """Ask the catalog about pending and unfinished migrations, invalid indexes and drift."""
+    state = facts.state
+    try:
+        from poststack import catalog, evidence
+    except ImportError:
+        facts.skipped += ["missing_tracking", "partially_applied", "invalid_index"]
+    else:
+        asked = {m.version for m in state.pending} | {r.version for r in state.unfinished}
+        if asked:  # a fully applied history needs no parsing at all: diagnose stays close to status
+            # Every migration goes in, so later drops and renames are seen; an unfinished one is judged by
+            # the SQL it ran (stored in the history), not by the file, which may have changed since.
+            by_version = facts.migrations.by_version()
+            for row in state.unfinished:
+                by_version[row.version] = migration_of_row(row, facts.migrations.directory)
+            facts.evidence = evidence.assess(conn, list(by_version.values()), only=asked,
+                                             applied=[r.version for r in state.applied])
+        facts.invalid_indexes = list(catalog.invalid_indexes(conn))
+        if facts.invalid_indexes:
+            facts.index_owner = attribute_indexes(facts)
+    try:
+        from poststack import drift
+    except ImportError:
+        facts.skipped.append("schema_drift")
+    else:
+        facts.drift = drift.detect_drift(conn, history_schema)
+
+
+def evidence_lines(facts: Facts, version: int) -> list[str]:
+    ev = facts.evidence.get(version)
+    if ev is None:
+        return []
+    return [f"catalog: {ev.summary()}", *(f"catalog: {line}" for line in ev.lines)]
+
+
+def tracking_issues(facts: Facts) -> list[Issue]:
+    """Unrecorded migrations whose objects all exist (missing_tracking) or only partly (partially_applied).
+
+    A pending migration none of whose objects exist is simply pending, and one with nothing checkable is
+    not guessed about: both produce no issue.
+    """
+    found = []
+    for m in facts.state.pending:
+        ev = facts.evidence.get(m.version)
+        if ev is None or ev.status not in ("present", "partial"):
+            continue
+        lines = [f"file: {m.filename} has no history row", *evidence_lines(facts, m.version)]
+        if ev.status == "present":
+            found.append(Issue.of("missing_tracking", m.version,
+                                  f"{m.filename} is not recorded, but every object it creates exists", lines))
+        else:
+            found.append(Issue.of("partially_applied", m.version,
+                                  f"{m.filename} is not recorded and only partly present "
+                                  f"({len(ev.present)} object(s) exist, {len(ev.missing)} missing)", lines))
+    return found
+
+
+def qualified(index: Any) -> str:
+    """``schema.index`` of a catalog.InvalidIndex."""
+    return f"{index.schema}.{index.index}"
+
+
+def attribute_indexes(facts: Facts) -> dict[str, int]:
+    """Which migration created each invalid index: unfinished rows first, then applied, then pending files.
+
+    A cheap text search narrows the candidates so that a 5,000-migration history is not parsed; the parse
+    (poststack.objects) then confirms that the statement really creates that index in that schema.
+    """
+    candidates: list[tuple[int, str]] = [(r.version, r.sql) for r in facts.state.unfinished]
+    candidates += [(r.version, r.sql) for r in reversed(facts.state.applied)]
+    candidates += [(m.version, m.sql) for m in facts.state.pending]
+    owners: dict[str, int] = {}
+    for index in facts.invalid_indexes:
+        pattern = re.compile(rf"\bINDEX\b[^;]*\b{re.escape(index.index)}\b", re.IGNORECASE | re.DOTALL)
+        for version, text in candidates:
+            if pattern.search(text) and _creates_index(text, index):
+                owners[qualified(index)] = version
+                break
+    return owners
+
+
+def _creates_index(text: str, index: Any) -> bool:
+    from poststack.objects import SqlSyntaxError, extract
+
+    try:
+        created = extract(text).created
+    except SqlSyntaxError:
+        return False
+    return any(_is_index(obj, index) for obj in created)
+
+
+def invalid_index_issues(facts: Facts) -> list[Issue]:
+    unfinished = {r.version for r in facts.state.unfinished}
+    rows = facts.rows
+    found = []
+    for index in facts.invalid_indexes:
+        name = qualified(index)
+        version = facts.index_owner.get(name)
+        evidence = [f"pg_index: {name} on {index.table} has indisvalid = false"]
+        if version is None:
+            evidence.append("no migration's SQL creates an index of this name")
+            found.append(Issue.of("invalid_index", None, f"index {name} is invalid", evidence))
+            continue
+        row = rows.get(version)
+        who = f"migration {row.version_text} ({row.name})" if row else f"pending migration {version}"
+        evidence.append(f"created by {who}" + (f", status {row.status}" if row else ""))
+        if version in unfinished:
+            found.append(Issue.of(
+                "invalid_index", version, f"index {name} was left invalid by crashed {who}", evidence,
+                auto_fixable=True, fix="poststack db repair --issue-type invalid_index --force"))
+        else:
+            found.append(Issue.of("invalid_index", version, f"index {name} of {who} is invalid", evidence,
+                                  fix=f"REINDEX INDEX CONCURRENTLY {name} (fix the data first if it failed "
+                                      "on a unique violation)"))
+    return found
+
+
+def drift_issues(facts: Facts) -> list[Issue]:
+    if facts.drift is None:
+        return []
+    drift = facts.drift
+    since = f"migration {drift.after_version}" if drift.after_version else "the last run that emptied it"
+    evidence = [f"snapshot recorded after {since} at {drift.taken_at.isoformat(timespec='seconds')}",
+                *drift.differences]
+    return [Issue.of("schema_drift", None, f"{len(drift.differences)} schema change(s) made outside poststack "
+                                           f"since {since}", evidence)]
+
+
+def owned_invalid(facts: Facts, version: int) -> list[Any]:
+    """The invalid indexes attributed to a migration."""
+    return [ix for ix in facts.invalid_indexes if facts.index_owner.get(qualified(ix)) == version]
+
+
+def _is_index(obj: Any, index: Any) -> bool:
+    return (getattr(obj, "kind", None) == "index" and getattr(obj, "schema", None) == index.schema
+            and getattr(obj, "name", None) == index.index)
+
+
+def unfinished_verdict(facts: Facts, row: HistoryRow, invalid: list[Any]) -> str:
+    """What a crashed/failed non-transactional run left: "done", "not_done" or "mixed" (refuse to guess).
+
+    The recorded progress says which statements surely committed: a 'failed' row's first ``statements_done``
+    (each statement commits on its own; the failing one left nothing, bar an INVALID index), a 'running'
+    row's first ``statements_done`` plus perhaps the next (the crash may have hit between its commit and the
+    progress update). The catalog must then confirm the rest:
+
+    * done: every object present, and every statement not known to have committed is one whose effect the
+      catalog shows (a killed UPDATE would otherwise pass for done);
+    * not done: nothing present except INVALID indexes (to be dropped and rebuilt), and no statement that
+      may have committed had an effect the catalog cannot show (a retry would run it twice);
+    * anything else is mixed.
+    """
+    statements = _statements(row.sql)
+    if statements is None:
+        return "mixed"
+    done = row.statements_done or 0
+    maybe_committed = statements[:done + 1] if row.status == "running" else statements[:done]
+    not_known_done = statements[done:]
+    ev = facts.evidence.get(row.version)
+    status = ev.status if ev is not None else "uncheckable"
+    if invalid:
+        others = [o for o in (ev.present if ev is not None else []) if not any(_is_index(o, ix) for ix in invalid)]
+        return "not_done" if not others and not _any_uncheckable(maybe_committed) else "mixed"
+    if status == "present" or (status == "uncheckable" and done >= len(statements)):
+        return "done" if not _any_uncheckable(not_known_done) else "mixed"
+    if status == "absent" or (status == "uncheckable" and not maybe_committed):
+        return "not_done" if not _any_uncheckable(maybe_committed) else "mixed"
+    return "mixed"
+
+
+def _statements(text: str) -> list[str] | None:
+    from poststack.sqltext import SqlSyntaxError, split_statements
+
+    try:
+        return [s.text for s in split_statements(text)]
+    except SqlSyntaxError:
+        return None
+
+
+def _any_uncheckable(statements: list[str]) -> bool:
+    from poststack.objects import SqlSyntaxError, extract
+
+    try:
+        return any(extract(text).uncheckable for text in statements)
+    except SqlSyntaxError:
+        return True
