@@ -1,0 +1,210 @@
+"""``poststack db diagnose | repair | validate | clean``: options in, library call, rendering out.
+
+Exit codes: 0 nothing to report; 1 issues found, a check failed or something was left undone; 2 bad usage or
+an unreadable migrations directory; 3 no connection; 4 lock not acquired. Notes go to stderr so that
+``--format json`` output on stdout is always one JSON document.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from poststack.cli import render
+from poststack.cli.context import CliContext, format_option, pass_ctx
+from poststack.cli.db_commands import confirm_or_refuse
+from poststack.errors import EXIT_ISSUES, UsageError
+from poststack.issues import ISSUE_CODES, SEVERITIES, Issue
+from poststack.migration_diagnostics import DEFAULT_LOCK_AGE, DiagnosisResult, MigrationDiagnostics
+
+
+def _diagnostics(ctx: CliContext, lock_age: float = DEFAULT_LOCK_AGE) -> MigrationDiagnostics:
+    s = ctx.settings
+    return MigrationDiagnostics(s.resolved_url(), s.migrations_path, history_schema=s.history_schema,
+                                lock_timeout=s.lock_timeout, lock_age=lock_age)
+
+
+def _codes(values: Sequence[str], option: str) -> list[str]:
+    """Issue codes from repeated and/or comma-separated options, checked here for a one-line error."""
+    codes = [c.strip() for v in values for c in v.split(",") if c.strip()]
+    unknown = [c for c in codes if c not in ISSUE_CODES]
+    if unknown:
+        raise UsageError(f"{option}: unknown issue code {unknown[0]!r} (one of: {', '.join(ISSUE_CODES)})")
+    return codes
+
+
+def _exit_if(failed: bool) -> None:
+    if failed:
+        sys.exit(EXIT_ISSUES)  # SystemExit passes click's non-standalone main untouched, unlike click.Exit
+
+
+def issue_json(issue: Issue) -> dict[str, Any]:
+    return {"code": issue.code, "severity": issue.severity, "version": issue.version, "message": issue.message,
+            "evidence": issue.evidence, "auto_fixable": issue.auto_fixable, "fix": issue.fix}
+
+
+def diagnosis_json(result: DiagnosisResult, severity: str, types: list[str]) -> dict[str, Any]:
+    return {"summary": render.jsonable(result.summary), "filters": {"severity": severity, "types": types},
+            "issues": [issue_json(i) for i in result.issues]}
+
+
+def _print_issue(issue: Issue) -> None:
+    version = f" version {issue.version}" if issue.version is not None else ""
+    click.echo(f"{issue.severity.upper():<8} {issue.code}{version}")
+    click.echo(f"  {issue.message}")
+    for line in issue.evidence:
+        click.echo(f"  - {line}")
+    click.echo(f"  fix: {issue.fix}" + ("  (auto-fixable by repair)" if issue.auto_fixable else ""))
+
+
+@click.command()
+@click.option("--severity", default="low", show_default=True, metavar="LEVEL",
+              help=f"Show (and fail on) issues at or above this level: {', '.join(SEVERITIES)}.")
+@click.option("--type", "types", multiple=True, metavar="CODE", help="Only these issue codes (repeatable).")
+@click.option("--lock-age", type=float, default=DEFAULT_LOCK_AGE, show_default=True, metavar="SECONDS",
+              help="A lock held longer than this is reported as stuck_lock.")
+@format_option
+@pass_ctx
+def diagnose(ctx: CliContext, severity: str, types: tuple[str, ...], lock_age: float, fmt: str) -> None:
+    """Find disagreements between the files, the history and the real schema, with the evidence."""
+    codes = _codes(types, "--type")
+    if severity not in SEVERITIES:
+        raise UsageError(f"--severity: {severity!r} is not one of {', '.join(SEVERITIES)}")
+    full = _diagnostics(ctx, lock_age).diagnose()
+    result = full.filtered(severity, codes)
+    if fmt == "json":
+        render.echo_json(diagnosis_json(result, severity, codes))
+        _exit_if(not result.ok)
+        return
+    s = result.summary
+    history = "present" if s.history_exists else "absent"
+    lock = f"held by {s.lock.describe()}" if s.lock else "free"
+    click.echo(f"Database: {s.database}; history {s.history_schema}.migrations {history}; current version "
+               f"{s.current_version or 'none'} ({s.applied} applied, {s.pending} pending, {s.unfinished} unfinished)")
+    click.echo(f"Lock: {lock}")
+    for check in s.checks_skipped:
+        ctx.say(f"note: check {check} is not available in this build and was skipped")
+    hidden = len(full.issues) - len(result.issues)
+    more = f" ({hidden} more hidden by the filters)" if hidden else ""
+    if result.ok:
+        click.echo(f"No issues at or above {severity}{more}.")
+        return
+    click.echo(f"{len(result.issues)} issue(s) at or above {severity}{more}:\n")
+    for issue in result.issues:
+        _print_issue(issue)
+    _exit_if(True)
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Show what would be done (with diffs); change nothing.")
+@click.option("--force", is_flag=True,
+              help="Also do the dangerous fixes: accept a changed file, delete a crashed row, drop an invalid "
+                   "index, end the lock holder.")
+@click.option("--issue-type", "types", multiple=True, metavar="CODE", help="Only fix these issue codes.")
+@format_option
+@pass_ctx
+def repair(ctx: CliContext, dry_run: bool, force: bool, types: tuple[str, ...], fmt: str) -> None:
+    """Fix what diagnose found and the evidence allows; explain everything left alone."""
+    codes = _codes(types, "--issue-type")
+    diag = _diagnostics(ctx)
+    found = diag.diagnose().issues
+    result = diag.repair(found, force=force, dry_run=dry_run, issue_types=codes or None)
+    left = [s for s in result.skipped if s.reason and not s.reason.startswith("not auto-fixable")]
+    if fmt == "json":
+        render.echo_json({"dry_run": result.dry_run, "fixed": result.fixed, "skipped": result.skipped})
+        _exit_if(bool(left))
+        return
+    verb = "would fix" if dry_run else "fixed"
+    for action in result.fixed:
+        version = f" {action.version}" if action.version is not None else ""
+        click.echo(f"{verb}: {action.code}{version}: {action.description}")
+        for line in action.details:
+            click.echo(f"    {line}")
+    for skipped in left:
+        version = f" {skipped.version}" if skipped.version is not None else ""
+        click.echo(f"skipped: {skipped.code}{version}: {skipped.reason}")
+        for line in skipped.details:
+            click.echo(f"    {line}")
+    manual = len(result.skipped) - len(left)
+    if manual:
+        ctx.say(f"note: {manual} issue(s) need a manual fix; 'poststack db diagnose' shows how")
+    if not result.fixed and not left:
+        click.echo("Nothing to repair.")
+    _exit_if(bool(left))
+
+
+@click.command()
+@click.option("--check-files", is_flag=True, help="Names, encoding and pglast syntax of every file (no database).")
+@click.option("--check-checksums", is_flag=True, help="Applied migrations still match their files (connects).")
+@click.option("--check-rollbacks", is_flag=True, help="Every migration has a rollback and vice versa (no database).")
+@format_option
+@pass_ctx
+def validate(ctx: CliContext, check_files: bool, check_checksums: bool, check_rollbacks: bool, fmt: str) -> None:
+    """Check the migrations directory (and, with --check-checksums, the applied checksums). No flag: all."""
+    from poststack.validation import validate as run_validate
+
+    everything = not (check_files or check_checksums or check_rollbacks)
+    s = ctx.settings
+    checksums = everything or check_checksums
+    result = run_validate(s.migrations_path, files=everything or check_files, checksums=checksums,
+                          rollbacks=everything or check_rollbacks,
+                          database_url=s.resolved_url() if checksums else None, history_schema=s.history_schema)
+    if fmt == "json":
+        render.echo_json({"ok": result.ok, "checks": result.checks, "migrations": result.migrations,
+                          "database": result.database, "problems": result.problems})
+    else:
+        for problem in result.problems:
+            click.echo(f"{problem.check}: {problem.message}")
+        status = "ok" if result.ok else f"{len(result.problems)} problem(s)"
+        click.echo(f"validate ({', '.join(result.checks)}) on {result.migrations} migration(s): {status}")
+    _exit_if(not result.ok)
+
+
+@click.command()
+@click.option("--locks", is_flag=True, help="Report the lock holder; end it with --force.")
+@click.option("--failed", is_flag=True, help="Delete history rows of failed or crashed non-transactional runs.")
+@click.option("--duplicates", is_flag=True, help="Delete duplicate rows of the legacy public.schema_migrations.")
+@click.option("--confirm", is_flag=True, help="Do not ask; required when stdin is not a terminal.")
+@click.option("--force", is_flag=True, help="Allow ending the backend that holds the lock.")
+@format_option
+@pass_ctx
+def clean(ctx: CliContext, locks: bool, failed: bool, duplicates: bool, confirm: bool, force: bool,
+          fmt: str) -> None:
+    """Release a stuck lock, remove failed leftovers and duplicate rows; everything shown first and audited."""
+    from poststack.cleaning import Cleaner
+
+    everything = not (locks or failed or duplicates)
+    cleaner = Cleaner(_diagnostics(ctx))
+    plan = cleaner.plan(locks=everything or locks, failed=everything or failed,
+                        duplicates=everything or duplicates)
+    runnable = [a for a in plan.actions if force or not a.needs_force]
+    if fmt != "json":
+        for note in plan.notes:
+            click.echo(note)
+        for action in plan.actions:
+            mark = " (needs --force)" if action.needs_force and not force else ""
+            click.echo(f"{action.description}{mark}")
+            for line in action.details:
+                click.echo(f"    {line}")
+    if runnable:
+        confirm_or_refuse(f"clean: {'; '.join(a.description for a in runnable)}", confirm)
+    result = cleaner.apply(plan, force=force)
+    if fmt == "json":
+        render.echo_json({"notes": plan.notes, "lock": plan.lock, "done": result.done,
+                          "skipped": [{"action": a, "reason": why} for a, why in result.skipped]})
+    else:
+        for action in result.done:
+            click.echo(f"done: {action.description}")
+        for action, why in result.skipped:
+            click.echo(f"not done: {action.description}: {why}")
+        if not plan.actions:
+            click.echo("Nothing to clean.")
+    _exit_if(bool(result.skipped))
+
+
+def register(group: click.Group) -> None:
+    for command in (diagnose, repair, validate, clean):
+        group.add_command(command)

@@ -1,0 +1,116 @@
+"""validate: the checks a CI job runs before deploying. File checks never touch a database.
+
+``files``: every file is named right, readable, and parses with pglast (PostgreSQL's own parser), with the
+file and line of a syntax error. ``rollbacks``: every migration has a rollback and every rollback belongs to
+a migration. ``checksums``: every applied migration's file still has the checksum recorded when it ran (this
+one needs the database, and is the only one that connects).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from poststack.config import DEFAULT_SCHEMA
+from poststack.files import MigrationSet, SqlFile, load_migrations
+from poststack.sqltext import SqlSyntaxError, check_syntax
+
+CHECKS = ("files", "checksums", "rollbacks")
+
+
+@dataclass(frozen=True)
+class ValidationProblem:
+    check: str  # files | checksums | rollbacks
+    message: str  # one line, naming the file (and line) or version at fault
+    path: str | None = None
+    line: int | None = None
+    version: int | None = None
+
+
+@dataclass
+class ValidationResult:
+    checks: list[str]
+    migrations: int
+    problems: list[ValidationProblem] = field(default_factory=list)
+    database: str | None = None  # masked URL, when checksums were checked
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _syntax(file: SqlFile) -> ValidationProblem | None:
+    try:
+        check_syntax(file.text)
+    except SqlSyntaxError as exc:
+        where = f"{file.path}:{exc.line}" if exc.line else str(file.path)
+        return ValidationProblem("files", f"{where}: syntax error: {exc.message}", str(file.path), exc.line)
+    return None
+
+
+def check_files(migrations: MigrationSet) -> list[ValidationProblem]:
+    """Naming, encoding, duplicates (from discovery) and syntax of every migration and rollback file."""
+    problems = [ValidationProblem("files", p.message, str(p.path), None, p.version)
+                for p in migrations.problems if p.code != "orphan_rollback"]
+    for m in migrations:
+        for file in (m.up, m.rollback):
+            if file is not None and (problem := _syntax(file)) is not None:
+                problems.append(ValidationProblem(problem.check, problem.message, problem.path, problem.line,
+                                                  m.version))
+    return problems
+
+
+def check_rollbacks(migrations: MigrationSet) -> list[ValidationProblem]:
+    problems = [ValidationProblem("rollbacks", f"{m.path}: no rollback file ({m.version_text}_{m.name}.rollback.sql)",
+                                  str(m.path), None, m.version)
+                for m in migrations if m.rollback is None]
+    problems += [ValidationProblem("rollbacks", p.message, str(p.path), None, p.version)
+                 for p in migrations.problems if p.code == "orphan_rollback"]
+    return problems
+
+
+def check_checksums(migrations: MigrationSet, database_url: str, history_schema: str) -> list[ValidationProblem]:
+    """Applied migrations whose file is gone or differs from what was applied (cosmetic edits included:
+    the recorded checksum no longer matches, and 'repair' re-records it)."""
+    from poststack.connection import connect
+    from poststack.history import History
+    from poststack.plan import compare
+
+    history = History(history_schema)
+    with connect(database_url, autocommit=True) as conn:
+        state = compare(migrations, history.rows(conn))
+    problems = []
+    for c in state.changed:
+        path = migrations.directory / c.filename
+        what = ("comments or whitespace changed (cosmetic; 'poststack db repair' re-records it)"
+                if c.kind == "cosmetic_change" else "changed since it was applied")
+        problems.append(ValidationProblem("checksums", f"{path}: {what} (recorded {c.stored_checksum[:12]}, "
+                                          f"file {c.file_checksum[:12]})", str(path), None, c.version))
+    for row in state.missing_files:
+        problems.append(ValidationProblem("checksums", f"version {row.version_text} ({row.name}) is applied but "
+                                          f"its file is missing from {migrations.directory}", None, None,
+                                          row.version))
+    return problems
+
+
+def validate(migrations_path: str | Path, *, files: bool = True, rollbacks: bool = True,
+             checksums: bool = True, database_url: str | None = None,
+             history_schema: str = DEFAULT_SCHEMA) -> ValidationResult:
+    """Run the chosen checks. Raises MigrationFileError (exit 2) when the directory cannot be read."""
+    migrations = load_migrations(migrations_path)
+    chosen = [name for name, wanted in zip(CHECKS, (files, checksums, rollbacks), strict=True) if wanted]
+    result = ValidationResult(chosen, len(migrations))
+    if files:
+        result.problems += check_files(migrations)
+    if rollbacks:
+        result.problems += check_rollbacks(migrations)
+    if checksums:
+        if database_url is None:
+            from poststack import embedded
+
+            database_url = embedded.default_url()
+        from poststack.connection import mask_url
+
+        result.database = mask_url(database_url)
+        result.problems += check_checksums(migrations, database_url, history_schema)
+    return result
