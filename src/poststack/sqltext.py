@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from pglast import parser as pg_parser
-
 _POSITION_KEYS = frozenset({"location", "stmt_location", "stmt_len"})
 
 
@@ -39,7 +37,15 @@ def line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, max(offset, 0)) + 1
 
 
+def _parser() -> Any:
+    # Imported on first use: a no-op migrate whose files are unchanged never needs the parser.
+    from pglast import parser
+
+    return parser
+
+
 def _parse(sql: str) -> tuple[Any, ...]:
+    pg_parser = _parser()
     try:
         return pg_parser.parse_sql(sql)
     except pg_parser.ParseError as exc:
@@ -72,6 +78,7 @@ def semantic_checksum(sql: str) -> str | None:
 
     Returns None for text pglast cannot parse; callers then fall back to the byte checksum.
     """
+    pg_parser = _parser()
     try:
         tree = json.loads(pg_parser.parse_sql_json(sql))
     except pg_parser.ParseError:

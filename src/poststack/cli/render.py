@@ -41,7 +41,10 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
         t.add_column(column, overflow="fold")
     for row in rows:
         t.add_row(*("" if v is None else str(v) for v in row))
-    Console(soft_wrap=False).print(t)
+    console = Console(soft_wrap=False)
+    if not console.is_terminal:  # piped or captured: do not squeeze columns into 80 characters
+        console = Console(soft_wrap=False, width=200)
+    console.print(t)
 
 
 def short(checksum: str | None) -> str:
