@@ -7,7 +7,7 @@ deployers can never plan from the same stale state.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import psycopg
 from poststack import executor
 from poststack.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_SCHEMA, validate_schema_name
 from poststack.connection import connect, mask_url
+from poststack.drift import record_snapshot
 from poststack.errors import ChecksumChanged, StateError
 from poststack.files import Migration, MigrationSet, load_migrations
 from poststack.history import History, HistoryRow
@@ -125,18 +126,36 @@ class MigrationRunner:
         with self.locked() as conn:
             state = self.state(conn, migrations)
             result = self._checked_plan(state, target, allow_changed, allow_out_of_order, dry_run=False)
-            for migration in result.planned:
-                if progress:
-                    progress("start", migration.version_text, migration.name)
-                apply = (executor.apply_non_transactional if migration.no_transaction
-                         else executor.apply_transactional)
-                ms = apply(conn, self.history, migration)
-                result.steps.append(StepResult(migration.version, migration.version_text, migration.name, ms,
-                                               migration.no_transaction))
-                result.to_version = migration.version_text
-                if progress:
-                    progress("done", migration.version_text, migration.name)
+            with self._snapshot_after(conn, result.steps):
+                for migration in result.planned:
+                    if progress:
+                        progress("start", migration.version_text, migration.name)
+                    apply = (executor.apply_non_transactional if migration.no_transaction
+                             else executor.apply_transactional)
+                    ms = apply(conn, self.history, migration)
+                    result.steps.append(StepResult(migration.version, migration.version_text, migration.name,
+                                                   ms, migration.no_transaction))
+                    result.to_version = migration.version_text
+                    if progress:
+                        progress("done", migration.version_text, migration.name)
             return result
+
+    @contextmanager
+    def _snapshot_after(self, conn: psycopg.Connection[Any], steps: list[StepResult]) -> Iterator[None]:
+        """Store the schema as poststack left it, once per run, so later drift is attributable.
+
+        Also after a failure that followed successful steps: the snapshot must describe the version the
+        history is at, or drift detection would compare against a stale state.
+        """
+        try:
+            yield
+        except BaseException:
+            if steps and not conn.broken:
+                with suppress(psycopg.Error):  # never hide the failure that stopped the run
+                    record_snapshot(conn, self.history.schema)
+            raise
+        if steps:
+            record_snapshot(conn, self.history.schema)
 
     def _checked_plan(self, state: MigrationState, target: int | None, allow_changed: bool,
                       allow_out_of_order: bool, *, dry_run: bool) -> MigrateResult:
@@ -177,14 +196,16 @@ class MigrationRunner:
             state = self.state(conn, migrations)
             steps = plan_rollback(state, target_version)
             result = RollbackResult(False, state.current_version_text, state.current_version_text, planned=steps)
-            for step in steps:
-                row = step.row
-                if progress:
-                    progress("start", row.version_text, row.name)
-                ms = executor.rollback_one(conn, self.history, step)
-                result.steps.append(StepResult(row.version, row.version_text, row.name, ms, step.no_transaction))
-                if progress:
-                    progress("done", row.version_text, row.name)
+            with self._snapshot_after(conn, result.steps):
+                for step in steps:
+                    row = step.row
+                    if progress:
+                        progress("start", row.version_text, row.name)
+                    ms = executor.rollback_one(conn, self.history, step)
+                    result.steps.append(StepResult(row.version, row.version_text, row.name, ms,
+                                                   step.no_transaction))
+                    if progress:
+                        progress("done", row.version_text, row.name)
             result.to_version = _target_text(state, target_version)
             return result
 
