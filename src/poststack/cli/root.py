@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from poststack import __version__
@@ -9,6 +11,42 @@ from poststack.cli.context import CliContext
 from poststack.config import load_settings
 
 
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when invoked (or listed by --help).
+
+    Importing every command's library (diagnostics, pglast, snapshots) on each start would triple the
+    latency of a no-op ``migrate``, which deploy pipelines run on every release.
+    """
+
+    def __init__(self, *args: object, lazy: dict[str, str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module_name, attr = self.lazy[cmd_name].split(":")
+            command = getattr(importlib.import_module(f"poststack.cli.{module_name}"), attr)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+DB_COMMANDS = {
+    "migrate": "db_commands:migrate",
+    "rollback": "db_commands:rollback",
+    "migration-status": "db_commands:migration_status",
+    "migration-info": "db_commands:migration_info",
+    "diagnose": "integrity_commands:diagnose",
+    "repair": "integrity_commands:repair",
+    "validate": "integrity_commands:validate",
+    "clean": "integrity_commands:clean",
+    "recover": "recover_command:recover",
+    "verify": "verify_commands:verify",
+}
+SERVER_COMMANDS = {name: f"server_commands:{name}" for name in ("status", "start", "stop", "url")}
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--database-url", envvar=None, default=None, metavar="URL",
               help="Target database (else POSTSTACK_DATABASE_URL, DATABASE_URL, [tool.poststack], "
@@ -30,26 +68,11 @@ def cli(ctx: click.Context, database_url: str | None, migrations_path: str | Non
     ctx.obj = CliContext(settings, -1 if quiet else verbose)
 
 
-@cli.group()
+@cli.group(cls=LazyGroup, lazy=DB_COMMANDS)
 def db() -> None:
     """Migrate, roll back, inspect and repair a database."""
 
 
-@cli.group()
+@cli.group(cls=LazyGroup, lazy=SERVER_COMMANDS)
 def server() -> None:
     """Manage the project-local embedded PostgreSQL (used when no database URL is given)."""
-
-
-def _register() -> None:
-    from poststack.cli import db_commands, server_commands
-
-    db_commands.register(db)
-    server_commands.register(server)
-    try:
-        from poststack.cli import integrity_commands
-    except ImportError:  # the integrity toolkit ships in its own module
-        return
-    integrity_commands.register(db)
-
-
-_register()
