@@ -50,9 +50,10 @@ class ScratchDatabaseError(ConnectError):
 class MigrationVerification:
     """The verdict on one migration.
 
-    ``status``: passed; failed (its rollback left ``differences``); error (``phase`` apply, rollback or
-    reapply raised ``error``); unverifiable (no rollback file: applied, never rolled back); skipped (an
-    earlier migration's error left no state to verify it from).
+    ``status``: passed; failed (its rollback left ``differences``; a re-apply that then failed is in
+    ``error``); error (``phase`` apply, rollback or reapply raised ``error``); unverifiable (no rollback
+    file: applied, never rolled back; see ``reason``); skipped (an earlier migration's error left no state
+    to verify it from).
     """
 
     version: int
@@ -235,8 +236,7 @@ class Verifier:
                     result.locks = locks
         except MigrationFailed as exc:
             _fail(result, phase, str(exc))
-            if phase != "rollback":
-                self.broken = result
+            self.broken = result  # whether apply or re-apply failed, the migration is not in the schema
             return False
         if not migration.has_rollback and phase == "apply":
             result.status = "unverifiable"
@@ -297,7 +297,8 @@ def _result_for(migration: Migration) -> MigrationVerification:
 
 
 def _fail(result: MigrationVerification, phase: str, error: str) -> None:
-    result.status = "error"
+    if result.status != "failed":  # differences left by the rollback stay the headline; the error explains
+        result.status = "error"
     result.phase = phase
     result.error = error if phase == "apply" else f"{phase}: {error}"
 
