@@ -29,30 +29,94 @@ def migration_of_row(row: HistoryRow, directory: Path) -> Migration:
 
 def gather(conn: psycopg.Connection[Any], facts: Facts, history_schema: str) -> None:
     """Ask the catalog about pending and unfinished migrations, invalid indexes and drift."""
+    from poststack import catalog, evidence
+
     state = facts.state
-    try:
-        from poststack import catalog, evidence
-    except ImportError:
-        facts.skipped += ["missing_tracking", "partially_applied", "invalid_index"]
-    else:
-        asked = {m.version for m in state.pending} | {r.version for r in state.unfinished}
-        if asked:  # a fully applied history needs no parsing at all: diagnose stays close to status
-            # Every migration goes in, so later drops and renames are seen; an unfinished one is judged by
-            # the SQL it ran (stored in the history), not by the file, which may have changed since.
-            by_version = facts.migrations.by_version()
-            for row in state.unfinished:
-                by_version[row.version] = migration_of_row(row, facts.migrations.directory)
-            facts.evidence = evidence.assess(conn, list(by_version.values()), only=asked,
-                                             applied=[r.version for r in state.applied])
-        facts.invalid_indexes = list(catalog.invalid_indexes(conn))
-        if facts.invalid_indexes:
-            facts.index_owner = attribute_indexes(facts)
-    try:
-        from poststack import drift
-    except ImportError:
-        facts.skipped.append("schema_drift")
-    else:
-        facts.drift = drift.detect_drift(conn, history_schema)
+    asked = {m.version for m in state.pending} | {r.version for r in state.unfinished}
+    if asked:  # a fully applied history needs no parsing at all: diagnose stays close to status
+        # Every migration goes in, so later drops and renames are seen; an unfinished one is judged by the
+        # SQL it ran (stored in the history), not by the file, which may have changed since.
+        by_version = facts.migrations.by_version()
+        for row in state.unfinished:
+            by_version[row.version] = migration_of_row(row, facts.migrations.directory)
+        facts.evidence = evidence.assess(conn, list(by_version.values()), only=asked,
+                                         applied=[r.version for r in state.applied])
+    facts.invalid_indexes = list(catalog.invalid_indexes(conn))
+    if facts.invalid_indexes:
+        facts.index_owner = attribute_indexes(facts)
+    detect_drift(conn, facts, history_schema)
+
+
+def detect_drift(conn: psycopg.Connection[Any], facts: Facts, history_schema: str) -> None:
+    """Compare the catalog with the snapshot poststack recorded after its last run, minus its own leftovers.
+
+    Objects a crashed or failed run of poststack left behind (an INVALID index, the relations of an
+    unfinished migration) are poststack's work, reported as failed_migration / invalid_index, and the
+    objects of an unrecorded migration are reported as missing_tracking / partially_applied; counting them
+    as drift too would report one fact twice, and blame poststack's own work on someone else.
+    """
+    from poststack import drift
+    from poststack.snapshot import Snapshot, snapshot
+
+    stored = drift.stored_snapshot(conn, history_schema)
+    if stored is None or not drift.is_comparable(conn, history_schema, stored):
+        facts.skipped.append("schema_drift")  # no snapshot of the current version to compare with
+        return
+    facts.drift_checked = True
+    own = leftovers(facts)
+    before = _without(stored.snapshot.objects, own)
+    after = _without(snapshot(conn, exclude_schemas=(history_schema,)).objects, own)
+    differences = Snapshot(before).diff(Snapshot(after), missing="dropped outside poststack",
+                                        added="created outside poststack")
+    if differences:
+        facts.drift = drift.Drift(stored.after_version, stored.taken_at, differences)
+
+
+_SNAPSHOT_KIND = {"table": "table", "view": "view", "materialized_view": "materialized view", "index": "index",
+                  "sequence": "sequence"}
+_PLAIN_NAME = re.compile(r"^[a-z_][a-z0-9_$]*$")
+
+
+def _quote(name: str) -> str:
+    return name if _PLAIN_NAME.match(name) else '"' + name.replace('"', '""') + '"'
+
+
+def leftovers(facts: Facts) -> set[tuple[str, str]]:
+    """(snapshot kind, qualified name) of what other issues already explain: what unfinished runs left
+    (invalid indexes, their relations) and the relations of unrecorded migrations found in the catalog."""
+    from poststack.objects import SqlSyntaxError, extract
+
+    own = {("index", f"{_quote(ix.schema)}.{_quote(ix.index)}") for ix in facts.invalid_indexes
+           if qualified(ix) in facts.index_owner}
+    for row in facts.state.unfinished:
+        try:
+            created = extract(row.sql).created
+        except SqlSyntaxError:
+            continue
+        own |= {_snapshot_key(o) for o in created if o.kind in _SNAPSHOT_KIND}
+    for ev in facts.evidence.values():  # what missing_tracking / partially_applied already explain
+        if ev.status in ("present", "partial"):
+            own |= {_snapshot_key(o) for o in ev.present if o.kind in _SNAPSHOT_KIND}
+    return own
+
+
+def _snapshot_key(obj: Any) -> tuple[str, str]:
+    return _SNAPSHOT_KIND[obj.kind], f"{_quote(obj.schema or '')}.{_quote(obj.name)}"
+
+
+def _without(objects: dict[str, dict[str, Any]], own: set[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """The snapshot's objects minus ``own`` and everything inside them (columns, indexes, comments...)."""
+    def owned(kind: str, name: str, attrs: Any, depth: int = 0) -> bool:
+        if (kind, name) in own:
+            return True
+        parent = attrs.get("parent") if isinstance(attrs, dict) else None
+        if depth > 3 or not isinstance(parent, list) or len(parent) != 2:
+            return False
+        pkind, pname = parent
+        return owned(pkind, pname, objects.get(pkind, {}).get(pname), depth + 1)
+
+    return {kind: {name: attrs for name, attrs in named.items() if not owned(kind, name, attrs)}
+            for kind, named in objects.items()}
 
 
 def evidence_lines(facts: Facts, version: int) -> list[str]:
@@ -136,6 +200,11 @@ def invalid_index_issues(facts: Facts) -> list[Issue]:
         if version in unfinished:
             found.append(Issue.of(
                 "invalid_index", version, f"index {name} was left invalid by crashed {who}", evidence,
+                auto_fixable=True, fix="poststack db repair --issue-type invalid_index --force"))
+        elif row is None:  # an earlier run of this pending migration failed and its row was cleaned away
+            evidence.append("migrate would fail on it: the index name is taken")
+            found.append(Issue.of(
+                "invalid_index", version, f"index {name} of {who} was left invalid by an earlier run", evidence,
                 auto_fixable=True, fix="poststack db repair --issue-type invalid_index --force"))
         else:
             found.append(Issue.of("invalid_index", version, f"index {name} of {who} is invalid", evidence,

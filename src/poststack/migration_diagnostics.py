@@ -87,7 +87,8 @@ class Facts:
     evidence: dict[int, Any] = field(default_factory=dict)  # version -> poststack.evidence.Evidence
     invalid_indexes: list[Any] = field(default_factory=list)
     index_owner: dict[str, int] = field(default_factory=dict)  # qualified index name -> version
-    drift: Any = None
+    drift: Any = None  # poststack.drift.Drift when the schema differs from the recorded snapshot
+    drift_checked: bool = False  # a comparable snapshot existed, so "no drift" is known rather than assumed
     legacy_duplicates: list[tuple[str, str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
@@ -145,6 +146,8 @@ class MigrationDiagnostics:
         exists = self.history.exists(conn)
         state = compare(migrations, self.history.rows(conn) if exists else [])
         holder = lock_holder(conn, self.history.schema)
+        if holder is not None and holder.pid == conn.info.backend_pid:
+            holder = None  # repair and clean gather under the lock they hold: then nobody else is running
         row = conn.execute("SELECT clock_timestamp()").fetchone()
         facts = Facts(migrations, state, exists, holder, row[0] if row else datetime.now().astimezone())
         if holder and holder.blocked_by:

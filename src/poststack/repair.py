@@ -34,7 +34,8 @@ class RepairAction:
 
     code: str
     version: int | None
-    action: str  # rechecksum | restore_file | mark_applied | retry | recover | end_lock_holder
+    action: str  # rechecksum | restore_file | mark_applied | retry | drop_invalid_index | recover |
+    #              end_lock_holder
     description: str
     details: list[str] = field(default_factory=list)
 
@@ -140,6 +141,13 @@ class Repairer:
             if not self.dry_run:
                 plan.apply(conn)
             self.result.fixed.append(plan.action)
+        changed_schema = {"retry", "mark_applied", "drop_invalid_index"} & {a.action for a in self.result.fixed}
+        if changed_schema and not self.dry_run and facts.drift_checked and facts.drift is None:
+            # The schema matched poststack's snapshot (its own leftovers aside) before the repair, so the
+            # state now is poststack's doing: make it the reference, or drift would blame the repair.
+            from poststack.drift import record_snapshot
+
+            record_snapshot(conn, self.history.schema)
 
     def _plan(self, conn: psycopg.Connection[Any], facts: Facts, issue: Issue) -> _Plan | None:
         handler = {"cosmetic_change": self._rechecksum, "checksum_mismatch": self._rechecksum,
@@ -230,6 +238,8 @@ class Repairer:
 
         version = issue.version
         row = facts.rows.get(version) if version is not None else None
+        if row is None and issue.auto_fixable and version is not None:
+            return self._drop_invalid(facts, issue, version)
         if row is None or row.status == "applied":
             self.skip(issue, f"not left by an unfinished migration; fix: {issue.fix}", issue.evidence)
             return None
@@ -258,15 +268,39 @@ class Repairer:
                                          lambda c: self.history.delete(c, row.version))
 
             def apply(conn: psycopg.Connection[Any]) -> None:
-                for ix in invalid:
-                    conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(
-                        sql.Identifier(ix.schema), sql.Identifier(ix.index)))
+                _drop_indexes(conn, invalid)
                 delete(conn)
             return _Plan(RepairAction(issue.code, row.version, "retry", what, evidence), apply)
         self.skip(issue, f"{label}: the catalog shows a mixed result, so repair will not guess; finish it by hand "
                          "(then repair marks it applied) or undo it by hand (then repair --force lets migrate "
                          "retry it)", evidence)
         return None
+
+
+    def _drop_invalid(self, facts: Facts, issue: Issue, version: int) -> _Plan | None:
+        """An INVALID index of a pending migration (its failed row was cleaned away): migrate needs the name."""
+        from poststack import catalog_facts
+
+        invalid = catalog_facts.owned_invalid(facts, version)
+        names = ", ".join(catalog_facts.qualified(ix) for ix in invalid)
+        what = f"drop invalid index(es) {names} concurrently so that pending migration {version} can build them"
+        if not self.force:
+            self.skip(issue, f"needs --force: would {what}", issue.evidence)
+            return None
+
+        def apply(conn: psycopg.Connection[Any]) -> None:
+            _drop_indexes(conn, invalid)
+            with conn.transaction():
+                self.history.audit(conn, command="repair", action="drop_invalid_index", version=version,
+                                   before=None, after=None, reason=what)
+        return _Plan(RepairAction(issue.code, version, "drop_invalid_index", what, issue.evidence), apply)
+
+
+def _drop_indexes(conn: psycopg.Connection[Any], indexes: list[Any]) -> None:
+    """DROP INDEX CONCURRENTLY: no lock that blocks the table's readers and writers, outside a transaction."""
+    for ix in indexes:
+        conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(
+            sql.Identifier(ix.schema), sql.Identifier(ix.index)))
 
 
 def _recorded_versions(outcome: Any) -> list[int]:

@@ -214,3 +214,17 @@ def test_failed_concurrent_index_leaves_failed_row_and_invalid_index(tmp_path, d
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_v_key'::regclass").fetchone()[0]
     assert found(diag) == []
+
+
+def test_schema_drift_shows_the_change_made_by_hand(project, database_url):
+    _, runner, diag = project
+    runner.migrate()  # records the snapshot drift is measured against
+    execute(database_url, "CREATE INDEX users_email_idx ON users (email); ALTER TABLE tags ADD COLUMN color text")
+    result = diag.diagnose()
+    assert [(i.code, i.severity) for i in result.issues] == [("schema_drift", "medium")]
+    evidence = result.issues[0].evidence
+    assert "index public.users_email_idx: created outside poststack" in evidence
+    assert "column public.tags.color: created outside poststack" in evidence
+    assert diag.repair(result.issues).fixed == []  # never automatic: a human decides
+    execute(database_url, "DROP INDEX users_email_idx; ALTER TABLE tags DROP COLUMN color")
+    assert found(diag) == []
