@@ -1,4 +1,4 @@
-"""``poststack db verify | lint``: prove rollbacks on a scratch database; flag risky DDL without one.
+"""``poststack db verify | lint``: prove rollbacks on a scratch database; flag risky DDL without a database.
 
 Exit codes: 0 all verified / no findings; 1 a migration failed verification (or has no rollback, unless
 ``--allow-unverifiable``) / lint findings; 2 bad usage or unreadable migration files; 3 no connection, or
@@ -17,6 +17,7 @@ from poststack.cli import render
 from poststack.cli.context import CliContext, format_option, pass_ctx
 from poststack.errors import EXIT_ISSUES
 from poststack.files import parse_version
+from poststack.lint import RULES, LintReport, lint_migrations
 from poststack.verify import STATUSES, MigrationVerification, VerifyReport, verify_migrations
 
 
@@ -101,6 +102,40 @@ def verify(ctx: CliContext, from_version: str | None, to_version: str | None, al
     _exit_if(not report.ok)
 
 
+def lint_json(report: LintReport) -> dict[str, Any]:
+    """The documented JSON shape of ``db lint --format json``."""
+    return {"directory": report.directory, "ok": report.ok, "files": report.files, "ignored": report.ignored,
+            "findings": [{"file": f.file, "line": f.line, "version": f.version, "rule": f.rule,
+                          "message": f.message, "alternative": f.alternative} for f in report.findings]}
+
+
+@click.command()
+@click.option("--rules", "list_rules", is_flag=True, help="List the rules (ids for lint-ignore) and exit.")
+@format_option
+@pass_ctx
+def lint(ctx: CliContext, list_rules: bool, fmt: str) -> None:
+    """Flag operations that lock or break a running application: static, no database needed.
+
+    Silence rules for one file with a comment line: -- poststack:lint-ignore RULE[,RULE]
+    """
+    if list_rules:
+        if fmt == "json":
+            render.echo_json({"rules": list(RULES.values())})
+        else:
+            render.table(None, ["rule", "what happens", "safer alternative"],
+                         [(r.id, r.title, r.alternative) for r in RULES.values()])
+        return
+    report = lint_migrations(ctx.settings.migrations_path)
+    if fmt == "json":
+        render.echo_json(lint_json(report))
+    else:
+        for finding in report.findings:
+            click.echo(finding.describe())
+        ignored = f" ({report.ignored} silenced by lint-ignore)" if report.ignored else ""
+        click.echo(f"Linted {report.files} migration(s): {len(report.findings)} finding(s){ignored}.")
+    _exit_if(not report.ok)
+
+
 def register(group: click.Group) -> None:
-    for command in (verify,):
+    for command in (verify, lint):
         group.add_command(command)
