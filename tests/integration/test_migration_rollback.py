@@ -1,7 +1,7 @@
 """Rollback round trips through the plugin's fixtures: every rollback returns the schema to what it was.
 
-``migrations_dir`` is overridden below the way a project would override it: a test picks a shipped scenario
-by name or writes its own files, through indirect parametrization; without a parameter it is ``basic``.
+A test picks its migrations by parametrizing the plugin's ``migrations_dir`` indirectly with a shipped
+scenario's name or a dict of files; without a parameter it is the ``basic`` sample.
 """
 
 import pytest
@@ -12,12 +12,6 @@ from poststack.schema_migration import MigrationRunner
 from poststack.testing import DbHelper
 
 ROUND_TRIP_SCENARIOS = ["basic", "complex", "unified_project", "checksum_mismatch", "non_transactional"]
-
-
-@pytest.fixture
-def migrations_dir(request, scenario, make_migrations):
-    param = getattr(request, "param", "basic")
-    return scenario(param) if isinstance(param, str) else make_migrations(param)
 
 
 def versions_of(migrations_dir) -> list[int]:

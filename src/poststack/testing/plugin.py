@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from poststack.errors import PoststackError
 from poststack.schema_migration import MigrationRunner
 from poststack.testing import scenario_data
 from poststack.testing import server as test_server
@@ -28,6 +29,10 @@ MARKERS = {
     "database": "test that needs a database (a fresh one per test)",
     "slow": "long-running test; selected with --run-slow or -m slow",
 }
+
+# Fixtures that reach the server (some only at run time, through request.getfixturevalue).
+DATABASE_FIXTURES = frozenset({"postgres_server", "poststack_databases", "poststack_templates", "database_url",
+                               "migrated_database_url", "migration_runner", "db_helper", "cli_runner"})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,7 +58,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     run_slow = config.getoption("--run-slow") or "slow" in (config.getoption("-m") or "")
     skip = pytest.mark.skip(reason="slow: run with --run-slow or -m slow")
     for item in items:
-        if "postgres_server" in getattr(item, "fixturenames", ()):
+        if DATABASE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             for name in ("integration", "database"):
                 if item.get_closest_marker(name) is None:
                     item.add_marker(name)
@@ -133,9 +138,20 @@ def sample_migrations(scenario: Callable[[str], Path]) -> Path:
 
 
 @pytest.fixture
-def migrations_dir(sample_migrations: Path) -> Path:
-    """The migrations under test. Override it in your conftest.py to test your own directory."""
-    return sample_migrations
+def migrations_dir(request: pytest.FixtureRequest) -> Path:
+    """The migrations under test: override it in your conftest.py to test your own directory.
+
+    One test can pick others by indirect parametrization, with a scenario name, a dict of files or a path:
+    ``@pytest.mark.parametrize("migrations_dir", ["complex"], indirect=True)``. Default: sample_migrations.
+    """
+    param = getattr(request, "param", None)
+    if param is None:
+        return Path(request.getfixturevalue("sample_migrations"))
+    if isinstance(param, Mapping):
+        return Path(request.getfixturevalue("make_migrations")(param))
+    if isinstance(param, str) and "/" not in param and param in scenario_data.scenario_names():
+        return Path(request.getfixturevalue("scenario")(param))
+    return Path(param)
 
 
 # -- databases at the head of migrations_dir, and helpers on the test's database ---------------------------
@@ -143,7 +159,15 @@ def migrations_dir(sample_migrations: Path) -> Path:
 def migrated_database_url(poststack_templates: TemplateCache, poststack_databases: test_server.DatabaseFactory,
                           migrations_dir: Path) -> Iterator[str]:
     """A fresh database with every migration of ``migrations_dir`` applied, cloned from a template."""
-    name = poststack_templates.clone(migrations_dir)
+    try:
+        name = poststack_templates.clone(migrations_dir)
+    except PoststackError as exc:  # the user's migrations are at fault: their message, not our traceback
+        problem = str(exc)
+    else:
+        problem = None
+    if problem is not None:
+        pytest.fail(f"migrated_database_url: migrations in {migrations_dir} cannot be applied: {problem}",
+                    pytrace=False)
     try:
         yield poststack_databases.server.database_url(name)
     finally:
