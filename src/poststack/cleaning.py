@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from poststack.files import load_migrations
+from poststack.legacy import LEGACY_TABLE
 from poststack.lock import LockHolder, lock_holder, migration_lock
 
 if TYPE_CHECKING:
     from poststack.migration_diagnostics import MigrationDiagnostics
 
-LEGACY_TABLE = "public.schema_migrations"
 _LEGACY_DUPLICATES = """
 SELECT ctid::text, version::text, data FROM (
   SELECT ctid, version, row_to_json(s)::text AS data,
-         row_number() OVER (PARTITION BY version ORDER BY applied_at NULLS LAST, ctid) AS n
+         row_number() OVER (PARTITION BY version ORDER BY {order}) AS n
   FROM public.schema_migrations s) t
 WHERE n > 1 ORDER BY version, n
 """
@@ -59,10 +59,13 @@ class CleanResult:
 
 def legacy_duplicates(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str]]:
     """(ctid, version, row as JSON) of every duplicate row in the legacy table; [] if it does not exist."""
-    row = conn.execute("SELECT to_regclass('public.schema_migrations') IS NOT NULL").fetchone()
-    if not (row and row[0]):
+    columns = {name for (name,) in conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+        [LEGACY_TABLE]).fetchall()}
+    if "version" not in columns:
         return []
-    return [tuple(r) for r in conn.execute(_LEGACY_DUPLICATES).fetchall()]  # type: ignore[misc]
+    order = "applied_at NULLS LAST, ctid" if "applied_at" in columns else "ctid"  # applied_at is optional
+    return [tuple(r) for r in conn.execute(_LEGACY_DUPLICATES.format(order=order)).fetchall()]  # type: ignore[misc]
 
 
 class Cleaner:

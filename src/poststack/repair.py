@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
+from poststack.errors import PoststackError
 from poststack.files import checksum_of, load_migrations
 from poststack.history import HistoryRow
 from poststack.issues import Issue
@@ -160,7 +161,12 @@ class Repairer:
 
         runner = MigrationRunner(self.diag.database_url, self.diag.migrations_path,
                                  history_schema=self.history.schema, lock_timeout=self.diag.lock_timeout)
-        outcome = runner.recover(dry_run=self.dry_run, force=False)
+        try:
+            outcome = runner.recover(dry_run=self.dry_run, force=False)
+        except PoststackError as exc:  # e.g. bad migration files: recover refuses to plan on them
+            for issue in issues:
+                self.skip(issue, f"recover refused: {exc}")
+            return
         recorded = set(_recorded_versions(outcome))
         for issue in issues:
             if issue.version in recorded:

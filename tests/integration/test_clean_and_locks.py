@@ -1,5 +1,6 @@
 """stuck_lock and clean: a lock held for real by another connection, failed leftovers, legacy duplicates."""
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -95,10 +96,8 @@ def test_stuck_lock_shows_what_the_holder_waits_on(project, database_url):
 
 
 def _swallow(conn: psycopg.Connection, query: str) -> None:
-    try:
+    with contextlib.suppress(psycopg.Error):
         conn.execute(query)
-    except psycopg.Error:
-        pass
 
 
 def test_clean_failed_deletes_the_leftover_row_then_repair_drops_the_invalid_index(tmp_path, database_url):

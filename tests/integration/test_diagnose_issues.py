@@ -72,7 +72,7 @@ def test_fully_migrated_database_has_no_issue(project):
 
 
 def test_missing_tracking_found_and_recorded_by_repair(project, database_url):
-    directory, runner, diag = project
+    _directory, runner, diag = project
     execute(database_url, FILES["001_users.sql"])  # applied by another tool: objects, no history row
     result = diag.diagnose()
     assert [(i.code, i.version) for i in result.issues] == [("missing_tracking", 1)]
@@ -147,7 +147,7 @@ def test_missing_file_is_restored_byte_for_byte_from_the_history(project, databa
 
 
 def test_rollback_missing_is_info_and_hidden_at_the_default_threshold(project):
-    directory, runner, diag = project
+    directory, _runner, diag = project
     (directory / "003_tags.rollback.sql").unlink()
     result = diag.diagnose()
     assert [(i.code, i.version, i.severity) for i in result.issues] == [("rollback_missing", 3, "info")]

@@ -44,7 +44,7 @@ def migrate_in_thread(runner: MigrationRunner) -> tuple[threading.Thread, list[B
     def run() -> None:
         try:
             runner.migrate()
-        except BaseException as exc:  # noqa: BLE001 - the crash is the point; the test inspects it
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=run, daemon=True)
@@ -91,7 +91,7 @@ def killed_concurrent_index(tmp_path, database_url):
 
 
 def test_killed_concurrent_index_is_diagnosed_and_retried_after_forced_repair(killed_concurrent_index, database_url):
-    directory, runner, diag = killed_concurrent_index
+    _directory, runner, diag = killed_concurrent_index
     result = diag.diagnose()
     assert codes(diag) == [("failed_migration", 2), ("invalid_index", 2)]
     failed = result.of("failed_migration")[0]
