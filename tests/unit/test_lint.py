@@ -1,0 +1,181 @@
+"""Lint rules on the parse tree, without a database: each rule has a case it must flag and a safe twin it must
+not, findings carry file, line, rule and alternative, and per-file lint-ignore comments work."""
+
+import pytest
+
+from poststack.errors import MigrationFileError
+from poststack.lint import RULES, lint_migrations, lint_sql
+
+LOCK = "SET lock_timeout = '5s';\n"
+
+# rule -> (SQL it must flag, the safer SQL it must not flag); both start with SET lock_timeout so that only
+# the rule under test can fire (missing-lock-timeout has its own cases).
+CASES = {
+    "index-not-concurrent": (
+        LOCK + "CREATE INDEX users_email_idx ON users (email);",
+        LOCK + "CREATE TABLE users (email text);\nCREATE INDEX users_email_idx ON users (email);",
+    ),
+    "concurrently-in-transaction": (
+        LOCK + "CREATE INDEX CONCURRENTLY users_email_idx ON users (email);",
+        "-- poststack:no-transaction\n" + LOCK + "CREATE INDEX CONCURRENTLY users_email_idx ON users (email);",
+    ),
+    "volatile-default": (
+        LOCK + "ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid();",
+        LOCK + "ALTER TABLE users ADD COLUMN created_at timestamptz DEFAULT now();",
+    ),
+    "set-not-null": (
+        LOCK + "ALTER TABLE users ALTER COLUMN email SET NOT NULL;",
+        LOCK + "ALTER TABLE users ADD CONSTRAINT email_nn CHECK (email IS NOT NULL) NOT VALID;\n"
+               "ALTER TABLE users VALIDATE CONSTRAINT email_nn;\n"
+               "ALTER TABLE users ALTER COLUMN email SET NOT NULL;",
+    ),
+    "constraint-not-valid": (
+        LOCK + "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id);",
+        LOCK + "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) "
+               "NOT VALID;",
+    ),
+    "column-type-change": (
+        LOCK + "ALTER TABLE users ALTER COLUMN age TYPE bigint;",
+        LOCK + "CREATE TABLE users (age int);\nALTER TABLE users ALTER COLUMN age TYPE bigint;",
+    ),
+    "rename-column": (
+        LOCK + "ALTER TABLE users RENAME COLUMN name TO full_name;",
+        LOCK + "ALTER TABLE users RENAME CONSTRAINT users_a TO users_b;",
+    ),
+    "rename-table": (
+        LOCK + "ALTER TABLE users RENAME TO people;",
+        LOCK + "ALTER INDEX users_pkey RENAME TO people_pkey;",
+    ),
+    "drop-column": (
+        LOCK + "ALTER TABLE users DROP COLUMN legacy;",
+        LOCK + "CREATE TABLE staging (legacy int, keep int);\nALTER TABLE staging DROP COLUMN legacy;",
+    ),
+    "drop-table": (
+        LOCK + "DROP TABLE app.legacy_users;",
+        LOCK + "CREATE TABLE app.scratch (a int);\nDROP TABLE app.scratch;",
+    ),
+    "missing-lock-timeout": (
+        "ALTER TABLE users ADD COLUMN nickname text;",
+        "SET LOCAL lock_timeout TO '2s';\nALTER TABLE users ADD COLUMN nickname text;",
+    ),
+}
+
+
+def rules_found(sql, **kwargs):
+    return [f.rule for f in lint_sql(sql, "001_x.sql", **kwargs).findings]
+
+
+def test_every_rule_that_flags_sql_has_cases():
+    assert set(CASES) == set(RULES) - {"syntax-error", "unknown-rule"}
+
+
+@pytest.mark.parametrize("rule", list(CASES))
+def test_the_rule_flags_the_risky_form(rule):
+    risky, _ = CASES[rule]
+    assert rules_found(risky) == [rule]
+
+
+@pytest.mark.parametrize("rule", list(CASES))
+def test_the_rule_accepts_the_safe_form(rule):
+    _, safe = CASES[rule]
+    assert rules_found(safe) == []
+
+
+def test_a_finding_names_file_line_rule_and_the_safer_alternative():
+    sql = "-- Description: add an index\nSET lock_timeout = '5s';\n\nCREATE INDEX idx ON users (email);\n"
+    (finding,) = lint_sql(sql, "migrations/004_idx.sql", version=4).findings
+    assert (finding.file, finding.line, finding.rule, finding.version) == ("migrations/004_idx.sql", 4,
+                                                                          "index-not-concurrent", 4)
+    assert "idx" in finding.message and "users" in finding.message
+    assert finding.alternative == RULES["index-not-concurrent"].alternative
+    assert finding.describe().startswith("migrations/004_idx.sql:4: index-not-concurrent: ")
+
+
+@pytest.mark.parametrize(("default", "flagged"), [
+    ("random()", True), ("clock_timestamp()", True), ("nextval('s')", True),
+    ("my_volatile_function()", True),  # unknown functions are volatile unless declared otherwise
+    ("now()", False), ("CURRENT_TIMESTAMP", False), ("0", False), ("'x'::text", False), ("lower('X')", False),
+])
+def test_volatile_defaults_are_told_apart_from_stable_ones(default, flagged):
+    found = rules_found(LOCK + f"ALTER TABLE t ADD COLUMN c text DEFAULT {default};")
+    assert found == (["volatile-default"] if flagged else [])
+
+
+@pytest.mark.parametrize("column", ["id bigserial", "n int GENERATED ALWAYS AS IDENTITY",
+                                    "total int GENERATED ALWAYS AS (a + b) STORED"])
+def test_columns_that_fill_every_row_rewrite_the_table(column):
+    assert rules_found(LOCK + f"ALTER TABLE t ADD COLUMN {column};") == ["volatile-default"]
+
+
+def test_check_constraints_also_need_not_valid():
+    assert rules_found(LOCK + "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0);") == ["constraint-not-valid"]
+    assert rules_found(LOCK + "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0) NOT VALID;") == []
+
+
+def test_a_not_null_check_validated_in_an_earlier_migration_makes_set_not_null_safe(tmp_path):
+    (tmp_path / "001_check.sql").write_text(
+        LOCK + "ALTER TABLE users ADD CONSTRAINT email_nn CHECK (email IS NOT NULL) NOT VALID;")
+    (tmp_path / "002_validate.sql").write_text(LOCK + "ALTER TABLE users VALIDATE CONSTRAINT email_nn;")
+    (tmp_path / "003_not_null.sql").write_text(LOCK + "ALTER TABLE users ALTER COLUMN email SET NOT NULL;\n"
+                                                      "ALTER TABLE users ALTER COLUMN name SET NOT NULL;")
+    report = lint_migrations(tmp_path)
+    assert [(f.version, f.rule, f.line) for f in report.findings] == [(3, "set-not-null", 3)]
+    assert "users.name" in report.findings[0].message
+
+
+def test_a_check_that_was_never_validated_does_not_make_set_not_null_safe():
+    sql = (LOCK + "ALTER TABLE users ADD CONSTRAINT email_nn CHECK (email IS NOT NULL) NOT VALID;\n"
+           "ALTER TABLE users ALTER COLUMN email SET NOT NULL;")
+    assert rules_found(sql) == ["set-not-null"]
+
+
+def test_lock_timeout_must_come_before_the_first_strong_lock_and_be_non_zero():
+    late = "ALTER TABLE users ADD COLUMN a text;\nSET lock_timeout = '5s';\nALTER TABLE users ADD COLUMN b text;"
+    assert rules_found(late) == ["missing-lock-timeout"]
+    (finding,) = lint_sql(late, "x.sql").findings
+    assert finding.line == 1
+    assert rules_found("SET lock_timeout = 0;\nALTER TABLE users ADD COLUMN a text;") == ["missing-lock-timeout"]
+    by_function = "SELECT set_config('lock_timeout', '3s', false);\nALTER TABLE users ADD COLUMN a text;"
+    assert rules_found(by_function) == []
+
+
+def test_statements_that_take_no_strong_lock_need_no_lock_timeout():
+    weak = ("CREATE TABLE t (a int);\nALTER TABLE t ADD COLUMN b int;\n"
+            "ALTER TABLE users VALIDATE CONSTRAINT c;\nINSERT INTO users VALUES (1);\nSELECT 1;")
+    assert rules_found(weak) == []
+
+
+def test_sql_inside_strings_and_comments_is_not_linted():
+    sql = (LOCK + "-- DROP TABLE users;\n"
+           "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $$ SELECT 'ALTER TABLE users DROP COLUMN a' $$;\n"
+           "COMMENT ON TABLE t IS 'DROP TABLE t';")
+    assert rules_found(sql) == []
+
+
+def test_lint_ignore_silences_the_named_rules_for_the_file_only():
+    sql = ("-- poststack:lint-ignore drop-column, missing-lock-timeout\n"
+           "ALTER TABLE users DROP COLUMN legacy;\nALTER TABLE users ALTER COLUMN age TYPE bigint;")
+    result = lint_sql(sql, "x.sql")
+    assert [f.rule for f in result.findings] == ["column-type-change"]
+    assert result.ignored == 2
+    assert rules_found("-- poststack:lint-ignore all\nDROP TABLE users;") == []
+
+
+def test_an_unknown_rule_in_lint_ignore_is_a_finding_not_a_silent_no_op():
+    result = lint_sql(LOCK + "-- poststack:lint-ignore drop-tabel\nDROP TABLE users;", "x.sql")
+    assert [(f.rule, f.line) for f in result.findings] == [("unknown-rule", 2), ("drop-table", 3)]
+    assert "drop-tabel" in next(f.message for f in result.findings if f.rule == "unknown-rule")
+
+
+def test_a_file_that_does_not_parse_is_a_finding_with_its_line():
+    (finding,) = lint_sql("SELECT 1;\nALTER TABLE users ADD COLUMN;\n", "x.sql").findings
+    assert (finding.rule, finding.line) == ("syntax-error", 2)
+
+
+def test_the_directory_report_and_its_errors(tmp_path):
+    (tmp_path / "001_a.sql").write_text(LOCK + "CREATE TABLE t (a int);")
+    (tmp_path / "001_a.rollback.sql").write_text("DROP TABLE t;")  # rollbacks are not linted
+    report = lint_migrations(tmp_path)
+    assert report.ok and report.files == 1 and report.findings == []
+    with pytest.raises(MigrationFileError, match="does not exist"):
+        lint_migrations(tmp_path / "missing")
