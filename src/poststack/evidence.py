@@ -121,9 +121,12 @@ class _Timeline:
     def around(self, obj: DbObject, version: int) -> tuple[_Mention | None, _Mention | None]:
         """The last mention of ``obj`` before ``version`` and the first after it (covering drops included)."""
         mentions = list(self.direct.get(obj.key, ()))
-        for target in _covered_by(obj):
-            mentions += [m for m in self.removals.get(target, ()) if covers(m.exp.obj, obj)]
-        mentions.sort(key=lambda m: m.version)
+        covering = [m for target in _covered_by(obj) for m in self.removals.get(target, ())
+                    if covers(m.exp.obj, obj)]
+        if covering:
+            mentions = sorted(mentions + covering, key=lambda m: m.version)
+        elif len(mentions) == 1 and mentions[0].version == version:
+            return None, None  # the common case: only this migration touches the object
         versions = [m.version for m in mentions]
         before = bisect.bisect_left(versions, version)
         after = bisect.bisect_right(versions, version)

@@ -21,7 +21,7 @@ with ``to_regprocedure``. ``DROP FUNCTION f`` without an argument list, or an ar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from poststack.sqltext import SqlSyntaxError
 
@@ -47,7 +47,7 @@ class DbObject:
     parent: str | None = None
     detail: str | None = None
 
-    @property
+    @cached_property
     def key(self) -> tuple[str | None, ...]:
         """Identity for net-effect bookkeeping: relations share one namespace, so do types; a comment's
         text and an index's table are not part of what the object *is*."""

@@ -218,3 +218,9 @@ def test_relation_kinds_share_one_identity_and_cover_their_children():
     assert covers(DbObject("function", "public", "f"), DbObject("function", "public", "f", None, "integer"))
     assert not covers(DbObject("function", "public", "f", None, "text"),
                       DbObject("function", "public", "f", None, "integer"))
+
+
+def test_lines_and_snippets_are_right_after_multibyte_text():
+    sql = "-- héllo wörld, ünïcode\nCREATE TABLE a (x text DEFAULT 'é');\nINSERT INTO a VALUES ('ü');"
+    assert extract(sql).uncheckable == ("line 3: INSERT INTO a VALUES ('ü') (its effect is not visible in the "
+                                        "catalog)",)
