@@ -79,11 +79,11 @@ class Evidence:
         """One sentence: the verdict and the objects that decided it."""
         total = len(self.present) + len(self.missing)
         if self.status == PRESENT:
-            return f"all {total} checked object(s) are as it leaves them: {_names(self.present)}"
+            return f"all {total} checked object(s) are as the migration leaves them: {_names(self.present)}"
         if self.status == ABSENT:
-            return f"none of its {total} checked object(s) is as it leaves them: {_names(self.missing)}"
+            return f"none of its {total} checked object(s) is as the migration leaves them: {_names(self.missing)}"
         if self.status == PARTIAL:
-            return (f"{len(self.present)} of {total} checked object(s) as it leaves them; present: "
+            return (f"{len(self.present)} of {total} checked object(s) as the migration leaves them; present: "
                     f"{_names(self.present)}; missing: {_names(self.missing)}")
         if self.error:
             return f"cannot be checked: {self.error}"

@@ -1,0 +1,72 @@
+"""``poststack db recover [--dry-run] [--force] [--format table|json]``: options in, RecoverResult out.
+
+JSON (stable): ``{"dry_run", "force", "legacy_table", "recorded": [version_text...], "refused":
+[version_text...], "steps": [{"version", "version_text", "name", "action", "reason", "status",
+"evidence": [line...], "origin"}]}``. Exit 0 when done or nothing to do, 1 when something was refused,
+2 for bad migration files (raised by the library).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from poststack.cli import render
+from poststack.cli.context import CliContext, format_option, pass_ctx
+from poststack.recovery import RecoverResult, RecoverStep
+
+_VERB = {"record": "record", "record_forced": "record (forced)", "import": "import"}
+
+
+def _json(result: RecoverResult) -> dict[str, object]:
+    return {"dry_run": result.dry_run, "force": result.force, "legacy_table": result.legacy_table,
+            "recorded": [s.version_text for s in result.recorded],
+            "refused": [s.version_text for s in result.refused],
+            "steps": result.steps}
+
+
+def _headline(result: RecoverResult) -> str:
+    done = len(result.recorded)
+    if result.dry_run:
+        return f"Dry run: would record {done} migration(s); nothing was changed."
+    return f"Recorded {done} migration(s)." if done else "Nothing recorded."
+
+
+def _show_refusal(step: RecoverStep) -> None:
+    click.echo(f"\nRefused {step.version_text} {step.name}: {step.reason}")
+    for line in step.evidence:
+        click.echo(f"  {line}")
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Show the plan and its evidence; change nothing.")
+@click.option("--force", is_flag=True, help="Also record migrations with no checkable object (e.g. only INSERTs).")
+@format_option
+@pass_ctx
+def recover(ctx: CliContext, dry_run: bool, force: bool, fmt: str) -> None:
+    """Record migrations already applied outside poststack, from pg_catalog evidence; adopt a legacy history.
+
+    Stops at the first migration whose objects only partly exist, and explains object by object.
+    """
+    result = ctx.runner().recover(dry_run=dry_run, force=force)
+    if fmt == "json":
+        render.echo_json(_json(result))
+    else:
+        if result.legacy_table:
+            ctx.say(f"legacy history table {result.legacy_table} found")
+        if result.steps:
+            render.table(None, ["version", "name", "action", "evidence", "reason"],
+                         [(s.version_text, s.name, _VERB.get(s.action, s.action).replace("_", " "), s.status,
+                           s.reason) for s in result.steps])
+        else:
+            click.echo("Nothing to recover: every migration file has a history row.")
+        for step in result.refused:
+            _show_refusal(step)
+        click.echo(_headline(result))
+    if result.exit_code:
+        sys.exit(result.exit_code)  # SystemExit passes click's non-standalone main untouched, unlike click.Exit
+
+
+def register(group: click.Group) -> None:
+    group.add_command(recover)

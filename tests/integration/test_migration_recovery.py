@@ -1,0 +1,260 @@
+"""``recover`` on a real PostgreSQL: records exactly what the catalog proves, refuses mixed evidence.
+
+Situations are created for real: migration SQL run by psycopg without tracking (as another tool would have),
+half-applied files, a seed-layout legacy history table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from poststack.cli import recover_command
+from poststack.cli.root import db
+from poststack.errors import MigrationFileError
+from poststack.files import load_migrations
+from poststack.history import History
+from poststack.schema_migration import MigrationRunner
+from poststack.snapshot import snapshot
+from poststack.testing import CLITestRunner
+from poststack.testing.db_helper import DbHelper
+
+ACCOUNTS = "CREATE TABLE accounts (id bigint PRIMARY KEY, login text NOT NULL);\n"
+SESSIONS = ("CREATE TABLE sessions (token uuid PRIMARY KEY, account_id bigint REFERENCES accounts (id));\n"
+            "CREATE INDEX sessions_account_idx ON sessions (account_id);\n"
+            "CREATE FUNCTION expire_sessions() RETURNS integer LANGUAGE sql AS $$ SELECT 0 $$;\n")
+FILES = {
+    "001_accounts.sql": ACCOUNTS,
+    "001_accounts.rollback.sql": "DROP TABLE accounts;\n",
+    "002_sessions.sql": SESSIONS,
+    "003_audit.sql": "CREATE SCHEMA audit;\nCREATE TABLE audit.logins (account_id bigint, at timestamptz);\n",
+    "004_email.sql": "ALTER TABLE accounts ADD COLUMN email text;\n"
+                     "CREATE UNIQUE INDEX accounts_email_key ON accounts (lower(email));\n",
+}
+
+
+@pytest.fixture
+def project(make_migrations, database_url):
+    """(runner, helper, directory) for FILES on a fresh database."""
+    directory = make_migrations(FILES)
+    with DbHelper(database_url, directory) as helper:
+        yield MigrationRunner(database_url, directory), helper, directory
+
+
+def recorded(helper):
+    return [(r.version, r.source) for r in helper.history_rows()]
+
+
+def audit(helper):
+    return [(row[4], row[5], row[6]) for row in reversed(History().audit_entries(helper.conn))]
+
+
+def actions(result):
+    return [(s.version, s.action) for s in result.steps]
+
+
+def test_untracked_applied_files_are_recorded_exactly(project):
+    runner, helper, _ = project
+    helper.apply_untracked(1)
+    helper.apply_untracked(2)
+    result = runner.recover()
+    assert actions(result) == [(1, "record"), (2, "record"), (3, "pending"), (4, "pending")]
+    assert result.exit_code == 0 and not result.dry_run
+    assert recorded(helper) == [(1, "recover"), (2, "recover")]
+    files = load_migrations(runner.migrations_path).by_version()
+    row = helper.history_rows()[0]
+    assert (row.checksum, row.semantic_checksum, row.sql, row.rollback_sql) == (
+        files[1].checksum, files[1].semantic_checksum, ACCOUNTS, "DROP TABLE accounts;\n")
+    assert audit(helper) == [("recover", "recover", 1), ("recover", "recover", 2)]
+    assert "index public.sessions_account_idx" in result.steps[1].reason
+    # The rest is really pending: migrate applies it on top of the recovered history.
+    assert [s.version for s in runner.migrate().steps] == [3, 4]
+
+
+def test_fresh_database_with_pending_migrations_records_nothing(project):
+    runner, helper, _ = project
+    result = runner.recover()
+    assert actions(result) == [(1, "pending"), (2, "pending"), (3, "pending"), (4, "pending")]
+    assert result.exit_code == 0 and result.recorded == []
+    assert recorded(helper) == [] and audit(helper) == []
+
+
+def test_nothing_to_do_when_everything_is_tracked(project):
+    runner, helper, _ = project
+    runner.migrate()
+    result = runner.recover()
+    assert result.steps == [] and result.exit_code == 0
+    assert audit(helper) == []
+
+
+def test_half_applied_migration_is_never_recorded_and_the_report_names_what_is_missing(project):
+    runner, helper, _ = project
+    helper.apply_untracked(1)
+    helper.execute(SESSIONS.splitlines()[0])  # only the table of 002: no index, no function
+    result = runner.recover()
+    assert actions(result) == [(1, "record"), (2, "refused"), (3, "blocked"), (4, "blocked")]
+    assert result.exit_code == 1
+    assert recorded(helper) == [(1, "recover")]
+    refused = result.refused[0]
+    assert refused.status == "partial"
+    assert "missing: index public.sessions_account_idx" in refused.evidence
+    assert "missing: function public.expire_sessions()" in refused.evidence
+    assert "present: table public.sessions" in refused.evidence
+    assert "index public.sessions_account_idx" in refused.reason
+
+
+def test_later_migration_present_after_an_absent_one_is_refused_not_guessed(project):
+    runner, helper, _ = project
+    helper.apply_untracked(1)
+    helper.apply_untracked(3)  # 002 never ran, 003 did
+    result = runner.recover()
+    assert actions(result) == [(1, "record"), (2, "pending"), (3, "refused"), (4, "blocked")]
+    assert "earlier migration 002" in result.refused[0].reason
+    assert recorded(helper) == [(1, "recover")] and result.exit_code == 1
+
+
+def test_dry_run_changes_nothing(project):
+    runner, helper, _ = project
+    helper.apply_untracked(1)
+    helper.apply_untracked(2)
+    before = snapshot(helper.conn, exclude_schemas=())
+    assert not History().exists(helper.conn)
+    result = runner.recover(dry_run=True)
+    assert result.dry_run and actions(result) == [(1, "record"), (2, "record"), (3, "pending"), (4, "pending")]
+    assert snapshot(helper.conn, exclude_schemas=()) == before
+    assert not History().exists(helper.conn)  # not even the history tables were created
+    # And with a history present, its rows and the audit log are untouched too.
+    runner.recover()
+    rows, entries = helper.history_rows(), audit(helper)
+    helper.execute("DELETE FROM poststack.migrations WHERE version = 2")
+    rows = [r for r in rows if r.version != 2]
+    assert [s.action for s in runner.recover(dry_run=True).steps] == ["record", "pending", "pending"]
+    assert helper.history_rows() == rows and audit(helper) == entries
+
+
+def test_insert_only_migration_needs_force_and_force_says_so(make_migrations, database_url):
+    directory = make_migrations({"001_t.sql": "CREATE TABLE t (a int);",
+                                 "002_seed.sql": "INSERT INTO t VALUES (1);\nINSERT INTO t VALUES (2);",
+                                 "003_u.sql": "CREATE TABLE u (a int);"})
+    runner = MigrationRunner(database_url, directory)
+    with DbHelper(database_url, directory) as helper:
+        for version in (1, 2, 3):
+            helper.apply_untracked(version)
+        result = runner.recover()
+        assert actions(result) == [(1, "record"), (2, "refused"), (3, "blocked")]
+        assert "--force" in result.refused[0].reason and result.refused[0].status == "uncheckable"
+        assert any("line 1: INSERT INTO t VALUES (1)" in line for line in result.refused[0].evidence)
+        forced = runner.recover(force=True)
+        assert actions(forced) == [(2, "record_forced"), (3, "record")]
+        assert "--force" in forced.steps[0].reason
+        assert recorded(helper) == [(1, "recover"), (2, "recover"), (3, "recover")]
+        assert [a for a in audit(helper) if a[2] == 2] == [("recover", "recover_forced", 2)]
+
+
+def test_force_records_nothing_on_a_fresh_database(make_migrations, database_url):
+    directory = make_migrations({"001_t.sql": "CREATE TABLE t (a int);", "002_seed.sql": "INSERT INTO t VALUES (1);"})
+    result = MigrationRunner(database_url, directory).recover(force=True)
+    assert actions(result) == [(1, "pending"), (2, "pending")] and result.recorded == []
+
+
+def test_unparsable_untracked_file_is_a_file_error(make_migrations, database_url):
+    directory = make_migrations({"001_bad.sql": "CREATE TABLE (;"})
+    with pytest.raises(MigrationFileError, match=r"001_bad\.sql:1: "):
+        MigrationRunner(database_url, directory).recover()
+
+
+LEGACY_DDL = """CREATE TABLE public.schema_migrations (
+    version VARCHAR(255) PRIMARY KEY, description TEXT,
+    applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, execution_time_ms INTEGER,
+    checksum VARCHAR(64) NOT NULL, applied_by VARCHAR(255))"""
+
+
+def seed_checksum(path):
+    return hashlib.sha256(path.read_text(encoding="utf-8").encode("utf-8")).hexdigest()
+
+
+def add_legacy_row(helper, directory, version_text, checksum=None):
+    path = next(directory.glob(f"{version_text}_*.sql"))
+    helper.execute("INSERT INTO public.schema_migrations VALUES (%s, %s, '2020-01-02 03:04:05', 42, %s, 'deployer')",
+                   [version_text, f"legacy {version_text}", checksum or seed_checksum(path)])
+
+
+def test_legacy_history_is_imported_after_catalog_verification(project):
+    runner, helper, directory = project
+    helper.execute(LEGACY_DDL)
+    for version in (1, 2):
+        helper.apply_untracked(version)
+    add_legacy_row(helper, directory, "001")
+    add_legacy_row(helper, directory, "002")
+    result = runner.recover()
+    assert result.legacy_table == "public.schema_migrations"
+    assert actions(result) == [(1, "import"), (2, "import"), (3, "pending"), (4, "pending")]
+    assert recorded(helper) == [(1, "import"), (2, "import")]
+    row = helper.history_rows()[1]
+    assert (row.applied_by, row.execution_ms, row.description) == ("deployer", 42, "legacy 002")
+    assert row.applied_at.strftime("%Y-%m-%d %H:%M:%S") == "2020-01-02 03:04:05"
+    assert audit(helper) == [("recover", "import", 1), ("recover", "import", 2)]
+    assert runner.status().changed == []  # checksums match the files
+    # A second run finds everything already imported and changes nothing.
+    again = runner.recover()
+    assert actions(again)[:2] == [(1, "already_recorded"), (2, "already_recorded")] and again.exit_code == 0
+    assert len(audit(helper)) == 2
+
+
+def test_legacy_row_whose_objects_are_absent_refuses_the_whole_import(project):
+    runner, helper, directory = project
+    helper.execute(LEGACY_DDL)
+    helper.apply_untracked(1)
+    add_legacy_row(helper, directory, "001")
+    add_legacy_row(helper, directory, "002")  # claimed, but 002 never ran
+    result = runner.recover()
+    assert actions(result) == [(1, "blocked"), (2, "refused"), (3, "blocked"), (4, "blocked")]
+    assert "none of its objects exist" in result.refused[0].reason
+    assert result.exit_code == 1
+    assert not History().exists(helper.conn) or recorded(helper) == []
+
+
+def test_legacy_row_of_a_changed_file_is_imported_with_its_own_checksum(project):
+    runner, helper, directory = project
+    helper.execute(LEGACY_DDL)
+    helper.apply_untracked(1)
+    add_legacy_row(helper, directory, "001", checksum="0" * 64)  # applied from another text than today's file
+    result = runner.recover()
+    assert actions(result)[0] == (1, "import")
+    assert "file changed since it was applied" in result.steps[0].reason
+    assert [c.kind for c in runner.status().changed] == ["checksum_mismatch"]
+
+
+@pytest.fixture
+def cli(make_migrations, database_url):
+    if "recover" not in db.commands:  # until root.py registers it
+        recover_command.register(db)
+    directory = make_migrations(FILES)
+    with DbHelper(database_url, directory) as helper:
+        yield CLITestRunner(database_url, directory), helper
+
+
+def test_cli_json_and_exit_codes(cli):
+    runner, helper = cli
+    helper.apply_untracked(1)
+    helper.execute(SESSIONS.splitlines()[0])
+    dry = runner.run_command("recover", ["--dry-run", "--format", "json"])
+    assert dry.exit_code == 1, dry
+    assert dry.json["dry_run"] is True and dry.json["recorded"] == ["001"] and dry.json["refused"] == ["002"]
+    step = dry.json["steps"][1]
+    assert step["action"] == "refused" and "missing: index public.sessions_account_idx" in step["evidence"]
+    assert recorded(helper) == []
+    table = runner.run_command("recover")
+    assert table.exit_code == 1, table
+    assert "Refused 002 sessions" in table.stdout and "missing: function public.expire_sessions()" in table.stdout
+    assert recorded(helper) == [(1, "recover")]
+
+
+def test_cli_nothing_to_do_exits_zero_and_bad_files_exit_two(cli, make_migrations, database_url):
+    runner, _ = cli
+    assert runner.run_command("recover").exit_code == 0
+    bad = CLITestRunner(database_url, make_migrations({"001_a.sql": "SELECT 1;", "001_b.sql": "SELECT 2;"}))
+    result = bad.run_command("recover")
+    assert result.exit_code == 2 and "duplicate migration version 1" in result.stderr
+    assert "Traceback" not in result.stderr
