@@ -9,6 +9,7 @@ import pytest
 
 from poststack.errors import MigrationFailed, UsageError
 from poststack.files import load_migrations
+from poststack.schema_migration import MigrationRunner
 from poststack.testing import (
     SCENARIOS,
     CLITestRunner,
@@ -16,6 +17,7 @@ from poststack.testing import (
     DatabaseFactory,
     TemplateCache,
     apply_edits,
+    assert_rollbacks_restore_schema,
     scenario_names,
     template_name,
 )
@@ -42,16 +44,16 @@ USER_CONFTEST = """
 USER_TESTS = """
     import pytest
 
+    from poststack.testing import assert_rollbacks_restore_schema
+
 
     def test_head_database_has_everything(migrated_database_url, db_helper):
         assert db_helper.table_exists("widgets") and db_helper.index_exists("widgets_name_idx")
         assert db_helper.applied_versions() == [1, 2]
 
 
-    def test_round_trip(migration_runner, db_helper):
-        migration_runner.migrate()
-        migration_runner.rollback(0)
-        assert not db_helper.table_exists("widgets")
+    def test_every_rollback_restores_the_schema(migration_runner, db_helper):
+        assert_rollbacks_restore_schema(migration_runner, db_helper)
 
 
     def test_cli(cli_runner):
@@ -232,6 +234,18 @@ def test_scratch_database_is_dropped_on_failure_with_connections_open(postgres_s
     left_open.close()
 
 
+def test_rollback_check_names_the_rollback_that_forgets_something(make_migrations, database_url, db_helper):
+    directory = make_migrations({
+        "001_t.sql": "CREATE TABLE t (id int, v int);", "001_t.rollback.sql": "DROP TABLE t;",
+        "002_f.sql": "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';\n"
+                     "CREATE INDEX t_v_idx ON t (v);",
+        "002_f.rollback.sql": "DROP INDEX t_v_idx;"})
+    with pytest.raises(AssertionError, match=r"rolling back 002_f\.sql did not restore the schema:\n"
+                                             r"  function public\.f\(\): left behind by rollback"):
+        assert_rollbacks_restore_schema(MigrationRunner(database_url, directory), db_helper)
+    assert db_helper.applied_versions() == [1]  # it stopped at the first rollback that went wrong
+
+
 # -- the CLI runner ----------------------------------------------------------------------------------------
 def test_cli_runner_in_process_and_subprocess_agree(database_url, migrations_dir, cli_runner):
     real = CLITestRunner(database_url, migrations_dir, subprocess=True)
@@ -274,8 +288,6 @@ def test_every_documented_scenario_is_shipped_and_loads_cleanly():
 
 
 def test_checksum_mismatch_scenario_edits(scenario, database_url):
-    from poststack.schema_migration import MigrationRunner
-
     directory = scenario("checksum_mismatch")
     runner = MigrationRunner(database_url, directory)
     runner.migrate()

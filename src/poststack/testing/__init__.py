@@ -6,6 +6,7 @@ fixtures; everything it uses is importable from here for scripts and benchmarks 
 
 from __future__ import annotations
 
+from poststack.testing.checks import assert_rollbacks_restore_schema
 from poststack.testing.cli_runner import CLITestRunner, CommandResult
 from poststack.testing.db_helper import DbHelper
 from poststack.testing.scenario_data import SCENARIOS, apply_edits, scenario, scenario_names, write_migrations
@@ -27,6 +28,7 @@ __all__ = [
     "TemplateCache",
     "TestServer",
     "apply_edits",
+    "assert_rollbacks_restore_schema",
     "create_database",
     "drop_database",
     "migrations_fingerprint",
