@@ -101,6 +101,7 @@ class MigrationObjects:
 
     expectations: tuple[Expectation, ...] = ()
     uncheckable: tuple[str, ...] = ()
+    cascade: bool = False  # a DROP ... CASCADE: it may remove dependents nobody can list from the text
 
     @property
     def created(self) -> list[DbObject]:

@@ -89,6 +89,7 @@ class _Extractor:
         self.line = 1
         self.text = ""
         self.weak = False
+        self.cascade = False
 
     # -- bookkeeping ---------------------------------------------------------------------------------
     def expect(self, obj: DbObject, exists: bool) -> None:
@@ -275,6 +276,7 @@ class _Extractor:
             if sub in ("AT_AddColumn", "AT_AddColumnToView"):
                 self._column(schema, table, definition)
             elif sub == "AT_DropColumn":
+                self.cascade |= cmd.get("behavior") == "DROP_CASCADE"
                 self.expect(DbObject("column", schema, cmd["name"], table), False)
             elif sub == "AT_AddConstraint" and definition_kind == "Constraint" and definition.get("conname"):
                 self._constraint(schema, table, definition)
@@ -326,6 +328,7 @@ class _Extractor:
 
     def on_DropStmt(self, node: Node) -> None:
         kind = node.get("removeType", "")
+        self.cascade |= node.get("behavior") == "DROP_CASCADE"
         for target in node.get("objects") or ():
             obj = self._dropped(kind, *_unwrap(target))
             if obj is None:
@@ -367,4 +370,4 @@ def net_effect(sql: str, default_schema: str) -> MigrationObjects:
         chunk = data[start:start + length]
         lead = len(chunk) - len(chunk.lstrip())
         extractor.statement(raw["stmt"], data.count(b"\n", 0, start + lead) + 1, chunk.decode().strip())
-    return MigrationObjects(tuple(extractor.state.values()), tuple(extractor.uncheckable))
+    return MigrationObjects(tuple(extractor.state.values()), tuple(extractor.uncheckable), extractor.cascade)

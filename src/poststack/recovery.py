@@ -171,7 +171,9 @@ class _Plan:
 def _make_plan(conn: psycopg.Connection[Any], history: History, migrations: list[Migration],
                directory: Path, force: bool) -> _Plan:
     result = RecoverResult(dry_run=True, force=force)
-    recorded = {r.version for r in history.rows(conn)}
+    history_rows = history.rows(conn)
+    recorded = {r.version for r in history_rows}
+    applied = {r.version for r in history_rows if r.status == "applied"}  # not a crashed 'running' one
     files = {m.version: m for m in migrations}
     rows = legacy_rows(conn, files)
     if rows is not None:
@@ -182,7 +184,7 @@ def _make_plan(conn: psycopg.Connection[Any], history: History, migrations: list
     judged = {**files, **{v: m for v, m in applied_as.items() if v not in recorded}}
     untracked = [m for v, m in sorted(files.items()) if v not in recorded and v not in legacy]
     targets = {m.version for m in untracked} | (set(legacy) - recorded)
-    evidence = assess(conn, list(judged.values()), only=targets, applied=recorded) if targets else {}
+    evidence = assess(conn, list(judged.values()), only=targets, applied=applied) if targets else {}
     result.steps = _plan_legacy(rows or [], applied_as, evidence, recorded)
     if any(s.action in (REFUSED, BLOCKED) for s in result.steps):
         result.steps += [_step(m, BLOCKED, "not examined: resolve the legacy history first", evidence.get(m.version))

@@ -211,3 +211,25 @@ def test_thousand_migrations_are_assessed_in_a_bounded_number_of_queries(conn, t
     assert counter.count == 5
     assert [v for v, e in evidence.items() if e.status == "present"] == list(range(1, 601))
     assert {e.status for v, e in evidence.items() if v > 600} == {"absent"}
+
+
+CASCADE = {
+    "001_t.sql": "CREATE TABLE t (a int);\nCREATE VIEW t_view AS SELECT a FROM t;",
+    "002_u.sql": "CREATE TABLE u (b int);",
+    "003_drop.sql": "ALTER TABLE t DROP COLUMN a CASCADE;\nCREATE TABLE w (c int);",
+}
+
+
+def test_a_later_cascade_that_ran_explains_a_missing_dependent(conn, tmp_path):
+    migrations = write(tmp_path, CASCADE)
+    apply(conn, migrations, 1, 2, 3)  # the cascade drops t_view, which no statement names
+    evidence = assess(conn, migrations)
+    assert {v: e.status for v, e in evidence.items()} == {1: "present", 2: "present", 3: "present"}
+    assert ("not evidence: view public.t_view (absent; a later DROP ... CASCADE (migration 3) may have removed it)"
+            in evidence[1].lines)
+
+
+def test_a_cascade_that_did_not_run_excuses_nothing(conn, tmp_path):
+    migrations = write(tmp_path, CASCADE)
+    conn.execute("CREATE TABLE t (a int)")  # 001 half-applied: no view; 003 never ran
+    assert statuses(conn, migrations) == {1: "partial", 2: "absent", 3: "absent"}

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 
+import psycopg
 import pytest
 
 from poststack.cli import recover_command
 from poststack.cli.root import db
-from poststack.errors import MigrationFileError
+from poststack.errors import LockTimeout, MigrationFileError
 from poststack.files import load_migrations
 from poststack.history import History
+from poststack.lock import lock_key, try_lock
 from poststack.schema_migration import MigrationRunner
 from poststack.snapshot import snapshot
 from poststack.testing import CLITestRunner
@@ -212,7 +214,7 @@ def test_legacy_row_whose_objects_are_absent_refuses_the_whole_import(project):
     assert actions(result) == [(1, "blocked"), (2, "refused"), (3, "blocked"), (4, "blocked")]
     assert "none of its objects exist" in result.refused[0].reason
     assert result.exit_code == 1
-    assert not History().exists(helper.conn) or recorded(helper) == []
+    assert recorded(helper) == []
 
 
 def test_legacy_row_of_a_changed_file_is_imported_with_its_own_checksum(project):
@@ -258,3 +260,16 @@ def test_cli_nothing_to_do_exits_zero_and_bad_files_exit_two(cli, make_migration
     result = bad.run_command("recover")
     assert result.exit_code == 2 and "duplicate migration version 1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_recover_waits_for_the_migration_lock_and_records_nothing_without_it(project, database_url):
+    runner, helper, directory = project
+    helper.apply_untracked(1)
+    with psycopg.connect(database_url, autocommit=True) as other:
+        assert try_lock(other, lock_key("poststack"))
+        with pytest.raises(LockTimeout, match="held by pid"):
+            MigrationRunner(database_url, directory, lock_timeout=0.2).recover()
+        assert actions(runner.recover(dry_run=True))[0] == (1, "record")  # reading needs no lock
+    assert not History().exists(helper.conn)
+    assert actions(runner.recover())[0] == (1, "record")
+    assert recorded(helper) == [(1, "recover")]

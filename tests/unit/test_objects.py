@@ -224,3 +224,11 @@ def test_lines_and_snippets_are_right_after_multibyte_text():
     sql = "-- héllo wörld, ünïcode\nCREATE TABLE a (x text DEFAULT 'é');\nINSERT INTO a VALUES ('ü');"
     assert extract(sql).uncheckable == ("line 3: INSERT INTO a VALUES ('ü') (its effect is not visible in the "
                                         "catalog)",)
+
+
+@pytest.mark.parametrize(("sql", "cascade"), [
+    ("DROP TABLE t;", False), ("DROP TABLE t CASCADE;", True), ("ALTER TABLE t DROP COLUMN a CASCADE;", True),
+    ("DROP SCHEMA s RESTRICT;", False),
+])
+def test_cascade_is_flagged_because_its_victims_cannot_be_listed(sql, cascade):
+    assert extract(sql).cascade is cascade
