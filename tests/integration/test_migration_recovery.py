@@ -273,3 +273,15 @@ def test_recover_waits_for_the_migration_lock_and_records_nothing_without_it(pro
     assert not History().exists(helper.conn)
     assert actions(runner.recover())[0] == (1, "record")
     assert recorded(helper) == [(1, "recover")]
+
+
+def test_shipped_unified_project_scenario(scenario, database_url):
+    directory = scenario("unified_project")
+    runner = MigrationRunner(database_url, directory)
+    with DbHelper(database_url, directory) as helper:
+        helper.apply_untracked(1)
+        helper.apply_untracked(2)
+        assert actions(runner.recover()) == [(1, "record"), (2, "record"), (3, "pending"), (4, "pending")]
+        assert [s.version for s in runner.migrate().steps] == [3, 4]
+        assert helper.applied_versions() == [1, 2, 3, 4]
+        assert runner.recover().steps == []
