@@ -6,7 +6,9 @@ never existed. So each check is judged against the other migrations that touch t
 
 - *confirms*: the catalog shows this migration's effect and nothing else in the set could have produced it;
 - *contradicts*: the catalog does not show the effect and no later migration could have undone it;
-- *inconclusive*: another migration explains what is seen either way (reported, never counted).
+- *inconclusive*: another migration explains what is seen either way (reported, never counted). So is an
+  object created ``IF NOT EXISTS`` and found (it may have been there before), a dropped object found absent
+  unless its creator is known to have run, and a missing object after a later ``DROP ... CASCADE`` that ran.
 
 A migration is ``present`` when something confirms it and nothing contradicts it, ``absent`` when something
 contradicts and nothing confirms, ``partial`` when both, and ``uncheckable`` when no check is conclusive.
