@@ -64,10 +64,10 @@ def detect_drift(conn: psycopg.Connection[Any], facts: Facts, history_schema: st
         return
     facts.drift_checked = True
     own = leftovers(facts)
-    before = _without(stored.snapshot.objects, own)
-    after = _without(snapshot(conn, exclude_schemas=(history_schema,)).objects, own)
-    differences = Snapshot(before).diff(Snapshot(after), missing="dropped outside poststack",
-                                        added="created outside poststack")
+    before, after = stored.snapshot, snapshot(conn, exclude_schemas=(history_schema,))
+    if own:
+        before, after = Snapshot(_without(before.objects, own)), Snapshot(_without(after.objects, own))
+    differences = before.diff(after, missing="dropped outside poststack", added="created outside poststack")
     if differences:
         facts.drift = drift.Drift(stored.after_version, stored.taken_at, differences)
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,7 @@ class Facts:
     legacy_duplicates: list[tuple[str, str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
-    @property
+    @cached_property
     def rows(self) -> dict[int, HistoryRow]:
         return {r.version: r for r in self.state.rows}
 
