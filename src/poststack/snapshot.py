@@ -125,11 +125,9 @@ def snapshot(conn: psycopg.Connection[Any], schemas: Iterable[str] | None = None
         cur.execute("SELECT set_config('search_path', 'pg_catalog', true)")
         scope = [name for (name,) in cur.execute(SCHEMAS_QUERY).fetchall()
                  if name not in excluded and (wanted is None or name in wanted)]
-        rows = cur.execute(snapshot_query(conn.info.server_version), {"schemas": scope}).fetchall()
+        row = cur.execute(snapshot_query(conn.info.server_version), {"schemas": scope}).fetchone()
         cur.execute("SELECT set_config('search_path', %s, true)", [previous[0] if previous else ""])
-    objects: Objects = {}
-    for kind, name, attributes in rows:
-        objects.setdefault(kind, {})[name] = attributes
+    objects: Objects = row[0] if row and row[0] else {}
     return Snapshot(objects, tuple(scope), conn.info.server_version)
 
 

@@ -1,4 +1,4 @@
-"""The catalog query behind ``poststack.snapshot``: one set-based statement returning (kind, name, attributes).
+"""The catalog query behind ``poststack.snapshot``: one set-based statement returning every object as JSON.
 
 Everything is read in one round trip so a snapshot costs one planner run and sees one consistent catalog
 state, however many objects the database holds. Names are rendered through regclass / regtype /
@@ -32,8 +32,8 @@ _NOT_IMPLICIT_FUNCTION = """NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.deptyp
 
 _SCHEMAS = "SELECT 'schema', quote_ident(ns.nspname), '{}'::jsonb FROM ns"
 
-_TABLES = f"""
-SELECT CASE c.relkind WHEN 'f' THEN 'foreign table' ELSE 'table' END, c.oid::regclass::text,
+_TABLES = """
+SELECT c.kind, c.name,
   jsonb_strip_nulls(jsonb_build_object(
     'persistence', CASE c.relpersistence WHEN 'u' THEN 'unlogged' END,
     'partition_key', CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
@@ -49,10 +49,10 @@ SELECT CASE c.relkind WHEN 'f' THEN 'foreign table' ELSE 'table' END, c.oid::reg
         WHEN 'i' THEN 'index' END,
     'access_method', NULLIF(am.amname, 'heap'),
     'options', to_jsonb(c.reloptions)))
-FROM pg_class c JOIN ns ON ns.oid = c.relnamespace LEFT JOIN pg_am am ON am.oid = c.relam
-WHERE c.relkind IN ('r', 'p', 'f') AND {_NOT_EXTENSION_MEMBER.format(catalog='pg_class', oid='c.oid')}"""
+FROM rel c LEFT JOIN pg_am am ON am.oid = c.relam
+WHERE c.relkind IN ('r', 'p', 'f')"""
 
-_COLUMNS = f"""
+_COLUMNS = """
 SELECT 'column', col.rel || '.' || quote_ident(col.attname),
   jsonb_strip_nulls(jsonb_build_object(
     'parent', jsonb_build_array(col.parent_kind, col.rel),
@@ -64,7 +64,7 @@ SELECT 'column', col.rel || '.' || quote_ident(col.attname),
     'identity', CASE col.attidentity WHEN 'a' THEN 'always' WHEN 'd' THEN 'by default' END,
     'collation', col.collation))
 FROM (
-  SELECT c.oid::regclass::text AS rel, {_RELKIND.format(c='c')} AS parent_kind,
+  SELECT c.name AS rel, c.kind AS parent_kind,
     a.attname, a.attnotnull, a.attgenerated, a.attidentity,
     row_number() OVER (PARTITION BY a.attrelid ORDER BY a.attnum) AS position,
     format_type(a.atttypid, a.atttypmod) AS type,
@@ -72,42 +72,36 @@ FROM (
     CASE WHEN a.attcollation <> t.typcollation THEN
         (SELECT quote_ident(co.collname) FROM pg_collation co WHERE co.oid = a.attcollation) END AS collation
   FROM pg_attribute a
-  JOIN pg_class c ON c.oid = a.attrelid
-  JOIN ns ON ns.oid = c.relnamespace
+  JOIN rel c ON c.oid = a.attrelid
   JOIN pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
   WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'f')
-    AND {_NOT_EXTENSION_MEMBER.format(catalog='pg_class', oid='c.oid')}
 ) col"""
 
 _CONSTRAINTS = f"""
 SELECT 'constraint',
-  CASE WHEN co.conrelid <> 0 THEN co.conrelid::regclass::text ELSE co.contypid::regtype::text END
-    || '.' || quote_ident(co.conname),
+  CASE WHEN co.conrelid <> 0 THEN c.name ELSE co.contypid::regtype::text END || '.' || quote_ident(co.conname),
   jsonb_build_object(
-    'parent', CASE WHEN co.conrelid <> 0 THEN jsonb_build_array({_RELKIND.format(c='c')}, co.conrelid::regclass::text)
+    'parent', CASE WHEN co.conrelid <> 0 THEN jsonb_build_array(c.kind, c.name)
                    ELSE jsonb_build_array('type', co.contypid::regtype::text) END,
     'type', CASE co.contype WHEN 'p' THEN 'primary key' WHEN 'u' THEN 'unique' WHEN 'f' THEN 'foreign key'
         WHEN 'c' THEN 'check' WHEN 'x' THEN 'exclusion' WHEN 't' THEN 'trigger' WHEN 'n' THEN 'not null'
         ELSE co.contype::text END,
     'definition', pg_get_constraintdef(co.oid))
-FROM pg_constraint co JOIN ns ON ns.oid = co.connamespace LEFT JOIN pg_class c ON c.oid = co.conrelid
-WHERE {_NOT_EXTENSION_MEMBER.format(catalog='pg_constraint', oid='co.oid')}
-  AND (co.conrelid = 0 OR {_NOT_EXTENSION_MEMBER.format(catalog='pg_class', oid='co.conrelid')})
+FROM pg_constraint co JOIN ns ON ns.oid = co.connamespace LEFT JOIN rel c ON c.oid = co.conrelid
+WHERE (co.conrelid = 0 OR c.oid IS NOT NULL)
   AND (co.contypid = 0 OR {_NOT_EXTENSION_MEMBER.format(catalog='pg_type', oid='co.contypid')})"""
 
-_INDEXES = f"""
-SELECT 'index', i.indexrelid::regclass::text,
+_INDEXES = """
+SELECT 'index', ic.name,
   jsonb_build_object(
-    'parent', jsonb_build_array({_RELKIND.format(c='tc')}, i.indrelid::regclass::text),
+    'parent', jsonb_build_array(tc.kind, tc.name),
     'definition', pg_get_indexdef(i.indexrelid),
     'valid', i.indisvalid)
-FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN ns ON ns.oid = ic.relnamespace
-JOIN pg_class tc ON tc.oid = i.indrelid
-WHERE {_NOT_EXTENSION_MEMBER.format(catalog='pg_class', oid='i.indrelid')}"""
+FROM pg_index i JOIN rel ic ON ic.oid = i.indexrelid JOIN rel tc ON tc.oid = i.indrelid"""
 
-_SEQUENCES = f"""
-SELECT 'sequence', c.oid::regclass::text,
+_SEQUENCES = """
+SELECT 'sequence', c.name,
   jsonb_strip_nulls(jsonb_build_object(
     'type', format_type(s.seqtypid, NULL), 'start', s.seqstart, 'increment', s.seqincrement,
     'min', s.seqmin, 'max', s.seqmax, 'cache', s.seqcache, 'cycle', s.seqcycle,
@@ -117,8 +111,7 @@ SELECT 'sequence', c.oid::regclass::text,
                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                    AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
                  LIMIT 1)))
-FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN ns ON ns.oid = c.relnamespace
-WHERE {_NOT_EXTENSION_MEMBER.format(catalog='pg_class', oid='c.oid')}"""
+FROM pg_sequence s JOIN rel c ON c.oid = s.seqrelid"""
 
 _TYPES = f"""
 SELECT 'type', t.oid::regtype::text,
@@ -168,28 +161,27 @@ SELECT CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE '
 FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
 WHERE {not_member} AND {not_implicit}"""
 
-_TRIGGERS = f"""
-SELECT 'trigger', tg.tgrelid::regclass::text || '.' || quote_ident(tg.tgname),
+_TRIGGERS = """
+SELECT 'trigger', c.name || '.' || quote_ident(tg.tgname),
   jsonb_build_object(
-    'parent', jsonb_build_array({_RELKIND.format(c='c')}, tg.tgrelid::regclass::text),
+    'parent', jsonb_build_array(c.kind, c.name),
     'definition', pg_get_triggerdef(tg.oid),
     'enabled', CASE tg.tgenabled WHEN 'O' THEN 'origin' WHEN 'D' THEN 'disabled' WHEN 'R' THEN 'replica'
         WHEN 'A' THEN 'always' END)
-FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN ns ON ns.oid = c.relnamespace
-WHERE NOT tg.tgisinternal AND {_NOT_EXTENSION_MEMBER.format(catalog='pg_class', oid='c.oid')}"""
+FROM pg_trigger tg JOIN rel c ON c.oid = tg.tgrelid
+WHERE NOT tg.tgisinternal"""
 
-_VIEWS = f"""
-SELECT CASE c.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, c.oid::regclass::text,
+_VIEWS = """
+SELECT c.kind, c.name,
   jsonb_strip_nulls(jsonb_build_object(
     'definition', pg_get_viewdef(c.oid),
     'options', to_jsonb(c.reloptions)))
-FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
-WHERE c.relkind IN ('v', 'm') AND {_NOT_EXTENSION_MEMBER.format(catalog='pg_class', oid='c.oid')}"""
+FROM rel c WHERE c.relkind IN ('v', 'm')"""
 
-_POLICIES = f"""
-SELECT 'policy', pol.polrelid::regclass::text || '.' || quote_ident(pol.polname),
+_POLICIES = """
+SELECT 'policy', c.name || '.' || quote_ident(pol.polname),
   jsonb_strip_nulls(jsonb_build_object(
-    'parent', jsonb_build_array({_RELKIND.format(c='c')}, pol.polrelid::regclass::text),
+    'parent', jsonb_build_array(c.kind, c.name),
     'command', CASE pol.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
         WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
     'permissive', pol.polpermissive,
@@ -198,7 +190,7 @@ SELECT 'policy', pol.polrelid::regclass::text || '.' || quote_ident(pol.polname)
          FROM unnest(pol.polroles) x) r),
     'using', pg_get_expr(pol.polqual, pol.polrelid),
     'with_check', pg_get_expr(pol.polwithcheck, pol.polrelid)))
-FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid JOIN ns ON ns.oid = c.relnamespace"""
+FROM pg_policy pol JOIN rel c ON c.oid = pol.polrelid"""
 
 _EXTENSIONS = """
 SELECT 'extension', quote_ident(x.extname), jsonb_build_object('version', x.extversion, 'schema', ns.nspname)
@@ -209,12 +201,12 @@ FROM pg_extension x JOIN ns ON ns.oid = x.extnamespace"""
 _COMMENTS = """
 SELECT 'comment', 'on ' || o.kind || ' ' || o.identity,
   jsonb_build_object('parent', jsonb_build_array(o.kind, o.identity), 'text', d.description)
-FROM pg_description d
+FROM (SELECT * FROM pg_description d WHERE d.objoid >= 16384 OR d.classoid = 'pg_namespace'::regclass
+      OFFSET 0) d  -- filter first: identifying every built-in object's comment costs milliseconds
 CROSS JOIN LATERAL (SELECT replace(replace(i.type, 'foreign table column', 'column'), 'table column', 'column') AS kind,
                            i.schema, i.identity
                     FROM pg_identify_object(d.classoid, d.objoid, d.objsubid) i) o
-WHERE (d.objoid >= 16384 OR d.classoid = 'pg_namespace'::regclass)
-  AND (o.schema IN (SELECT nspname FROM ns)
+WHERE (o.schema IN (SELECT nspname FROM ns)
        OR (d.classoid = 'pg_namespace'::regclass AND d.objoid IN (SELECT oid FROM ns))
        OR (d.classoid = 'pg_extension'::regclass AND EXISTS (
              SELECT 1 FROM pg_extension x JOIN ns ON ns.oid = x.extnamespace WHERE x.oid = d.objoid)))
@@ -222,27 +214,27 @@ WHERE (d.objoid >= 16384 OR d.classoid = 'pg_namespace'::regclass)
                   AND e.objid = d.objoid)"""
 
 # Grants, independent of who owns the object: the owner's own entry and the grantor are left out, and an
-# object whose grants equal the defaults for its kind (explicit or NULL acl alike) contributes nothing.
+# object whose grants equal the defaults for its kind contributes nothing (a NULL acl means the defaults,
+# so only explicit acls are exploded; an explicit one equal to the defaults is no difference either).
 _PRIVILEGES = f"""
 SELECT 'privileges', 'on ' || pv.kind || ' ' || pv.name,
   jsonb_build_object('parent', jsonb_build_array(pv.kind, pv.name), 'grants', to_jsonb(g.grants))
 FROM (
-  SELECT CASE WHEN c.relkind = 'S' THEN 'sequence' ELSE {_RELKIND.format(c='c')} END AS kind,
-    c.oid::regclass::text AS name, c.relacl AS acl, c.relowner AS owner,
+  SELECT c.kind, c.name, c.relacl AS acl, c.relowner AS owner,
     CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char" AS defkind
-  FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
-  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND {_NOT_EXTENSION_MEMBER.format(catalog='pg_class', oid='c.oid')}
+  FROM rel c
+  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND c.relacl IS NOT NULL
   UNION ALL
-  SELECT 'column', c.oid::regclass::text || '.' || quote_ident(a.attname), a.attacl, c.relowner, 'c'
-  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN ns ON ns.oid = c.relnamespace
+  SELECT 'column', c.name || '.' || quote_ident(a.attname), a.attacl, c.relowner, 'c'
+  FROM pg_attribute a JOIN rel c ON c.oid = a.attrelid
   WHERE a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped
   UNION ALL
   SELECT CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'function' END,
     p.oid::regprocedure::text, p.proacl, p.proowner, 'f'
   FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
-  WHERE {_NOT_EXTENSION_MEMBER.format(catalog='pg_proc', oid='p.oid')}
+  WHERE p.proacl IS NOT NULL AND {_NOT_EXTENSION_MEMBER.format(catalog='pg_proc', oid='p.oid')}
   UNION ALL
-  SELECT 'schema', quote_ident(ns.nspname), ns.nspacl, ns.nspowner, 'n' FROM ns
+  SELECT 'schema', quote_ident(ns.nspname), ns.nspacl, ns.nspowner, 'n' FROM ns WHERE ns.nspacl IS NOT NULL
   UNION ALL
   SELECT 'type', t.oid::regtype::text, t.typacl, t.typowner, 'T'
   FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
@@ -263,6 +255,18 @@ CROSS JOIN LATERAL (
 ) dflt
 WHERE g.grants <> dflt.grants"""
 
+# The schemas in scope, and every relation in them that is not an extension's, named once: most parts join
+# to ``rel`` instead of rendering regclass names and checking extension membership row by row.
+_WITH = f"""WITH ns AS (SELECT oid, nspname, nspacl, nspowner FROM pg_namespace
+               WHERE nspname::text = ANY(%(schemas)s::text[])),
+rel AS (SELECT c.oid, c.relkind, c.relacl, c.relowner, c.relpersistence, c.relispartition, c.relpartbound,
+               c.relrowsecurity, c.relforcerowsecurity, c.relreplident, c.relam, c.reloptions,
+               c.oid::regclass::text AS name, {_RELKIND.format(c='c')} AS kind
+        FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S', 'i', 'I')
+          AND {_NOT_EXTENSION_MEMBER.format(catalog='pg_class', oid='c.oid')})
+"""
+
 SCHEMAS_QUERY = """
 SELECT nspname FROM pg_namespace
 WHERE nspname <> 'information_schema' AND left(nspname, 3) <> 'pg_'
@@ -270,11 +274,13 @@ ORDER BY nspname"""
 
 
 def snapshot_query(server_version: int) -> str:
-    """The whole snapshot statement for this server version; takes one parameter, ``%(schemas)s``."""
+    """The whole snapshot statement for this server version; takes one parameter, ``%(schemas)s``, and
+    returns one JSON value: ``{kind: {name: attributes}}`` (NULL when there is nothing in scope)."""
     body = _BODY_14 if server_version >= 140000 else _BODY_13
     functions = _FUNCTIONS.format(body=body, not_member=_NOT_EXTENSION_MEMBER.format(catalog="pg_proc", oid="p.oid"),
                                   not_implicit=_NOT_IMPLICIT_FUNCTION)
     parts = [_SCHEMAS, _TABLES, _COLUMNS, _CONSTRAINTS, _INDEXES, _SEQUENCES, _TYPES, functions, _TRIGGERS,
              _VIEWS, _POLICIES, _EXTENSIONS, _COMMENTS, _PRIVILEGES]
-    return ("WITH ns AS (SELECT oid, nspname, nspacl, nspowner FROM pg_namespace "
-            "WHERE nspname::text = ANY(%(schemas)s::text[]))\n" + "\nUNION ALL\n".join(parts))
+    # One row holding everything: one JSON document parses far faster client-side than a row per object.
+    return ("SELECT json_object_agg(kind, objects) FROM (SELECT kind, json_object_agg(name, attributes) AS objects\n"
+            "FROM (" + _WITH + "\nUNION ALL\n".join(parts) + ") found(kind, name, attributes) GROUP BY kind) by_kind")
