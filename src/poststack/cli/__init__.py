@@ -6,6 +6,8 @@ import sys
 
 from poststack.errors import EXIT_CONNECT, EXIT_ISSUES, PoststackError
 
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the click app, turning library errors into one line on stderr and an exit code."""
@@ -21,9 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         sys.exit(EXIT_ISSUES)
-    except click.ClickException as exc:
-        exc.show()
+    except getattr(click.exceptions, "NoArgsIsHelpError", ()) as exc:  # click >= 8.2
+        exc.show()  # bare ``poststack``: the help text is the answer, not an error
         sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        _fail(exc.format_message().rstrip(".") + hint, exc.exit_code, False)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code, False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
@@ -45,5 +52,6 @@ def _fail(message: str, code: int, verbose: bool) -> None:
 
     if verbose:
         traceback.print_exc()
-    print(f"error: {message}", file=sys.stderr)
+    # One line, always: a newline or escape sequence in a file name must not forge lines on a terminal.
+    print(f"error: {message.translate(_ESCAPES)}", file=sys.stderr)
     sys.exit(code)
