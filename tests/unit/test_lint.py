@@ -1,8 +1,15 @@
 """Lint rules on the parse tree, without a database: each rule has a case it must flag and a safe twin it must
 not, findings carry file, line, rule and alternative, and per-file lint-ignore comments work."""
 
-import pytest
+import json
+from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from poststack.cli.context import CliContext
+from poststack.cli.verify_commands import lint
+from poststack.config import Settings
 from poststack.errors import MigrationFileError
 from poststack.lint import RULES, lint_migrations, lint_sql
 
@@ -179,3 +186,27 @@ def test_the_directory_report_and_its_errors(tmp_path):
     assert report.ok and report.files == 1 and report.findings == []
     with pytest.raises(MigrationFileError, match="does not exist"):
         lint_migrations(tmp_path / "missing")
+
+
+# -- the command (no database: no URL is resolved, no server is started) -----------------------------------
+def run_lint(directory, *args):
+    return CliRunner().invoke(lint, list(args), obj=CliContext(Settings(migrations_path=Path(directory))))
+
+
+def test_lint_command_prints_findings_and_exits_1(tmp_path):
+    (tmp_path / "001_a.sql").write_text("ALTER TABLE users DROP COLUMN legacy;")
+    result = run_lint(tmp_path)
+    assert result.exit_code == 1
+    assert f"{tmp_path / '001_a.sql'}:1: drop-column: drops column users.legacy" in result.output
+    assert ":1: missing-lock-timeout:" in result.output
+    assert result.output.endswith("Linted 1 migration(s): 2 finding(s).\n")
+
+
+def test_lint_command_json_and_clean_exit(tmp_path):
+    (tmp_path / "001_a.sql").write_text(LOCK + "CREATE TABLE t (a int);\nCREATE INDEX t_a ON t (a);")
+    result = run_lint(tmp_path, "--format", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.output) == {"directory": str(tmp_path), "ok": True, "files": 1, "ignored": 0,
+                                         "findings": []}
+    listed = run_lint(tmp_path, "--rules", "--format", "json")
+    assert {r["id"] for r in json.loads(listed.output)["rules"]} == set(RULES)
