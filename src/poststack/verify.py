@@ -73,6 +73,13 @@ class MigrationVerification:
     def passed(self) -> bool:
         return self.status == "passed"
 
+    def describe(self) -> str:
+        """The verdict in words, one line per fact: what a failing generated test prints."""
+        head = f"migration {self.version_text} ({self.file}): {self.status}"
+        lines = [head, *(f"  {d}" for d in self.differences)]
+        lines += [f"  {text}" for text in (self.error, self.reason) if text]
+        return "\n".join(lines)
+
 
 @dataclass
 class VerifyReport:
@@ -345,6 +352,21 @@ def verify_migrations(database_url: str, migrations_path: str | Path, *, from_ve
             if progress:
                 progress(result)
     return report
+
+
+def verify_migration(database_url: str, migrations: MigrationSet, version: int, *,
+                     history_schema: str = DEFAULT_SCHEMA) -> MigrationVerification:
+    """Verify one migration on its own scratch database (earlier ones applied first, not verified).
+
+    Independent of any other call, so one generated test per version can run in any order or on any
+    pytest-xdist worker; ``Verifier`` is cheaper when the whole directory is verified in one process.
+    """
+    migration = migrations.get(version)
+    if migration is None:
+        raise UsageError(f"no migration file has version {version}")
+    with scratch_database(database_url) as scratch, Verifier(scratch, migrations,
+                                                            history_schema=history_schema) as verifier:
+        return verifier.verify(migration)
 
 
 def _fresh_verifier(stack: ExitStack, database_url: str, migrations: MigrationSet,

@@ -9,7 +9,13 @@ from poststack.connection import connect
 from poststack.errors import UsageError
 from poststack.files import load_migrations
 from poststack.testing import CLITestRunner
-from poststack.verify import ScratchDatabaseError, Verifier, scratch_database, verify_migrations
+from poststack.verify import (
+    ScratchDatabaseError,
+    Verifier,
+    scratch_database,
+    verify_migration,
+    verify_migrations,
+)
 
 BASE = {
     "001_users.sql": """
@@ -201,6 +207,19 @@ def test_the_verifier_brings_earlier_migrations_up_when_asked_for_one(make_migra
         result = verifier.verify(migrations.get(2))
         assert result.status == "passed"
         assert verifier.applied_versions() == {1, 2}
+
+
+def test_one_migration_verified_on_its_own_says_what_its_rollback_left(make_migrations, target_url):
+    up, down, expected = FORGETFUL["trigger"]
+    directory = make_migrations({**BASE, "002_change.sql": up, "002_change.rollback.sql": down})
+    migrations = load_migrations(directory)
+    result = verify_migration(target_url, migrations, 2)
+    assert result.status == "failed"
+    assert result.describe().splitlines()[:2] == [f"migration 002 ({directory / '002_change.sql'}): failed",
+                                                  f"  {expected}"]
+    assert verify_migration(target_url, migrations, 1).passed
+    with pytest.raises(UsageError, match="no migration file has version 9"):
+        verify_migration(target_url, migrations, 9)
 
 
 def test_a_role_without_createdb_gets_a_one_line_error(postgres_server, target_url):
