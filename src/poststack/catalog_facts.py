@@ -199,7 +199,7 @@ def invalid_index_issues(facts: Facts) -> list[Issue]:
         evidence.append(f"created by {who}" + (f", status {row.status}" if row else ""))
         if version in unfinished:
             found.append(Issue.of(
-                "invalid_index", version, f"index {name} was left invalid by crashed {who}", evidence,
+                "invalid_index", version, f"index {name} was left invalid by {row.status} {who}", evidence,
                 auto_fixable=True, fix="poststack db repair --issue-type invalid_index --force"))
         elif row is None:  # an earlier run of this pending migration failed and its row was cleaned away
             evidence.append("migrate would fail on it: the index name is taken")

@@ -135,10 +135,10 @@ class Repairer:
             if issue.code in ("failed_migration", "invalid_index") and issue.version in done_versions:
                 continue  # one decision per crashed migration covers its row and its invalid index
             plan = self._plan(conn, facts, fresh)
+            if issue.code in ("failed_migration", "invalid_index") and issue.version is not None:
+                done_versions.add(issue.version)
             if plan is None:
                 continue
-            if issue.version is not None:
-                done_versions.add(issue.version)
             if not self.dry_run:
                 plan.apply(conn)
             self.result.fixed.append(plan.action)

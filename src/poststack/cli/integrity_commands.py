@@ -128,9 +128,10 @@ def repair(ctx: CliContext, dry_run: bool, force: bool, types: tuple[str, ...], 
         click.echo(f"skipped: {skipped.code}{version}: {skipped.reason}")
         for line in skipped.details:
             click.echo(f"    {line}")
-    manual = len(result.skipped) - len(left)
+    manual = sorted({i.code for i in found if not i.auto_fixable and i.at_least("low")
+                     and (not codes or i.code in codes)})
     if manual:
-        ctx.say(f"note: {manual} issue(s) need a manual fix; 'poststack db diagnose' shows how")
+        ctx.say(f"note: not auto-fixable, see 'poststack db diagnose': {', '.join(manual)}")
     if not result.fixed and not left:
         click.echo("Nothing to repair.")
     _exit_if(bool(left))
