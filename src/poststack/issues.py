@@ -95,14 +95,14 @@ class Issue:
 
 # -- checks on files and history (plan.compare already did the matching) -------------------------------
 
-def file_problem_issues(problems: Iterable[FileProblem]) -> list[Issue]:
+def file_problem_issues(problems: Iterable[FileProblem], missing_files: Iterable[int] = ()) -> list[Issue]:
     """Every FileProblem becomes an issue; empty/unreadable files and orphan rollbacks count as bad files.
 
-    A rollback of a duplicated version is not an orphan: discovery left its migration out because of the
-    duplicate, which is the one thing to report.
+    A rollback of a duplicated version, or of an applied version whose file is missing, is not an orphan:
+    the duplicate or the missing file is the one thing to report.
     """
     problems = list(problems)
-    duplicated = {p.version for p in problems if p.code == "duplicate_version"}
+    duplicated = {p.version for p in problems if p.code == "duplicate_version"} | set(missing_files)
     issues = []
     for p in problems:
         if p.code == "orphan_rollback" and p.version in duplicated:

@@ -180,7 +180,7 @@ def derive_issues(facts: Facts, *, lock_age: float, directory: str) -> list[Issu
     state = facts.state
     rows = facts.rows
     found: list[Issue] = []
-    found += checks.file_problem_issues(facts.migrations.problems)
+    found += checks.file_problem_issues(facts.migrations.problems, [r.version for r in state.missing_files])
     found += checks.changed_file_issues(state.changed, rows)
     found += checks.missing_file_issues(state.missing_files, directory)
     found += checks.rollback_missing_issues(facts.migrations)

@@ -228,3 +228,28 @@ def test_schema_drift_shows_the_change_made_by_hand(project, database_url):
     assert diag.repair(result.issues).fixed == []  # never automatic: a human decides
     execute(database_url, "DROP INDEX users_email_idx; ALTER TABLE tags DROP COLUMN color")
     assert found(diag) == []
+
+
+def test_repair_dry_run_changes_nothing(project, database_url):
+    directory, runner, diag = project
+    runner.migrate()
+    (directory / "001_users.sql").write_text("-- cosmetic\n" + FILES["001_users.sql"])
+    (directory / "002_posts.sql").unlink()
+    (directory / "003_tags.sql").write_text("CREATE TABLE tags (id bigint PRIMARY KEY, name text NOT NULL);\n")
+    result = diag.diagnose()
+    assert sorted(i.code for i in result.issues) == ["checksum_mismatch", "cosmetic_change", "missing_file"]
+
+    def state() -> tuple:
+        files = sorted((p.name, p.read_bytes()) for p in directory.iterdir())
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute("SELECT * FROM poststack.migrations ORDER BY version").fetchall()
+            audit_count = conn.execute("SELECT count(*) FROM poststack.audit_log").fetchone()
+            tables = conn.execute("SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+                                  "ORDER BY 1").fetchall()
+        return files, rows, audit_count, tables
+
+    before = state()
+    planned = diag.repair(result.issues, force=True, dry_run=True)
+    assert sorted(a.action for a in planned.fixed) == ["rechecksum", "rechecksum", "restore_file"]
+    assert planned.dry_run and state() == before
+    assert sorted(i.code for i in diag.diagnose().issues) == ["checksum_mismatch", "cosmetic_change", "missing_file"]
