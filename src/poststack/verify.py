@@ -330,9 +330,9 @@ def verify_migrations(database_url: str, migrations_path: str | Path, *, from_ve
     """Verify the selected migrations on a scratch database on ``database_url``'s server.
 
     Migrations before ``from_version`` are applied (not verified) first, so each one is verified on the
-    schema it will meet in production. When a rollback or re-apply breaks the scratch schema, the run
-    continues on a fresh scratch database brought up to the same version, so one bad rollback does not
-    hide the verdicts on every later migration. Scratch databases are dropped afterwards.
+    schema it will meet in production. When a rollback leaves differences or breaks the re-apply, the run
+    continues on a fresh scratch database brought up to the same version, so one bad rollback neither
+    hides nor distorts the verdicts on later migrations. Scratch databases are dropped afterwards.
     """
     migrations = load_migrations(migrations_path)
     migrations.raise_for_problems()
@@ -340,14 +340,16 @@ def verify_migrations(database_url: str, migrations_path: str | Path, *, from_ve
     report = VerifyReport(mask_url(database_url), allow_unverifiable=allow_unverifiable)
     with ExitStack() as scratch:
         verifier = _fresh_verifier(scratch, database_url, migrations, history_schema)
+        last: MigrationVerification | None = None
         for migration in chosen:
             broken = verifier.broken
-            if broken is not None and broken.phase != "apply":
-                # The migration that broke the schema applies cleanly: rebuild that state elsewhere.
+            if (last is not None and last.status == "failed") or (broken is not None and broken.phase != "apply"):
+                # The scratch schema is not what production has after ``last``, but ``last`` applies
+                # cleanly: rebuild that state on a new scratch database and go on from there.
                 scratch.close()
                 verifier = _fresh_verifier(scratch, database_url, migrations, history_schema)
-                verifier.replay_through(broken.version)
-            result = verifier.verify(migration)
+                verifier.replay_through((broken or last).version)
+            result = last = verifier.verify(migration)
             report.migrations.append(result)
             if progress:
                 progress(result)

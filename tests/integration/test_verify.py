@@ -125,6 +125,20 @@ def test_a_broken_rollback_does_not_hide_the_verdicts_on_later_migrations(make_m
     assert more.status == "passed"
 
 
+def test_a_rollback_that_drops_too_much_is_named_and_later_migrations_see_the_right_schema(
+        make_migrations, target_url):
+    directory = make_migrations({
+        **BASE,
+        "002_tags.sql": "CREATE TABLE tags (name text);",
+        "002_tags.rollback.sql": "DROP TABLE tags;\nDROP INDEX users_name_idx;",
+        "003_more.sql": "DROP INDEX users_name_idx;",
+        "003_more.rollback.sql": "CREATE INDEX users_name_idx ON users (name);",
+    })
+    tags, more = verify_migrations(target_url, directory).migrations[1:]
+    assert (tags.status, tags.differences) == ("failed", ["index public.users_name_idx: missing after rollback"])
+    assert more.status == "passed"  # verified on a rebuilt schema that has users_name_idx, as production has
+
+
 def test_a_migration_that_fails_to_apply_is_an_error_and_its_successors_are_skipped(make_migrations, target_url):
     directory = make_migrations({
         **BASE,
