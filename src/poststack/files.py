@@ -189,7 +189,7 @@ def load_migrations(directory: Path | str) -> MigrationSet:
     for path in entries:
         if path.name.startswith(".") or not _LOOKS_LIKE.search(path.name):
             continue
-        match = MIGRATION_NAME.match(path.name)
+        match = MIGRATION_NAME.fullmatch(path.name)  # fullmatch: '$' alone accepts a trailing newline
         if not match or not path.is_file():
             result.problems.append(FileProblem("invalid_filename", path,
                 f"{path}: not a valid migration file name (expected NNN_name.sql or NNN_name.rollback.sql)"))
