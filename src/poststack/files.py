@@ -19,6 +19,7 @@ MIGRATION_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_\
 _LOOKS_LIKE = re.compile(r"^\d|\.sql$", re.IGNORECASE)
 _DIRECTIVE = re.compile(r"^--\s*(?P<key>description|poststack:[a-z-]+)\s*:?\s*(?P<value>.*)$", re.IGNORECASE)
 _BOM = b"\xef\xbb\xbf"
+MAX_VERSION = 2**63 - 1  # versions are stored as bigint
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,10 @@ def load_migrations(directory: Path | str) -> MigrationSet:
         if path.name.startswith(".") or not _LOOKS_LIKE.search(path.name):
             continue
         match = MIGRATION_NAME.fullmatch(path.name)  # fullmatch: '$' alone accepts a trailing newline
-        if not match or not path.is_file():
+        if match and path.is_file() and int(match["version"]) > MAX_VERSION:
+            result.problems.append(FileProblem("invalid_filename", path,
+                f"{path}: version {match['version']} is larger than {MAX_VERSION} (the history's bigint)"))
+        elif not match or not path.is_file():
             result.problems.append(FileProblem("invalid_filename", path,
                 f"{path}: not a valid migration file name (expected NNN_name.sql or NNN_name.rollback.sql)"))
         elif match["rollback"]:
