@@ -6,7 +6,9 @@ because a silently ignored file is a migration that silently never runs.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -173,6 +175,22 @@ class MigrationSet:
             raise MigrationFileError(first.message + more)
 
 
+def _not_a_file(path: Path) -> str:
+    """Why a path with a migration's name cannot be read as one; never opens it (a FIFO would block)."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:
+            return "symlink loop; not a migration file"
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "symlink loop; not a migration file"
+            return f"dangling symlink to {os.readlink(path)}; not a migration file"
+    if path.is_dir():
+        return "is a directory, not a migration file"
+    return "not a regular file (a FIFO, socket or device); not a migration file"
+
+
 def load_migrations(directory: Path | str) -> MigrationSet:
     """Read a migrations directory. Raises only when the directory itself is unusable."""
     directory = Path(directory)
@@ -191,10 +209,12 @@ def load_migrations(directory: Path | str) -> MigrationSet:
         if path.name.startswith(".") or not _LOOKS_LIKE.search(path.name):
             continue
         match = MIGRATION_NAME.fullmatch(path.name)  # fullmatch: '$' alone accepts a trailing newline
-        if match and path.is_file() and int(match["version"]) > MAX_VERSION:
+        if match and not path.is_file():
+            result.problems.append(FileProblem("unreadable_file", path, f"{path}: {_not_a_file(path)}"))
+        elif match and int(match["version"]) > MAX_VERSION:
             result.problems.append(FileProblem("invalid_filename", path,
                 f"{path}: version {match['version']} is larger than {MAX_VERSION} (the history's bigint)"))
-        elif not match or not path.is_file():
+        elif not match:
             result.problems.append(FileProblem("invalid_filename", path,
                 f"{path}: not a valid migration file name (expected NNN_name.sql or NNN_name.rollback.sql)"))
         elif match["rollback"]:
