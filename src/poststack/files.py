@@ -22,6 +22,7 @@ _LOOKS_LIKE = re.compile(r"^\d|\.sql$", re.IGNORECASE)
 _DIRECTIVE = re.compile(r"^--\s*(?P<key>description|poststack:[a-z-]+)\s*:?\s*(?P<value>.*)$", re.IGNORECASE)
 _BOM = b"\xef\xbb\xbf"
 MAX_VERSION = 2**63 - 1  # versions are stored as bigint
+SEMANTIC_CHECKSUM_MAX_CHARS = 1 << 20  # larger files (data loads) keep only the byte checksum
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,10 @@ class SqlFile:
 
     @cached_property
     def semantic_checksum(self) -> str | None:
+        # pglast's JSON tree costs about 100x the text in memory: a 50 MB data load would need gigabytes and
+        # could be killed mid-deploy. Above the limit any edit counts as a change in meaning, which is safe.
+        if len(self.text) > SEMANTIC_CHECKSUM_MAX_CHARS:
+            return None
         return semantic_checksum(self.text)
 
 
