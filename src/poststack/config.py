@@ -74,7 +74,7 @@ def load_settings(*, database_url: str | None = None, migrations_path: str | Pat
             value = float(timeout)
         except ValueError:
             raise UsageError(f"--lock-timeout: {timeout!r} is not a number of seconds") from None
-        if value < 0:
-            raise UsageError(f"--lock-timeout: {timeout!r} must not be negative")
+        if not value >= 0:  # also refuses nan, which would make the lock wait forever
+            raise UsageError(f"--lock-timeout: {timeout!r} must be a number of seconds, 0 or more")
         settings = replace(settings, lock_timeout=value)
     return settings
