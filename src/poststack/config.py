@@ -50,6 +50,8 @@ def validate_schema_name(name: str) -> str:
     """History schema names are quoted as identifiers everywhere; only length and NUL can make them invalid."""
     if not name or "\x00" in name or len(name.encode()) > 63:
         raise UsageError(f"--history-schema: {name!r} is not a valid schema name (1-63 bytes, no NUL)")
+    if name.startswith("pg_"):
+        raise UsageError(f"--history-schema: {name!r} is reserved: PostgreSQL keeps the pg_ prefix for system schemas")
     return name
 
 
