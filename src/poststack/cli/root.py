@@ -45,6 +45,7 @@ DB_COMMANDS = {
     "clean": "integrity_commands:clean",
     "recover": "recover_command:recover",
     "verify": "verify_commands:verify",
+    "lint": "verify_commands:lint",
 }
 SERVER_COMMANDS = {name: f"server_commands:{name}" for name in ("status", "start", "stop", "url")}
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
