@@ -63,13 +63,14 @@ def load_settings(*, database_url: str | None = None, migrations_path: str | Pat
     url = (database_url or env.get("POSTSTACK_DATABASE_URL") or env.get("DATABASE_URL")
            or project.get("database_url") or None)
     path = migrations_path or env.get("POSTSTACK_MIGRATIONS_PATH") or project.get("migrations_path")
-    schema = history_schema or env.get("POSTSTACK_HISTORY_SCHEMA") or project.get("history_schema")
+    schema = (history_schema if history_schema is not None  # an explicit '' is an error, not the default
+              else env.get("POSTSTACK_HISTORY_SCHEMA") or project.get("history_schema"))
     timeout = lock_timeout if lock_timeout is not None else env.get("POSTSTACK_LOCK_TIMEOUT",
                                                                     project.get("lock_timeout"))
     settings = Settings(database_url=url)
     if path:
         settings = replace(settings, migrations_path=Path(path))
-    if schema:
+    if schema is not None:
         settings = replace(settings, history_schema=validate_schema_name(str(schema)))
     if timeout is not None:
         try:
