@@ -64,6 +64,8 @@ SERVER_COMMANDS = {name: f"server_commands:{name}" for name in ("status", "start
 def cli(ctx: click.Context, database_url: str | None, migrations_path: str | None, history_schema: str | None,
         lock_timeout: float | None, verbose: int, quiet: bool) -> None:
     """poststack: PostgreSQL schema migrations whose recorded state can be trusted."""
+    if quiet and verbose:
+        raise click.UsageError("-q/--quiet and -v/--verbose contradict each other; pass one of them", ctx)
     settings = load_settings(database_url=database_url, migrations_path=migrations_path,
                              history_schema=history_schema, lock_timeout=lock_timeout)
     ctx.obj = CliContext(settings, -1 if quiet else verbose)
