@@ -1,4 +1,5 @@
 -- Description: keep updated_at current with a plpgsql trigger
+SET LOCAL lock_timeout = '5s';  -- fail fast rather than queue behind long transactions
 CREATE FUNCTION touch_updated_at() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN

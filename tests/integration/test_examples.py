@@ -31,3 +31,8 @@ def test_every_example_rollback_restores_the_schema(database_url):
     report = result.json
     assert [(m["version_text"], m["status"]) for m in report["migrations"]] == [
         ("001", "passed"), ("002", "passed"), ("003", "passed"), ("004", "passed"), ("005", "passed")]
+
+
+def test_examples_are_lint_clean():
+    result = CLITestRunner("unused: lint reads files only", EXAMPLES).run_command("lint", ["--format", "json"])
+    assert result.exit_code == 0, result.stdout
