@@ -58,6 +58,12 @@ class ConnectError(PoststackError):
     exit_code = EXIT_CONNECT
 
 
+class AccessDenied(ConnectError):
+    """Connected, but the role may not write what poststack must write (the history schema, read-only session)."""
+
+    code = "access_denied"
+
+
 class LockTimeout(PoststackError):
     """Another deployer held the migration lock for longer than the lock timeout."""
 

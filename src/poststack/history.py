@@ -18,6 +18,7 @@ from psycopg.rows import class_row
 
 from poststack import __version__
 from poststack.connection import client_identity
+from poststack.errors import AccessDenied
 from poststack.files import Migration
 
 LAYOUT_VERSION = 1
@@ -123,8 +124,15 @@ class History:
         if self.exists(conn):
             return
         layout = sql.Literal(f"poststack history layout {LAYOUT_VERSION}")
-        with conn.transaction():
-            conn.execute(sql.SQL(_DDL).format(schema=self._schema_id, layout=layout))
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL(_DDL).format(schema=self._schema_id, layout=layout))
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction) as exc:
+            fix = ("the session is read-only: default_transaction_read_only is on, or the server is a standby"
+                   if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction)
+                   else "grant CREATE on the database, or create the schema once as its owner")
+            raise AccessDenied(f"cannot create the history tables in schema {self.schema!r} as role "
+                               f"{conn.info.user!r}: {exc.diag.message_primary} ({fix}); nothing was changed") from None
 
     def rows(self, conn: psycopg.Connection[Any]) -> list[HistoryRow]:
         if not self.exists(conn):
