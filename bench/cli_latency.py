@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     for table in tables:
         table.notes += [f"server: {server}", f"{before} before, {common.load_average()} after"]
-    common.emit(tables, args.markdown, "## CLI latency")
+    common.emit(tables, args, "## CLI latency")
     return 0
 
 

@@ -7,7 +7,9 @@ asserts: a benchmark reports, a human (or the lead) judges.
 
 from __future__ import annotations
 
+import argparse
 import atexit
+import json
 import os
 import shutil
 import statistics
@@ -17,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -257,14 +259,17 @@ class Table:
         return "\n".join(lines).rstrip() + "\n"
 
 
-def emit(tables: Sequence[Table], markdown_path: str | None, header: str = "") -> None:
-    """Print the tables; with ``--markdown PATH`` also write them as a fragment for bench/run_all.py."""
+def emit(tables: Sequence[Table], args: argparse.Namespace, header: str = "") -> None:
+    """Print the tables; ``--markdown PATH`` / ``--json PATH`` also write them for bench/run_all.py."""
     for table in tables:
         print(table.text(), "\n", flush=True)
-    if markdown_path:
+    if args.markdown:
         body = (header + "\n\n" if header else "") + "\n".join(t.markdown() for t in tables)
-        Path(markdown_path).write_text(body)
+        Path(args.markdown).write_text(body)
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(t) for t in tables], indent=1))
 
 
-def add_common_arguments(parser: object) -> None:
-    parser.add_argument("--markdown", metavar="PATH", help="also write the tables as Markdown to PATH")  # type: ignore[attr-defined]
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--markdown", metavar="PATH", help="also write the tables as Markdown to PATH")
+    parser.add_argument("--json", metavar="PATH", help="also write the raw rows as JSON to PATH")

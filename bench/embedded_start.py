@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(parent, ignore_errors=True)
     for table in tables:
         table.notes.append(f"{before} before, {common.load_average()} after")
-    common.emit(tables, args.markdown, "## Embedded server start")
+    common.emit(tables, args, "## Embedded server start")
     return 0
 
 

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         tables = [measure(n, args.repeat, chosen, server, factory) for n in args.n]
     for table in tables:
         table.notes.append(f"{before} before, {common.load_average()} after")
-    common.emit(tables, args.markdown, "## Migrate throughput")
+    common.emit(tables, args, "## Migrate throughput")
     return 0
 
 
