@@ -19,6 +19,9 @@ from psycopg import conninfo as pg_conninfo
 from poststack.errors import ConnectError
 
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# libpq's URI userinfo: user ':' password '@', ending before the first '/'; greedy to the last '@' before it.
+_URI_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^/\s]*(?=@)")
+_URI_QUERY_PASSWORD = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
 
 
 def mask_url(url: str | None) -> str:
@@ -26,15 +29,9 @@ def mask_url(url: str | None) -> str:
     if not url:
         return ""
     if "://" in url:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, _, hostinfo = netloc.rpartition("@")
-            if ":" in userinfo:
-                user = userinfo.split(":", 1)[0]
-                netloc = f"{user}:***@{hostinfo}"
-        query = _KV_PASSWORD.sub(r"\1***", parts.query.replace("&", " ")).replace(" ", "&")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        # Regexes rather than urlsplit, which ends the password at an unencoded '#' or '?' that libpq keeps
+        # (and so printed the rest of it), and missed a URL inside a longer text such as '--database-url=...'.
+        return _URI_QUERY_PASSWORD.sub(r"\1***", _URI_PASSWORD.sub(r"\1***", url))
     return _KV_PASSWORD.sub(r"\1***", url)
 
 
