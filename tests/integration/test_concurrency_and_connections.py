@@ -3,12 +3,10 @@
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from poststack.lock import lock_key
 from poststack.testing import CLITestRunner
@@ -51,23 +49,6 @@ def test_lock_timeout_exits_4_naming_the_holder(database_url, make_migrations):
     assert status["lock"]["pid"] == pid
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT to_regclass('poststack.migrations')").fetchone()[0] is None
-
-
-@pytest.fixture
-def password_role(postgres_server, database_url):
-    """A role that must authenticate with a password (the embedded server trusts its socket by default)."""
-    role = f"pst_pw_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'right-pass'").format(sql.Identifier(role)))
-        if postgres_server.embedded:
-            hba = Path(conn.execute("SHOW hba_file").fetchone()[0])
-            rules = "local all postgres trust\nlocal all all scram-sha-256\n"
-            if hba.read_text() != rules:
-                hba.write_text(rules)
-                conn.execute("SELECT pg_reload_conf()")
-    yield role
-    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_wrong_password_exits_3_and_is_never_printed(postgres_server, database_url, password_role,
