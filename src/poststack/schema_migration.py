@@ -119,6 +119,7 @@ class MigrationRunner:
         """Apply pending migrations up to target (all when None), each with its history row."""
         migrations = self.load()
         migrations.raise_for_problems()
+        plan_migrate(compare(migrations, []), target)  # an unknown --target fails before the history is created
         if dry_run:
             with self.connection() as conn:
                 state = self.state(conn, migrations)
