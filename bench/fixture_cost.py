@@ -63,6 +63,8 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=40, help="iterations per approach")
     parser.add_argument("--migrations", type=Path, default=None, help="migrations directory (default: basic)")
     parser.add_argument("--database-url", default=None, help="an existing server (default: embedded)")
+    parser.add_argument("--strategy", choices=["auto", "WAL_LOG", "FILE_COPY"], default="auto",
+                        help="CREATE DATABASE strategy for poststack's clones (auto: what the plugin uses)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="poststack-bench-"))
@@ -75,6 +77,9 @@ def main() -> int:
     print(f"server: {server}; migrations: {migrations} ({len(load_migrations(migrations))} files); n={args.n}")
 
     databases = DatabaseFactory(server)
+    if args.strategy != "auto":
+        databases.strategy = args.strategy
+    print(f"poststack clone strategy: {databases.strategy or 'server default'}")
     templates = TemplateCache(server, databases)
     start = time.perf_counter()
     templates.template_for(migrations)

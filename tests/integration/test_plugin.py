@@ -312,9 +312,9 @@ def test_db_helper_sees_complex_objects(migrated_database_url, db_helper):
 @pytest.mark.parametrize("migrations_dir", ["unified_project"], indirect=["migrations_dir"])
 def test_apply_untracked_and_track_only_make_history_and_schema_disagree(db_helper, migration_runner):
     db_helper.apply_untracked(1)
-    db_helper.apply_untracked("002")
+    db_helper.apply_untracked("002_create_sessions.sql")  # a version, a file name or a path
     assert db_helper.table_exists("sessions") and db_helper.function_exists("expire_sessions")
     assert db_helper.applied_versions() == []
-    db_helper.track_only(3)
+    db_helper.track_only("003")
     assert db_helper.applied_versions() == [3] and not db_helper.schema_exists("audit")
     assert [m.version for m in migration_runner.status().pending] == [1, 2, 4]

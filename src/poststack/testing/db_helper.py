@@ -180,11 +180,13 @@ class DbHelper:
         return [r.version for r in self.history_rows() if r.status == "applied"]
 
     def migration(self, ref: MigrationRef) -> Migration:
-        """A Migration from a version (``2``, ``"002"``) in the migrations directory, or a file path."""
+        """A Migration from a version (``2``, ``"002"``) or file name in migrations_dir, or a file path."""
         if isinstance(ref, Migration):
             return ref
         if isinstance(ref, Path) or (isinstance(ref, str) and ref.endswith(".sql")):
             path = Path(ref)
+            if self.migrations_dir is not None and not path.is_absolute() and not path.exists():
+                path = self.migrations_dir / path  # a bare file name means one in migrations_dir
             found = load_migrations(path.parent).by_version()
             match = next((m for m in found.values() if m.path.name == path.name), None)
             if match is None:
