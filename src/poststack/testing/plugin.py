@@ -13,16 +13,18 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from poststack.errors import PoststackError
-from poststack.schema_migration import MigrationRunner
 from poststack.testing import scenario_data
-from poststack.testing import server as test_server
-from poststack.testing.cli_runner import CLITestRunner
-from poststack.testing.db_helper import DbHelper
-from poststack.testing.templates import TemplateCache
+
+if TYPE_CHECKING:  # imported in the fixtures: a run that uses no database never loads psycopg or pglast
+    from poststack.schema_migration import MigrationRunner
+    from poststack.testing.cli_runner import CLITestRunner
+    from poststack.testing.db_helper import DbHelper
+    from poststack.testing.server import DatabaseFactory, TestServer
+    from poststack.testing.templates import TemplateCache
 
 MARKERS = {
     "integration": "test that talks to a real PostgreSQL through poststack's fixtures",
@@ -74,8 +76,10 @@ def _run_dir(factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_server(request: pytest.FixtureRequest,
-                    tmp_path_factory: pytest.TempPathFactory) -> test_server.TestServer:
+                    tmp_path_factory: pytest.TempPathFactory) -> TestServer:
     """The PostgreSQL server of this test session: external when a URL is given, else embedded."""
+    from poststack.testing import server as test_server
+
     url = request.config.getoption("--poststack-database-url") or os.environ.get("POSTSTACK_TEST_DATABASE_URL")
     if url:
         return test_server.external(url)
@@ -87,24 +91,28 @@ def postgres_server(request: pytest.FixtureRequest,
 
 
 @pytest.fixture(scope="session")
-def poststack_databases(postgres_server: test_server.TestServer) -> Iterator[test_server.DatabaseFactory]:
+def poststack_databases(postgres_server: TestServer) -> Iterator[DatabaseFactory]:
     """Creates and drops this session's test databases over one maintenance connection."""
-    factory = test_server.DatabaseFactory(postgres_server)
+    from poststack.testing.server import DatabaseFactory
+
+    factory = DatabaseFactory(postgres_server)
     yield factory
     factory.close()
 
 
 @pytest.fixture
-def database_url(poststack_databases: test_server.DatabaseFactory) -> Iterator[str]:
+def database_url(poststack_databases: DatabaseFactory) -> Iterator[str]:
     """A fresh, empty database for this test, dropped afterwards even when the test failed."""
     with poststack_databases.scratch() as url:
         yield url
 
 
 @pytest.fixture(scope="session")
-def poststack_templates(postgres_server: test_server.TestServer,
-                        poststack_databases: test_server.DatabaseFactory) -> Iterator[TemplateCache]:
+def poststack_templates(postgres_server: TestServer,
+                        poststack_databases: DatabaseFactory) -> Iterator[TemplateCache]:
     """Template databases at the head of each migrations directory this session uses, built once."""
+    from poststack.testing.templates import TemplateCache
+
     cache = TemplateCache(postgres_server, poststack_databases)
     yield cache
     cache.close()
@@ -156,9 +164,11 @@ def migrations_dir(request: pytest.FixtureRequest) -> Path:
 
 # -- databases at the head of migrations_dir, and helpers on the test's database ---------------------------
 @pytest.fixture
-def migrated_database_url(poststack_templates: TemplateCache, poststack_databases: test_server.DatabaseFactory,
+def migrated_database_url(poststack_templates: TemplateCache, poststack_databases: DatabaseFactory,
                           migrations_dir: Path) -> Iterator[str]:
     """A fresh database with every migration of ``migrations_dir`` applied, cloned from a template."""
+    from poststack.errors import PoststackError
+
     try:
         name = poststack_templates.clone(migrations_dir)
     except PoststackError as exc:  # the user's migrations are at fault: their message, not our traceback
@@ -182,12 +192,16 @@ def _test_database_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def migration_runner(request: pytest.FixtureRequest, migrations_dir: Path) -> MigrationRunner:
     """``MigrationRunner(<the test's database>, migrations_dir)``."""
+    from poststack.schema_migration import MigrationRunner
+
     return MigrationRunner(_test_database_url(request), migrations_dir)
 
 
 @pytest.fixture
 def db_helper(request: pytest.FixtureRequest, migrations_dir: Path) -> Iterator[DbHelper]:
     """Catalog checks, SQL and history helpers on the test's database; versions resolve in migrations_dir."""
+    from poststack.testing.db_helper import DbHelper
+
     with DbHelper(_test_database_url(request), migrations_dir) as helper:
         yield helper
 
@@ -195,4 +209,6 @@ def db_helper(request: pytest.FixtureRequest, migrations_dir: Path) -> Iterator[
 @pytest.fixture
 def cli_runner(request: pytest.FixtureRequest, migrations_dir: Path) -> CLITestRunner:
     """``CLITestRunner(<the test's database>, migrations_dir)``: run ``poststack db`` commands in-process."""
+    from poststack.testing.cli_runner import CLITestRunner
+
     return CLITestRunner(_test_database_url(request), migrations_dir)
