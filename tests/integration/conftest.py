@@ -40,10 +40,11 @@ def require_passwords(conn: psycopg.Connection) -> None:
 
 
 @pytest.fixture
-def make_role(postgres_server) -> Iterator[Callable[..., str]]:
+def make_role(postgres_server, database_url) -> Iterator[Callable[..., str]]:
     """Factory: ``make_role("SUPERUSER", settings={...})`` -> the role's name. Dropped after the test.
 
     The role logs in with ROLE_PASSWORD, and on the embedded server it must: a wrong password is refused.
+    What it created in the test's database is dropped with it (this fixture is torn down before that database).
     """
     made: list[str] = []
     with psycopg.connect(postgres_server.url, autocommit=True) as admin:
@@ -62,8 +63,24 @@ def make_role(postgres_server) -> Iterator[Callable[..., str]]:
             return role
 
         yield make
+        with psycopg.connect(database_url, autocommit=True) as owner:
+            owner.execute("SET default_transaction_read_only = off")  # a test may have made the database read-only
+            for role in made:
+                owner.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         for role in made:
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture
+def role_url(make_role, database_url) -> Callable[..., str]:
+    """Factory: ``role_url("SUPERUSER", password="wrong", default_transaction_read_only="on")`` -> the URL of
+    ``database_url`` for a new role with those attributes and settings; the password is the right one unless given.
+    """
+
+    def make(*attributes: str, password: str = ROLE_PASSWORD, **settings: str) -> str:
+        return url_for(database_url, user=make_role(*attributes, settings=settings), password=password)
+
+    return make
 
 
 @pytest.fixture
