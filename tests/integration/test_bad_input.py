@@ -41,6 +41,8 @@ class Case:
     path: Path
     url: str
     cleanups: list[Callable[[], Any]] = field(default_factory=list)
+    cwd: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     def fixture(self, name: str) -> Any:
         return self.request.getfixturevalue(name)
@@ -113,6 +115,18 @@ def role(*attributes: str, **settings: str) -> Callable[[Case], None]:
     def setup(case: Case) -> None:
         case.url = case.fixture("role_url")(*attributes, **settings)
     return setup
+
+
+def pyproject(text: str) -> Callable[[Case], None]:
+    def setup(case: Case) -> None:
+        case.cwd = case.path.with_name(f"{case.path.name}_project")
+        case.cwd.mkdir()
+        (case.cwd / "pyproject.toml").write_text(text)
+    return setup
+
+
+def environment(**variables: str) -> Callable[[Case], None]:
+    return lambda case: case.env.update(variables)
 
 
 def read_only_database(case: Case) -> None:
@@ -204,6 +218,12 @@ ROWS = [
     Bad("negative_lock_timeout", ("migrate", "--lock-timeout", "-1"), 2, "--lock-timeout: -1.0 must be"),
     Bad("nan_lock_timeout", ("migrate", "--lock-timeout", "nan"), 2, "--lock-timeout: nan must be"),
     Bad("text_lock_timeout", ("migrate", "--lock-timeout", "soon"), 2, "'soon' is not a valid float"),
+    Bad("bad_pyproject", ("migrate",), 2, "pyproject.toml: cannot read [tool.poststack]: ",
+        setup=pyproject("[tool.poststack\nlock_timeout = 1\n")),
+    Bad("pyproject_lock_timeout", ("migrate",), 2, "--lock-timeout: 'soon' is not a number of seconds",
+        setup=pyproject("[tool.poststack]\nlock_timeout = 'soon'\n")),
+    Bad("env_lock_timeout", ("migrate",), 2, "--lock-timeout: '-5' must be a number of seconds",
+        setup=environment(POSTSTACK_LOCK_TIMEOUT="-5")),
     Bad("unknown_severity", ("diagnose", "--severity", "urgent"), 2, "--severity: 'urgent' is not one of"),
     Bad("unknown_issue_type", ("repair", "--issue-type", "bad_vibes"), 2, "unknown issue code 'bad_vibes'"),
     # -- environment ----------------------------------------------------------------------------------------
@@ -263,7 +283,7 @@ def test_bad_input(bad: Bad, request, database_url, make_migrations) -> None:
         if bad.setup:
             bad.setup(case)
         before = snapshot(database_url)
-        cli = CLITestRunner(case.url, case.path)
+        cli = CLITestRunner(case.url, case.path, cwd=case.cwd, env=case.env)
         command, *args = bad.args
         if bad.denied:
             proc: subprocess.CompletedProcess[str] = request.getfixturevalue("run_without_file_override")(
