@@ -4,7 +4,8 @@ Each size gets its own database on one embedded PostgreSQL; every migration crea
 key and has a rollback, so the schema grows with the history (the drift snapshot has real work to do). The
 baseline is ``MigrationRunner.status()`` on the same database in the same process: both read the files
 and the history; diagnose adds the lock report, invalid indexes, the evidence for pending migrations (none
-here) and the schema-drift comparison. Medians of ``--runs``; numbers are printed, never asserted.
+here) and the schema-drift comparison. Medians of ``--runs`` interleaved runs; numbers are printed, never
+asserted.
 
     /work/venv/bin/python bench/diagnose_scale.py [--sizes 100,1000,5000] [--runs 5]
 
@@ -37,13 +38,10 @@ def write_migrations(directory: Path, count: int) -> None:
         (directory / f"{stem}.rollback.sql").write_text(f"DROP TABLE t_{i};\n")
 
 
-def median_seconds(action: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
 
 
 def measure(server: TestServer, root: Path, size: int, runs: int) -> tuple[float, float, float, int]:
@@ -59,10 +57,14 @@ def measure(server: TestServer, root: Path, size: int, runs: int) -> tuple[float
         assert result.filtered("low").issues == [], result.issues[:3]
         with count_queries() as counter:
             diag.diagnose()
-        status = median_seconds(runner.status, runs)
-        diagnose = median_seconds(diag.diagnose, runs)
-        with diag.connection() as conn:  # the schema-drift comparison alone: snapshot query, stored copy, diff
-            drift_only = median_seconds(lambda: detect_drift(conn, "poststack"), runs)
+        samples: dict[str, list[float]] = {"status": [], "diagnose": [], "drift": []}
+        with diag.connection() as conn:
+            for _ in range(runs):  # interleaved, so that load on the shared machine hits all three alike
+                samples["status"].append(timed(runner.status))
+                samples["diagnose"].append(timed(diag.diagnose))
+                # the schema-drift comparison alone: snapshot query, stored snapshot, diff
+                samples["drift"].append(timed(lambda: detect_drift(conn, "poststack")))
+        status, diagnose, drift_only = (statistics.median(samples[k]) for k in ("status", "diagnose", "drift"))
         return status, diagnose, drift_only, counter.count
     finally:
         drop_database(server, name)
