@@ -18,8 +18,8 @@ from poststack import executor
 from poststack.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_SCHEMA, validate_schema_name
 from poststack.connection import connect, mask_url
 from poststack.drift import record_snapshot
-from poststack.errors import ChecksumChanged, StateError
-from poststack.files import Migration, MigrationSet, load_migrations
+from poststack.errors import ChecksumChanged, MigrationFileError, StateError
+from poststack.files import Migration, MigrationSet, load_migrations, transaction_control
 from poststack.history import History, HistoryRow
 from poststack.lock import LockHolder, lock_holder, migration_lock
 from poststack.migration_info import MigrationInfo, describe
@@ -170,6 +170,8 @@ class MigrationRunner:
             raise ChecksumChanged(f"applied migration file(s) changed since they were applied: {names}; "
                                   "restore them, run 'poststack db repair', or pass --allow-changed")
         planned = plan_migrate(state, target)
+        for migration in planned:
+            _refuse_transaction_control(migration.sql, str(migration.path), migration.no_transaction)
         highest = max((r.version for r in state.rows), default=None)
         late = [m for m in planned if highest is not None and m.version < highest]
         if late and not allow_out_of_order:
@@ -190,12 +192,12 @@ class MigrationRunner:
         if dry_run:
             with self.connection() as conn:
                 state = self.state(conn, migrations)
-                steps = plan_rollback(state, target_version)
+                steps = _checked_rollback(state, target_version)
                 return RollbackResult(True, state.current_version_text, _target_text(state, target_version),
                                       planned=steps)
         with self.locked() as conn:
             state = self.state(conn, migrations)
-            steps = plan_rollback(state, target_version)
+            steps = _checked_rollback(state, target_version)
             result = RollbackResult(False, state.current_version_text, state.current_version_text, planned=steps)
             with self._snapshot_after(conn, result.steps):
                 for step in steps:
@@ -231,6 +233,23 @@ class MigrationRunner:
         from poststack.recovery import recover
 
         return recover(self, dry_run=dry_run, force=force)
+
+
+def _refuse_transaction_control(text: str, where: str, no_transaction: bool) -> None:
+    """Refuse, before anything runs, a transactional file that would COMMIT or ROLLBACK poststack's transaction."""
+    statement = None if no_transaction else transaction_control(text)
+    if statement is not None:
+        raise MigrationFileError(f"{where}:{statement.line}: '{' '.join(statement.text.split())}' would take "
+                                 "transaction control from poststack, which commits this file and its history row "
+                                 "in one transaction; remove it, or mark the file '-- poststack:no-transaction'",
+                                 problem="transaction_control")
+
+
+def _checked_rollback(state: MigrationState, target: int) -> list[RollbackStep]:
+    steps = plan_rollback(state, target)
+    for step in steps:
+        _refuse_transaction_control(step.sql, step.source, step.no_transaction)
+    return steps
 
 
 def _target_text(state: MigrationState, target: int) -> str | None:
