@@ -18,7 +18,7 @@ from psycopg.rows import class_row
 
 from poststack import __version__
 from poststack.connection import client_identity
-from poststack.errors import AccessDenied
+from poststack.errors import AccessDenied, UsageError
 from poststack.files import Migration
 
 LAYOUT_VERSION = 1
@@ -139,8 +139,12 @@ class History:
             return []
         query = sql.SQL("SELECT {} FROM {} ORDER BY version").format(
             sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)), self.table("migrations"))
-        with conn.cursor(row_factory=class_row(HistoryRow)) as cur:
-            return cur.execute(query).fetchall()
+        try:
+            with conn.cursor(row_factory=class_row(HistoryRow)) as cur:
+                return cur.execute(query).fetchall()
+        except psycopg.errors.UndefinedColumn as exc:  # e.g. another tool's public.migrations
+            raise UsageError(f"{self.schema}.migrations is not a poststack history table "
+                             f"({exc.diag.message_primary}); choose another --history-schema") from None
 
     def row(self, conn: psycopg.Connection[Any], version: int) -> HistoryRow | None:
         return next((r for r in self.rows(conn) if r.version == version), None)
