@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from poststack.errors import MigrationFailed
+from poststack.errors import ConnectError, MigrationFailed
 from poststack.files import Migration
 from poststack.history import History
 from poststack.plan import RollbackStep
@@ -39,6 +39,19 @@ def sql_error(exc: psycopg.Error, *, where: str, version_text: str, text: str,
                            path=where, line=line, sqlstate=diag.sqlstate)
 
 
+def connection_lost(conn: psycopg.Connection[Any], exc: psycopg.Error, where: str,
+                    outcome: str) -> ConnectError | None:
+    """A ConnectError (exit 3) when ``exc`` came from losing the connection, else None.
+
+    A terminated backend or a restarted server is not a failing migration (exit 5 promises the SQL itself
+    failed); the user must learn that the connection died and what state that leaves.
+    """
+    if not conn.broken:
+        return None
+    reason = " ".join((exc.diag.message_primary or str(exc)).split())
+    return ConnectError(f"database connection lost during {where}: {reason}; {outcome}")
+
+
 def _statements(text: str, where: str, version_text: str) -> list[Statement]:
     try:
         return split_statements(text)
@@ -51,14 +64,19 @@ def _statements(text: str, where: str, version_text: str) -> list[Statement]:
 def apply_transactional(conn: psycopg.Connection[Any], history: History, migration: Migration) -> int:
     """Run the file and insert its history row atomically; return the execution time in ms."""
     start = time.perf_counter()
+    committing = False
     try:
         with conn.transaction():
             conn.execute(migration.sql.encode())  # bytes: sent as-is, no client-side placeholder parsing
             elapsed = _elapsed_ms(start)
             history.insert(conn, migration, execution_ms=elapsed)
+            committing = True
     except psycopg.Error as exc:
-        raise sql_error(exc, where=str(migration.path), version_text=migration.version_text,
-                        text=migration.sql) from None
+        outcome = ("it was being committed and may or may not be recorded: see 'poststack db migration-status'"
+                   if committing else "it had not committed: none of it was kept or recorded")
+        lost = connection_lost(conn, exc, f"migration {migration.version_text} ({migration.path})", outcome)
+        raise lost or sql_error(exc, where=str(migration.path), version_text=migration.version_text,
+                                text=migration.sql) from None
     return elapsed
 
 
@@ -72,6 +90,11 @@ def apply_non_transactional(conn: psycopg.Connection[Any], history: History, mig
         try:
             conn.execute(statement.text.encode())
         except psycopg.Error as exc:
+            lost = connection_lost(conn, exc, f"non-transactional migration {migration.version_text} "
+                                              f"({migration.path}), statement {done} of {len(statements)}",
+                                   f"{done - 1} statement(s) had completed; run 'poststack db diagnose'")
+            if lost:
+                raise lost from None
             failure = sql_error(exc, where=str(migration.path), version_text=migration.version_text,
                                 text=statement.text, line_offset=statement.line - 1)
             _record_failure(conn, history, migration.version, str(failure), done - 1)
@@ -101,12 +124,17 @@ def rollback_one(conn: psycopg.Connection[Any], history: History, step: Rollback
     row = step.row
     start = time.perf_counter()
     if not step.no_transaction:
+        committing = False
         try:
             with conn.transaction():
                 conn.execute(step.sql.encode())
                 history.delete(conn, row.version)
+                committing = True
         except psycopg.Error as exc:
-            raise sql_error(exc, where=step.source, version_text=row.version_text, text=step.sql) from None
+            outcome = ("it was being committed and may or may not have happened: see 'poststack db "
+                       "migration-status'" if committing else "it had not committed: nothing was rolled back")
+            lost = connection_lost(conn, exc, f"the rollback of {row.version_text} ({step.source})", outcome)
+            raise lost or sql_error(exc, where=step.source, version_text=row.version_text, text=step.sql) from None
         return _elapsed_ms(start)
     statements = _statements(step.sql, step.source, row.version_text)
     with conn.transaction():
@@ -115,6 +143,11 @@ def rollback_one(conn: psycopg.Connection[Any], history: History, step: Rollback
         try:
             conn.execute(statement.text.encode())
         except psycopg.Error as exc:
+            lost = connection_lost(conn, exc, f"the non-transactional rollback of {row.version_text} "
+                                              f"({step.source}), statement {done} of {len(statements)}",
+                                   f"{done - 1} statement(s) had completed; run 'poststack db diagnose'")
+            if lost:
+                raise lost from None
             failure = sql_error(exc, where=step.source, version_text=row.version_text, text=statement.text,
                                 line_offset=statement.line - 1)
             _record_failure(conn, history, row.version, f"rollback failed: {failure}", done - 1)
