@@ -159,6 +159,15 @@ ROWS = [
         {"003_x.sql": "CREATE TABLE x (id int);", "003_x.rollback.sql": b"DROP TABLE \xff;"}),
     Bad("syntax_error", ("migrate",), 5, "003_x.sql:2: migration 003 failed: syntax error at or near",
         {"003_x.sql": "CREATE TABLE x (id int);\nCREATE TABEL y (id int);\n"}, applied="002"),
+    Bad("commit_in_migration", ("migrate",), 2, "003_x.sql:2: 'COMMIT' would take transaction control",
+        {"003_x.sql": "CREATE TABLE x (id int);\nCOMMIT;\nCREATE TABLE y (id int);\nSELECT 1 / 0;\n"}, applied="002"),
+    Bad("rollback_in_migration", ("migrate",), 2, "003_x.sql:2: 'ROLLBACK' would take transaction control",
+        {"003_x.sql": "CREATE TABLE x (id int);\nROLLBACK;\n"}, applied="002"),
+    Bad("begin_commit_wrapper", ("migrate",), 2, "003_x.sql:1: 'BEGIN' would take transaction control",
+        {"003_x.sql": "BEGIN;\nCREATE TABLE x (id int);\nCOMMIT;\n"}, applied="002"),
+    Bad("commit_in_rollback_file", ("rollback", "1", "--confirm"), 2,
+        "002_posts.rollback.sql:2: 'COMMIT' would take transaction control", {
+            "002_posts.rollback.sql": "DROP TABLE posts;\nCOMMIT;\n"}, applied="002"),
     # -- files: names -----------------------------------------------------------------------------------------
     Bad("dash_name", ("migrate",), 2, "1-init.sql: not a valid migration file name", {"1-init.sql": "SELECT 1;"}),
     Bad("upper_extension", ("migrate",), 2, "003_x.SQL: not a valid migration file name",
@@ -249,6 +258,9 @@ ROWS = [
     Bad("schema_64_bytes", ("migrate", "--history-schema", "h" * 64), 2, "is not a valid schema name (1-63 bytes"),
     Bad("schema_64_utf8_bytes", ("migrate", "--history-schema", "é" * 32), 2, "is not a valid schema name"),
     Bad("schema_empty", ("migrate", "--history-schema", ""), 2, "--history-schema: '' is not a valid"),
+    Bad("foreign_history_table", ("migrate", "--history-schema", "public"), 2,
+        "public.migrations is not a poststack history table", setup=lambda case: case.admin(sql.SQL(
+            "CREATE TABLE public.migrations (id serial PRIMARY KEY, name text, run_on timestamptz)"))),
     Bad("schema_reserved", ("migrate", "--history-schema", "pg_catalog"), 2, "'pg_catalog' is reserved"),
 ]
 
