@@ -19,6 +19,7 @@ from psycopg import conninfo, sql
 
 from poststack import embedded
 from poststack.connection import password_of
+from poststack.errors import UsageError
 from poststack.lock import lock_key
 from poststack.schema_migration import MigrationRunner
 from poststack.testing import CLITestRunner
@@ -114,6 +115,16 @@ def test_hostile_history_schema_names_are_quoted_everywhere(schema, database_url
         assert cli.run_command("rollback", ["1", "--confirm", *opt]).ok
         assert db.applied_versions() == [1] and not db.index_exists("users_email")
         assert db.table_exists("sentinel") and not db.schema_exists("poststack")
+
+
+@pytest.mark.parametrize("schema", ["a\x00b", "", "pg_toast", "h" * 64])
+def test_library_refuses_schema_names_postgresql_cannot_hold(schema, database_url, make_migrations) -> None:
+    """NUL cannot come through argv or the environment, but it can through the Python API."""
+    with pytest.raises(UsageError, match="--history-schema"):
+        MigrationRunner(database_url, make_migrations(FILES), history_schema=schema)
+    with DbHelper(database_url) as db:
+        assert db.fetch_value("SELECT count(*) FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
+                              "AND nspname NOT IN ('public', 'information_schema')") == 0
 
 
 def _formatted_sql_calls() -> list[str]:
