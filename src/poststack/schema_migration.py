@@ -104,10 +104,15 @@ class MigrationRunner:
             conn.close()
 
     @contextmanager
-    def locked(self) -> Iterator[psycopg.Connection[Any]]:
-        """A connection holding the migration lock, with the history tables present."""
+    def locked(self, *, create_history: bool = True) -> Iterator[psycopg.Connection[Any]]:
+        """A connection holding the migration lock, with the history tables present if asked for.
+
+        Commands that can only read or remove history (rollback) pass ``create_history=False`` so that a
+        refused command leaves a database without poststack's schema exactly as it found it.
+        """
         with self.connection() as conn, migration_lock(conn, self.history.schema, self.lock_timeout):
-            self.history.ensure(conn)
+            if create_history:
+                self.history.ensure(conn)
             yield conn
 
     def state(self, conn: psycopg.Connection[Any], migrations: MigrationSet | None = None) -> MigrationState:
@@ -195,7 +200,7 @@ class MigrationRunner:
                 steps = _checked_rollback(state, target_version)
                 return RollbackResult(True, state.current_version_text, _target_text(state, target_version),
                                       planned=steps)
-        with self.locked() as conn:
+        with self.locked(create_history=False) as conn:
             state = self.state(conn, migrations)
             steps = _checked_rollback(state, target_version)
             result = RollbackResult(False, state.current_version_text, state.current_version_text, planned=steps)

@@ -168,3 +168,13 @@ def test_hostile_history_schema_names_are_quoted(database_url, make_migrations, 
     runner.migrate(target=2)
     assert [v for v, *_ in history(database_url, schema)] == [1, 2]
     assert runner.status().current_version == "002"
+
+
+def test_refused_rollback_on_a_fresh_database_creates_nothing(database_url, make_migrations):
+    from poststack.errors import RollbackRefused
+
+    runner = MigrationRunner(database_url, make_migrations(BASIC))
+    with pytest.raises(RollbackRefused, match="7 is not an applied version"):
+        runner.rollback(7)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'poststack'").fetchone()[0] == 0
