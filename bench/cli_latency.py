@@ -57,6 +57,8 @@ def commands(project: Path, urls: dict[str, str]) -> tuple[list[Command], list[C
     yoyo_args = ["--no-config-file", "--database", common.yoyo_url(urls["yoyo"]), str(project / "yoyo")]
     migrate = [
         Command("python -c pass", [sys.executable, "-c", "pass"], plain, "interpreter floor"),
+        Command("python -c 'import psycopg, click'", [sys.executable, "-c", "import psycopg, click"], plain,
+                "floor of any psycopg + click CLI"),
         Command("poststack --version", [poststack, "--version"], plain, "CLI floor: imports, no database"),
         Command("poststack db migrate", [poststack, "--migrations-path", str(project / "poststack"), "db",
                                          "migrate"], ps_env, "no-op"),
@@ -84,7 +86,7 @@ def commands(project: Path, urls: dict[str, str]) -> tuple[list[Command], list[C
 
 
 def measure(title: str, baseline: str, chosen: list[Command], runs: int, cwd: Path) -> common.Table:
-    times: dict[str, list[float]] = {c.name: [] for c in chosen}
+    times: dict[str, list[common.Sample]] = {c.name: [] for c in chosen}
     for command in chosen:  # one untimed run each: page cache, bytecode caches
         common.run_quiet(command.argv, command.env, cwd)
     for run_no in range(runs):
@@ -93,9 +95,7 @@ def measure(title: str, baseline: str, chosen: list[Command], runs: int, cwd: Pa
             times[command.name].append(common.time_process(command.argv, command.env, cwd))
     table = common.Table(title, baseline if baseline in times else chosen[0].name)
     for command in chosen:
-        spread = common.spread(times[command.name])
-        note = "; ".join(p for p in (command.note, f"runs {spread}" if spread else "") if p)
-        table.add(command.name, common.median(times[command.name]), note)
+        table.add(command.name, times[command.name], command.note)
     table.notes.append(f"median of {runs} runs each, interleaved")
     return table
 

@@ -11,6 +11,7 @@ import argparse
 import atexit
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -61,6 +62,7 @@ def bench_server() -> Iterator[tuple[object, object]]:
 
     url = os.environ.get(SERVER_URL_ENV)
     server = external(url) if url else start_embedded(temp_dir("server"))
+    watch_server(server.url)
     factory = DatabaseFactory(server)
     try:
         yield server, factory
@@ -148,9 +150,9 @@ class MigrationDirs:
         return sorted(p for p in self.poststack.glob("*.sql") if not p.name.endswith(".rollback.sql"))
 
 
-def migration_sql(index: int, rows: int = 100) -> tuple[str, str]:
+def migration_sql(index: int, rows: int = 100, prefix: str = "bench") -> tuple[str, str]:
     """(up, down) of one small migration: a table, an index and a ``rows``-row insert written out as literals."""
-    table = f"bench_t{index:05d}"
+    table = f"{prefix}_t{index:05d}"
     values = ",\n".join(f"    ({i}, 'item {index}-{i}', {i * 1.25:.2f})" for i in range(1, rows + 1))
     up = (f"CREATE TABLE {table} (\n    id integer PRIMARY KEY,\n    name text NOT NULL,\n"
           f"    amount numeric(12, 2) NOT NULL,\n    created_at timestamptz NOT NULL DEFAULT now()\n);\n"
@@ -159,15 +161,18 @@ def migration_sql(index: int, rows: int = 100) -> tuple[str, str]:
     return up, f"DROP TABLE {table};\n"
 
 
-def generate_migrations(count: int, root: Path, rows: int = 100) -> MigrationDirs:
+def generate_migrations(count: int, root: Path, rows: int = 100, prefix: str = "bench") -> MigrationDirs:
     """Write ``count`` migrations three ways: poststack/yoyo (``NNNNN_name.sql`` + ``.rollback.sql``) and dbmate
-    (one file with ``-- migrate:up`` / ``-- migrate:down`` sections). The SQL executed is identical."""
+    (one file with ``-- migrate:up`` / ``-- migrate:down`` sections). The SQL executed is identical.
+
+    A different ``prefix`` gives different file contents, so no contender can reuse anything a previous round
+    cached in the process (poststack memoises parse results by text) or left in the server's caches."""
     dirs = MigrationDirs(count, root / "poststack", root / "yoyo", root / "dbmate")
     for path in (dirs.poststack, dirs.yoyo, dirs.dbmate):
         path.mkdir(parents=True, exist_ok=True)
     for index in range(1, count + 1):
-        up, down = migration_sql(index, rows)
-        stem = f"{index:05d}_create_bench_t{index:05d}"
+        up, down = migration_sql(index, rows, prefix)
+        stem = f"{index:05d}_create_{prefix}_t{index:05d}"
         for directory in (dirs.poststack, dirs.yoyo):
             (directory / f"{stem}.sql").write_text(up)
             (directory / f"{stem}.rollback.sql").write_text(down)
@@ -176,11 +181,97 @@ def generate_migrations(count: int, root: Path, rows: int = 100) -> MigrationDir
 
 
 # -- timing --------------------------------------------------------------------------------------------------
-def timed(action: Callable[[], object]) -> float:
-    """Wall seconds of one call."""
+@dataclass(frozen=True)
+class Sample:
+    """One timed run: wall seconds, and the CPU seconds (user + system) it cost the client and the server.
+
+    Wall time is what a user waits, but on a shared two-core machine it swings with other jobs' load by 2x and
+    more between adjacent runs. CPU time swings far less, and with fsync off the work is CPU-bound, so the CPU
+    ratio is the steadier measure of how much work a contender does; both are reported.
+    """
+
+    wall: float
+    client_cpu: float
+    server_cpu: float | None  # None when the server is not local (an external URL)
+
+    @property
+    def cpu(self) -> float:
+        return self.client_cpu + (self.server_cpu or 0.0)
+
+
+_watched_postmaster: int | None = None
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def watch_server(url: str) -> None:
+    """Charge the CPU of this server's processes to every following sample (a local server only)."""
+    global _watched_postmaster
+    pidfile = Path(socket_parts(url)[0]) / "postmaster.pid"
+    try:
+        _watched_postmaster = int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        _watched_postmaster = None
+
+
+def _proc_stat(pid: int) -> tuple[int, list[int]] | None:
+    """(parent pid, [utime, stime, cutime, cstime]) in clock ticks, from /proc/PID/stat."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # the command name may contain spaces and parentheses
+    return int(fields[1]), [int(f) for f in fields[11:15]]
+
+
+def server_cpu() -> float | None:
+    """CPU seconds the watched server has used so far: the postmaster and its live children, plus what
+    exited children used (the postmaster reaps them, so it lands in its cutime/cstime)."""
+    if _watched_postmaster is None:
+        return None
+    own = _proc_stat(_watched_postmaster)
+    if own is None:
+        return None
+    ticks = sum(own[1])
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            child = _proc_stat(int(entry.name))
+            if child and child[0] == _watched_postmaster:
+                ticks += child[1][0] + child[1][1]
+    return ticks / _CLOCK_TICKS
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _client_cpu() -> float:
+    return time.process_time() + _children_cpu()
+
+
+def timed(action: Callable[[], object]) -> Sample:
+    """Time one call. Client CPU is this process (all threads) plus the children it waited for, so an
+    in-process contender and one that runs a CLI are charged alike."""
+    server, client = server_cpu(), _client_cpu()
     start = time.perf_counter()
     action()
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    client = _client_cpu() - client
+    after = _settled_server_cpu()
+    return Sample(wall, client, after - server if after is not None and server is not None else None)
+
+
+def _settled_server_cpu() -> float | None:
+    """The server CPU once the contender's backends have been reaped: a closed connection's backend exits a
+    few milliseconds later, and only then does its CPU reach the postmaster's cutime (untimed)."""
+    reading = server_cpu()
+    for _ in range(25):
+        time.sleep(0.02)
+        again = server_cpu()
+        if again == reading:
+            break
+        reading = again
+    return reading
 
 
 def run_quiet(argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
@@ -191,10 +282,9 @@ def run_quiet(argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path 
         raise SystemExit(f"error: {argv[0]} exited {result.returncode}: {result.stderr.decode().strip()[-500:]}")
 
 
-def time_process(argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> float:
-    start = time.perf_counter()
-    run_quiet(argv, env, cwd)
-    return time.perf_counter() - start
+def time_process(argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Sample:
+    """Time a whole process (children are waited for one at a time, so the rusage delta is this one's)."""
+    return timed(lambda: run_quiet(argv, env, cwd))
 
 
 def median(values: Sequence[float]) -> float:
@@ -205,7 +295,7 @@ def spread(values: Sequence[float]) -> str:
     """min-max of repeated runs, so a reader can see whether a ratio is inside the noise."""
     if len(values) < 2:
         return ""
-    return f"{min(values) * 1000:.0f}-{max(values) * 1000:.0f} ms"
+    return f"runs {min(values) * 1000:.0f}-{max(values) * 1000:.0f} ms"
 
 
 def load_average() -> str:
@@ -214,46 +304,91 @@ def load_average() -> str:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment for child processes, without URLs that would point a tool at another database."""
+    """The environment for child processes: no URL that would point a tool at another database, and bytecode
+    caching on (in bench/.cache/pycache), so every Python CLI is timed as a pip-installed one runs (pip compiles
+    bytecode at install) even when the caller sets PYTHONDONTWRITEBYTECODE, as this project's sandbox does;
+    without it an editable poststack recompiles all its modules on every start (~50 ms here)."""
     env = {k: v for k, v in os.environ.items()
-           if k not in {"DATABASE_URL", "POSTSTACK_DATABASE_URL", "POSTSTACK_MIGRATIONS_PATH"}}
+           if k not in {"DATABASE_URL", "POSTSTACK_DATABASE_URL", "POSTSTACK_MIGRATIONS_PATH",
+                        "PYTHONDONTWRITEBYTECODE"}}
+    env["PYTHONPYCACHEPREFIX"] = str(CACHE_DIR / "pycache")
     env.update(extra)
     return env
 
 
 # -- results -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Row:
+    name: str
+    seconds: float  # median wall time
+    cpu: float | None  # median CPU time, client + server; None when not measured
+    note: str = ""
+    walls: tuple[float, ...] = ()  # per round, index-aligned with the other rows' rounds
+    cpus: tuple[float, ...] = ()
+
+
+def paired_ratio(values: Sequence[float], base: Sequence[float]) -> float | None:
+    """Median of per-round ratios: rounds run back to back, so load that drifts over the run cancels out in
+    each pair, which a ratio of two medians would not do."""
+    pairs = [v / b for v, b in zip(values, base, strict=False) if b > 0]
+    return median(pairs) if pairs and len(values) == len(base) else None
+
+
 @dataclass
 class Table:
-    """One comparison: rows of (contender, seconds, ratio to the baseline, note)."""
+    """One comparison: contenders' median wall and CPU times, and their ratios to a baseline row."""
 
     title: str
     baseline: str
-    rows: list[tuple[str, float, str]] = field(default_factory=list)  # (name, seconds, note)
+    rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     unit: str = "ms"
 
-    def add(self, name: str, seconds: float, note: str = "") -> None:
-        self.rows.append((name, seconds, note))
+    def add(self, name: str, samples: Sequence[Sample], note: str = "", *, cpu: bool = True) -> None:
+        """Add a contender from its samples, one per round (the wall-time spread goes into the note).
 
-    def ratio(self, seconds: float) -> str:
-        base = next((s for n, s, _ in self.rows if n == self.baseline), None)
-        return f"{seconds / base:.2f}x" if base else "-"
+        ``cpu=False`` where the work happens in processes the samples cannot see (a server being started)."""
+        walls = tuple(s.wall for s in samples)
+        cpus = tuple(s.cpu for s in samples) if cpu else ()
+        note = "; ".join(p for p in (note, spread(walls)) if p)
+        self.rows.append(Row(name, median(walls), median(cpus) if cpus else None, note, walls, cpus))
 
-    def _value(self, seconds: float) -> str:
+    def _base(self) -> Row | None:
+        return next((r for r in self.rows if r.name == self.baseline), None)
+
+    def ratio(self, row: Row) -> float | None:
+        base = self._base()
+        return paired_ratio(row.walls, base.walls) if base else None
+
+    def cpu_ratio(self, row: Row) -> float | None:
+        base = self._base()
+        return paired_ratio(row.cpus, base.cpus) if base and row.cpus and base.cpus else None
+
+    def _value(self, seconds: float | None) -> str:
+        if seconds is None:
+            return "-"
         return f"{seconds:.2f} s" if self.unit == "s" else f"{seconds * 1000:.1f} ms"
 
+    @staticmethod
+    def _ratio_text(ratio: float | None) -> str:
+        return f"{ratio:.2f}x" if ratio is not None else "-"
+
     def text(self) -> str:
-        width = max([len(n) for n, _, _ in self.rows] + [10])
-        lines = [self.title, "-" * len(self.title)]
-        for name, seconds, note in self.rows:
-            lines.append(f"  {name:<{width}}  {self._value(seconds):>11}  {self.ratio(seconds):>7}  {note}".rstrip())
+        width = max([len(r.name) for r in self.rows] + [10])
+        lines = [self.title, "-" * len(self.title),
+                 f"  {'':<{width}}  {'wall':>10}  {'ratio':>6}  {'CPU':>10}  {'ratio':>6}"]
+        for r in self.rows:
+            lines.append(f"  {r.name:<{width}}  {self._value(r.seconds):>10}  {self._ratio_text(self.ratio(r)):>6}  "
+                         f"{self._value(r.cpu):>10}  {self._ratio_text(self.cpu_ratio(r)):>6}  {r.note}".rstrip())
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
     def markdown(self) -> str:
-        lines = [f"### {self.title}", "", f"| contender | time | vs {self.baseline} | note |", "|---|---:|---:|---|"]
-        lines += [f"| {name} | {self._value(seconds)} | {self.ratio(seconds)} | {note} |"
-                  for name, seconds, note in self.rows]
+        lines = [f"### {self.title}", "",
+                 f"| contender | wall | vs {self.baseline} | CPU (client + server) | CPU vs {self.baseline} | note |",
+                 "|---|---:|---:|---:|---:|---|"]
+        lines += [f"| {r.name} | {self._value(r.seconds)} | {self._ratio_text(self.ratio(r))} | "
+                  f"{self._value(r.cpu)} | {self._ratio_text(self.cpu_ratio(r))} | {r.note} |" for r in self.rows]
         lines.append("")
         lines += [f"- {n}" for n in self.notes]
         return "\n".join(lines).rstrip() + "\n"

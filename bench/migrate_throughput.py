@@ -89,36 +89,37 @@ def applied_tables(url: str) -> int:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relname LIKE 'bench\\_t%'")
+        row = conn.execute("SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relname LIKE 'bench%\\_t%'")
         return int(row.fetchone()[0])  # type: ignore[index]
 
 
 def warm_up(chosen: list[Contender], factory: object) -> None:
     """One untimed run of each contender on three files: imports, page cache and server caches get warm, so a
     contender is not charged for going first (an in-process import is a one-off the CLI rows already show)."""
-    dirs = common.generate_migrations(3, common.temp_dir("warmup"))
+    dirs = common.generate_migrations(3, common.temp_dir("warmup"), prefix="warmup")
     for _, run, _ in chosen:
         with factory.scratch("warm") as url:  # type: ignore[attr-defined]
             run(url, dirs)
 
 
 def measure(count: int, repeat: int, chosen: list[Contender], server: object, factory: object) -> common.Table:
-    dirs = common.generate_migrations(count, common.temp_dir(f"files{count}"))
-    times: dict[str, list[float]] = {name: [] for name, _, _ in chosen}
+    times: dict[str, list[common.Sample]] = {name: [] for name, _, _ in chosen}
     for round_no in range(repeat):
+        # New contents each round (shared by all contenders of the round): nothing memoised carries over.
+        dirs = common.generate_migrations(count, common.temp_dir(f"n{count}r{round_no}"), prefix=f"bench{round_no}")
         shift = round_no % len(chosen)
         for name, run, _ in chosen[shift:] + chosen[:shift]:
             with factory.scratch("bench") as url:  # type: ignore[attr-defined]
-                times[name].append(common.timed(lambda run=run, url=url: run(url, dirs)))
+                times[name].append(common.timed(lambda run=run, url=url, dirs=dirs: run(url, dirs)))
                 made = applied_tables(url)
                 if made != count:
                     raise SystemExit(f"error: {name} left {made} of {count} tables")
-            print(f"  N={count} round {round_no + 1}/{repeat} {name}: {times[name][-1]:.2f} s", file=sys.stderr)
+            print(f"  N={count} round {round_no + 1}/{repeat} {name}: {times[name][-1].wall:.2f} s", file=sys.stderr)
     table = common.Table(f"migrate throughput, N = {count}", "limit", unit="s")
     for name, _, note in chosen:
-        spread = common.spread(times[name])
-        table.add(name, common.median(times[name]), f"{note}; runs {spread}" if spread else note)
-    table.notes.append(f"median of {repeat} round(s); each run on a fresh database of {server}")
+        table.add(name, times[name], note)
+    table.notes.append(f"median of {repeat} round(s), ratios are medians of per-round ratios; each run on a fresh "
+                       f"database of {server}; new file contents every round")
     return table
 
 

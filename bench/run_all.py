@@ -15,12 +15,14 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -39,7 +41,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
 class Outcome:
     name: str
     markdown: str
-    tables: list[dict[str, object]]
+    tables: list[dict[str, Any]]
     seconds: float
     load: str
 
@@ -86,17 +88,28 @@ def run_one(name: str, extra: list[str], scratch: Path) -> Outcome:
     return Outcome(name, body, tables, seconds, load)
 
 
-def _row(tables: list[dict[str, object]], title_start: str, contender: str) -> float | None:
+def _row(tables: list[dict[str, Any]], title_start: str, contender: str) -> dict[str, Any] | None:
     for table in tables:
         if str(table["title"]).startswith(title_start):
-            for name, seconds, _ in table["rows"]:  # type: ignore[attr-defined]
-                if name == contender:
-                    return float(seconds)
+            for row in table["rows"]:
+                if row["name"] == contender:
+                    return row
     return None
 
 
+def _paired(values: list[float], base: list[float]) -> float | None:
+    """Median of per-round ratios (the same statistic the tables show)."""
+    if not values or len(values) != len(base):
+        return None
+    return statistics.median(v / b for v, b in zip(values, base, strict=True) if b > 0)
+
+
 def target_checks(outcomes: list[Outcome]) -> list[tuple[str, str, str]]:
-    """(target, measured, verdict) for each target the issues set, from the benchmarks' JSON rows."""
+    """(target, measured, verdict) for each target the issues set, from the benchmarks' JSON rows.
+
+    The verdict follows the wall-time ratio, which is what the targets are about; when the CPU ratio (the
+    steadier measure on a loaded machine) falls on the other side of the line, it says "unclear" instead.
+    """
     tables = [t for o in outcomes for t in o.tables]
     checks: list[tuple[str, str, str]] = []
 
@@ -104,22 +117,31 @@ def target_checks(outcomes: list[Outcome]) -> list[tuple[str, str, str]]:
         a, b = _row(tables, title, left), _row(tables, title, right)
         if a is None or b is None:
             return
-        verdict = "met" if a / b <= limit else "**missed**"
-        checks.append((label, f"{a / b:.2f}x ({a * 1000:.0f} vs {b * 1000:.0f} ms)", verdict))
+        wall = _paired(a["walls"], b["walls"])
+        cpu = _paired(a["cpus"], b["cpus"])
+        if wall is None:
+            return
+        measured = f"{wall:.2f}x wall ({a['seconds'] * 1000:.0f} vs {b['seconds'] * 1000:.0f} ms)"
+        if cpu is not None:
+            measured += f", {cpu:.2f}x CPU"
+        verdict = "met" if wall <= limit else "**missed**"
+        if cpu is not None and (cpu <= limit) != (wall <= limit):
+            verdict = "unclear (wall and CPU disagree: rerun on a quieter machine)"
+        checks.append((label, measured, verdict))
 
     for table in tables:
         title = str(table["title"])
         if title.startswith("migrate throughput"):
             n = title.rsplit("= ", 1)[-1]
             ratio_check(f"N={n}: poststack (API) <= 1.05x the limit", title, "poststack (API)", "limit", 1.05)
-            ratio_check(f"N={n}: poststack (API) faster than yoyo (API)", title, "poststack (API)", "yoyo (API)", 1.0)
-            ratio_check(f"N={n}: poststack (CLI) faster than yoyo (CLI)", title, "poststack (CLI)", "yoyo (CLI)", 1.0)
-            ratio_check(f"N={n}: poststack (CLI) faster than dbmate (CLI)", title, "poststack (CLI)", "dbmate (CLI)",
-                        1.0)
+            for mode in ("API", "CLI"):
+                for peer in ("yoyo", "dbmate"):
+                    ratio_check(f"N={n}: poststack ({mode}) faster than {peer} ({mode})", title,
+                                f"poststack ({mode})", f"{peer} ({mode})", 1.0)
     noop = _row(tables, "no-op migrate", "poststack db migrate")
     if noop is not None:
-        checks.append(("no-op `poststack db migrate` under 100 ms median", f"{noop * 1000:.0f} ms",
-                       "met" if noop < 0.1 else "**missed**"))
+        checks.append(("no-op `poststack db migrate` under 100 ms median", f"{noop['seconds'] * 1000:.0f} ms",
+                       "met" if noop["seconds"] < 0.1 else "**missed**"))
     ratio_check("no-op migrate at or below `dbmate migrate`", "no-op migrate", "poststack db migrate",
                 "dbmate migrate", 1.0)
     ratio_check("migration-status at or below `dbmate status`", "status", "poststack db migration-status",
