@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,11 +97,11 @@ def apply_untracked(url: str, migration: Migration) -> None:
                 conn.execute(migration.sql.encode())
 
 
-def transactional_disagreements(url: str, migrations_path: Path) -> list[str]:
+def transactional_disagreements(url: str, migrations_path: Path, untracked: Collection[int] = ()) -> list[str]:
     """Transactional migrations whose history row and catalog objects disagree (each as a sentence).
 
-    Recorded (any status) -> every object it leaves must be there; not recorded -> none may be. A verdict of
-    ``uncheckable`` is accepted only for a migration that has no catalog object at all.
+    Recorded (any status) or applied by hand (``untracked``) -> every object it leaves must be there;
+    otherwise none may be. ``uncheckable`` is accepted only for a migration without any catalog object.
     """
     migrations = list(load_migrations(migrations_path))
     recorded = {row.version: row for row in history(url)}
@@ -112,7 +112,7 @@ def transactional_disagreements(url: str, migrations_path: Path) -> list[str]:
         if m.no_transaction:
             continue
         ev = evidence[m.version]
-        expected = PRESENT if m.version in recorded else ABSENT
+        expected = PRESENT if m.version in recorded or m.version in untracked else ABSENT
         if ev.status != expected and not (ev.status == UNCHECKABLE and not extract(m.sql).expectations):
             state = f"recorded as {recorded[m.version].status}" if m.version in recorded else "not recorded"
             problems.append(f"{m.filename}: {state}, but the catalog says {ev.status}: {ev.summary()}")
@@ -173,11 +173,12 @@ def undo_by_hand(url: str, row_sql: str) -> list[str]:
     return dropped
 
 
-def settle(url: str, migrations_path: Path, *, rounds: int = 3) -> Settled:
+def settle(url: str, migrations_path: Path, *, rounds: int = 4) -> Settled:
     """Follow the documented way back to a clean, fully migrated database; fail with the story if it is not.
 
     Round by round: repair --force what repair can decide (recover for missing_tracking, retry or mark for
-    crashed runs); when repair refuses mixed evidence, undo by hand as its message says; then migrate.
+    crashed runs); when repair refuses mixed evidence, undo by hand as its message says and let repair look
+    again; then migrate, which must leave diagnose clean.
     """
     diag = MigrationDiagnostics(url, migrations_path)
     runner = MigrationRunner(url, migrations_path)
@@ -188,13 +189,15 @@ def settle(url: str, migrations_path: Path, *, rounds: int = 3) -> Settled:
             result = diag.repair(found.issues, force=True)
             done.steps += [f"repair {a.action} {a.version}" for a in result.fixed]
             rows = {row.version: row for row in history(url)}
+            undone = False
             for skipped in result.skipped:
                 row = rows.get(skipped.version) if skipped.version is not None else None
                 if row is not None and row.status != "applied" and "mixed result" in skipped.reason:
                     done.steps.append(f"manual undo of {row.version_text}: {undo_by_hand(url, row.sql)}")
+                    undone = True
                 else:
                     done.steps.append(f"repair skipped {skipped.code} {skipped.version}: {skipped.reason}")
-            if result.skipped:
+            if undone:
                 continue
         migrated = runner.migrate()
         done.steps.append(f"migrate applied {[s.version for s in migrated.steps]}")
