@@ -34,7 +34,7 @@ class Settings:
         return embedded.default_url()
 
 
-def _pyproject(start: Path) -> dict[str, Any]:
+def pyproject_table(start: Path) -> dict[str, Any]:
     for directory in (start, *start.parents):
         candidate = directory / "pyproject.toml"
         if candidate.is_file():
@@ -59,7 +59,7 @@ def load_settings(*, database_url: str | None = None, migrations_path: str | Pat
                   history_schema: str | None = None, lock_timeout: float | None = None,
                   cwd: Path | None = None) -> Settings:
     env = os.environ
-    project = _pyproject((cwd or Path.cwd()).resolve())
+    project = pyproject_table((cwd or Path.cwd()).resolve())
     url = (database_url or env.get("POSTSTACK_DATABASE_URL") or env.get("DATABASE_URL")
            or project.get("database_url") or None)
     path = migrations_path or env.get("POSTSTACK_MIGRATIONS_PATH") or project.get("migrations_path")

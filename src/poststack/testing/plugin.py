@@ -43,6 +43,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run database tests on this server instead of an embedded PostgreSQL "
                          "(also POSTSTACK_TEST_DATABASE_URL)")
     group.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
+    group.addoption("--poststack-migrations", default=None, metavar="PATH",
+                    help="generate tests for this migrations directory: files valid, upgrade from empty, "
+                         "each rollback restores the schema and re-applies, lint clean "
+                         "(or generated_tests = true in [tool.poststack])")
+    group.addoption("--poststack-no-lint", action="store_true", default=False,
+                    help="leave lint out of the generated tests")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -51,12 +57,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own -m selection, so it sees the markers added here
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                   items: list[pytest.Item]) -> None:
     """Mark tests that use the server ``integration`` and ``database``; skip slow tests unless asked for.
 
     Marking by fixture rather than by hand means ``-m "not database"`` reliably selects the tests that run
     without PostgreSQL. Slow tests run with ``--run-slow`` or when the ``-m`` expression names ``slow``.
     """
+    from poststack.testing import generated
+
+    items.extend(generated.collect(session))
     run_slow = config.getoption("--run-slow") or "slow" in (config.getoption("-m") or "")
     skip = pytest.mark.skip(reason="slow: run with --run-slow or -m slow")
     for item in items:
@@ -74,13 +84,26 @@ def _run_dir(factory: pytest.TempPathFactory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+_SERVER = pytest.StashKey["TestServer"]()
+
+
+def session_server(config: pytest.Config) -> TestServer:
+    """The session's server, started on first use; shared by the fixtures and the generated tests."""
+    if _SERVER not in config.stash:
+        config.stash[_SERVER] = _start_server(config, config._tmp_path_factory)  # type: ignore[attr-defined]
+    return config.stash[_SERVER]
+
+
 @pytest.fixture(scope="session")
-def postgres_server(request: pytest.FixtureRequest,
-                    tmp_path_factory: pytest.TempPathFactory) -> TestServer:
+def postgres_server(request: pytest.FixtureRequest) -> TestServer:
     """The PostgreSQL server of this test session: external when a URL is given, else embedded."""
+    return session_server(request.config)
+
+
+def _start_server(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> TestServer:
     from poststack.testing import server as test_server
 
-    url = request.config.getoption("--poststack-database-url") or os.environ.get("POSTSTACK_TEST_DATABASE_URL")
+    url = config.getoption("--poststack-database-url") or os.environ.get("POSTSTACK_TEST_DATABASE_URL")
     if url:
         return test_server.external(url)
     run_dir = _run_dir(tmp_path_factory)
