@@ -1,8 +1,7 @@
 """Fixtures shared by the integration tests: roles that must authenticate, and OS conditions root cannot see.
 
-The embedded test server trusts its socket for every role. Tests about credentials make it require a password
-for every role but ``postgres`` (pg_hba.conf, found with ``SHOW hba_file``), so a wrong password is refused
-for real. Every role made here has a password, so its URL works whatever order the tests run in.
+The embedded test server (poststack.testing.server) requires a password from every role but ``postgres``, so
+a wrong password is refused for real. Every role made here has a password.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,7 +19,6 @@ from psycopg import conninfo, sql
 from poststack.testing.cli_runner import executable
 
 ROLE_PASSWORD = "Rol3-s3cret#pw"  # a '#' on purpose: libpq keeps it in a URL's password, urlsplit does not
-_HBA_RULES = "local all postgres trust\nlocal all all scram-sha-256\n"
 
 
 def url_for(database_url: str, **changes: str) -> str:
@@ -29,14 +26,6 @@ def url_for(database_url: str, **changes: str) -> str:
     params = conninfo.conninfo_to_dict(database_url)
     params.update(changes)
     return conninfo.make_conninfo(**params)
-
-
-def require_passwords(conn: psycopg.Connection) -> None:
-    """Make the embedded server ask every role but postgres for its password (idempotent)."""
-    hba = Path(conn.execute("SHOW hba_file").fetchone()[0])
-    if hba.read_text() != _HBA_RULES:
-        hba.write_text(_HBA_RULES)
-        conn.execute("SELECT pg_reload_conf()")
 
 
 @pytest.fixture
@@ -48,8 +37,6 @@ def make_role(postgres_server, database_url) -> Iterator[Callable[..., str]]:
     """
     made: list[str] = []
     with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-        if postgres_server.embedded:
-            require_passwords(admin)
 
         def make(*attributes: str, settings: dict[str, str] | None = None) -> str:
             role = f"pst_role_{uuid.uuid4().hex[:8]}"

@@ -2,8 +2,7 @@
 failures reported, locks read from pg_locks, and the target database left alone."""
 
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from poststack.connection import connect
 from poststack.errors import UsageError
@@ -59,9 +58,11 @@ def target_url(database_url):
     return database_url
 
 
-def server_databases(url: str) -> set[str]:
+def databases_owned_by(url: str, role: str) -> set[str]:
+    # By owner, not by listing the server: other xdist workers create and drop databases concurrently.
     with connect(url, autocommit=True) as conn:
-        return {name for (name,) in conn.execute("SELECT datname FROM pg_database").fetchall()}
+        return {name for (name,) in conn.execute(
+            "SELECT datname FROM pg_database WHERE datdba = to_regrole(%s)", [role]).fetchall()}
 
 
 @pytest.mark.parametrize("forgotten", list(FORGETFUL))
@@ -76,18 +77,19 @@ def test_a_rollback_that_forgets_something_fails_and_names_it(forgotten, make_mi
     assert not report.ok
 
 
-def test_correct_rollbacks_pass_and_the_target_database_is_untouched(make_migrations, target_url):
+def test_correct_rollbacks_pass_and_the_target_database_is_untouched(make_migrations, target_url, role_url):
     directory = make_migrations({
         **BASE,
         "002_orders.sql": "CREATE TABLE orders (id int PRIMARY KEY, user_id bigint REFERENCES users (id));\n"
                           "COMMENT ON TABLE orders IS 'orders';",
         "002_orders.rollback.sql": "DROP TABLE orders;",
     })
-    databases_before = server_databases(target_url)
-    report = verify_migrations(target_url, directory)
+    deployer = role_url("CREATEDB")  # its scratch databases are the only ones it owns
+    role = conninfo_to_dict(deployer)["user"]
+    report = verify_migrations(deployer, directory)
     assert [(m.version_text, m.status) for m in report.migrations] == [("001", "passed"), ("002", "passed")]
     assert report.ok
-    assert server_databases(target_url) == databases_before  # the scratch database was dropped
+    assert databases_owned_by(target_url, role) == set()  # the scratch database was dropped
     with connect(target_url) as conn:
         assert conn.execute("SELECT count(*) FROM pg_class WHERE relnamespace <> ALL(ARRAY["
                             "'pg_catalog'::regnamespace, 'information_schema'::regnamespace, "
@@ -236,20 +238,13 @@ def test_one_migration_verified_on_its_own_says_what_its_rollback_left(make_migr
         verify_migration(target_url, migrations, 9)
 
 
-def test_a_role_without_createdb_gets_a_one_line_error(postgres_server, target_url):
-    role = "pst_nocreatedb_role"
-    with connect(postgres_server.url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOCREATEDB").format(sql.Identifier(role)))
-    try:
-        url = make_conninfo(target_url, user=role)
-        with (pytest.raises(ScratchDatabaseError, match=f"role '{role}' .* may not create databases") as info,
-              scratch_database(url)):
-            pass
-        assert info.value.exit_code == 3
-    finally:
-        with connect(postgres_server.url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+def test_a_role_without_createdb_gets_a_one_line_error(role_url):
+    url = role_url("NOCREATEDB")
+    role = conninfo_to_dict(url)["user"]
+    with (pytest.raises(ScratchDatabaseError, match=f"role '{role}' .* may not create databases") as info,
+          scratch_database(url)):
+        pass
+    assert info.value.exit_code == 3
 
 
 # -- the command -------------------------------------------------------------------------------------------

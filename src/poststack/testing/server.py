@@ -50,6 +50,11 @@ class TestServer:
         return f"{kind} PostgreSQL {self.version // 10000} at {mask_url(self.url)}"
 
 
+# Like a production server, the test server makes every role but the superuser prove its password, so a test
+# of a role's credentials or privileges behaves the same in every order and on every xdist worker.
+_HBA_RULES = "local all postgres trust\nlocal all all scram-sha-256\n"
+
+
 def fast_data_dir(run_dir: Path) -> Path | None:
     """Where a test run's embedded server keeps its data when a faster place than ``run_dir`` exists.
 
@@ -87,6 +92,9 @@ def start_embedded_at(pgdata: Path) -> TestServer:
     with connect(url, autocommit=True) as conn:
         for name, value in _FAST_SETTINGS.items():
             conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        hba = Path(conn.execute("SHOW hba_file").fetchone()[0])  # type: ignore[index]
+        if hba.read_text() != _HBA_RULES:
+            hba.write_text(_HBA_RULES)
         conn.execute("SELECT pg_reload_conf()")
         version = conn.info.server_version
     return TestServer(url, True, version)
