@@ -63,6 +63,9 @@ def _statements(text: str, where: str, version_text: str) -> list[Statement]:
 
 def apply_transactional(conn: psycopg.Connection[Any], history: History, migration: Migration) -> int:
     """Run the file and insert its history row atomically; return the execution time in ms."""
+    # Parse for the semantic checksum (cached on the file) before the transaction opens: on a large file
+    # parsing takes seconds, which must not be spent holding the locks the migration's statements took.
+    _ = migration.semantic_checksum
     start = time.perf_counter()
     committing = False
     try:
