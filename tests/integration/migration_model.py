@@ -40,6 +40,7 @@ class Snapshot:
 
     version: int | None
     present: frozenset[int]
+    hand_tables: int
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Model:
     knob: dict[int, int] = field(default_factory=lambda: dict.fromkeys(VERSIONS, 0))
     notes: dict[int, int] = field(default_factory=lambda: dict.fromkeys(VERSIONS, 0))
     edits: dict[int, set[str]] = field(default_factory=dict)  # per recorded version: edit kinds since recorded
+    hand_tables: int = 0  # tables made by hand that belong to no migration: drift, once a reference exists
     snapshot: Snapshot | None = None
 
     # -- files ---------------------------------------------------------------------------------------------
@@ -93,7 +95,7 @@ class Model:
         self.edits.pop(version, None)
 
     def take_snapshot(self) -> None:
-        self.snapshot = Snapshot(self.current, self.present)
+        self.snapshot = Snapshot(self.current, self.present, self.hand_tables)
 
     def drift(self) -> bool:
         """Schema changed since the stored reference, apart from what other issues already report (the
@@ -101,7 +103,8 @@ class Model:
         if self.snapshot is None or self.snapshot.version != self.current:
             return False  # no reference for this version: drift cannot be known, so none is reported
         explained = self.failed | self.untracked
-        return self.present - explained != self.snapshot.present - explained
+        return (self.present - explained != self.snapshot.present - explained
+                or self.hand_tables != self.snapshot.hand_tables)
 
     def expected_issues(self) -> set[tuple[str, int | None]]:
         issues: set[tuple[str, int | None]] = set()
@@ -162,6 +165,8 @@ class Model:
         refused = any(v in self.untracked for v in self.pending if v not in recorded)
         for version in recorded:
             self.record(version)
+        if recorded:  # the history moved to a new version; the catalog recover vouched for is the reference
+            self.take_snapshot()
         return recorded, refused
 
     def repair(self, force: bool) -> None:

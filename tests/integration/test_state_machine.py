@@ -1,5 +1,6 @@
-"""Property-based: any sequence of migrate, rollback, file edits, hand-applied SQL, a held lock, repair and
-recover leaves a database whose diagnosis is exactly what the contract predicts.
+"""Property-based: any sequence of migrate, rollback, file edits, hand-applied SQL (a pending migration's, or
+a table of no migration), a held lock, repair and recover leaves a database whose diagnosis is exactly what
+the contract predicts.
 
 Hypothesis drives a RuleBasedStateMachine against a fresh database per example; ``migration_model.Model``
 says what each command must do (or refuse) and which issues ``diagnose`` must then report — no more (no
@@ -15,9 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from migration_model import VERSIONS, Model
 from reliability_support import (
     HANG_GUARD_SECONDS,
@@ -64,20 +72,26 @@ def machine_for(server: TestServer, workdir: Callable[[], Path]) -> type[RuleBas
         def teardown(self) -> None:
             drop_database(server, self.database)
 
-        def expect(self, expected: type[Exception] | None, call: Callable[[], object]) -> None:
+        def expect(self, what: str, expected: type[Exception] | None, call: Callable[[], object]) -> None:
+            event(f"{what}: {expected.__name__ if expected else 'done'}")  # --hypothesis-show-statistics
             actual = outcome_of(call)
-            assert actual is expected, f"expected {expected}, got {actual}; model: {self.model}"
+            assert actual is expected, f"{what}: expected {expected}, got {actual}; model: {self.model}"
 
         # -- rules -------------------------------------------------------------------------------------
+        @initialize(to=st.sampled_from(VERSIONS))
+        def start_migrated(self, to: int) -> None:
+            """Most examples are short: starting from applied migrations gives edits and repairs work to do."""
+            self.migrate(to)
+
         @rule(to=st.sampled_from([None, *VERSIONS]))
         def migrate(self, to: int | None) -> None:
             expected = self.model.migrate(to)
-            self.expect(expected, lambda: self.runner.migrate(to))
+            self.expect("migrate", expected, lambda: self.runner.migrate(to))
 
         @rule(to=st.sampled_from([0, *VERSIONS]))
         def rollback(self, to: int) -> None:
             expected = self.model.rollback(to)
-            self.expect(expected, lambda: self.runner.rollback(to))
+            self.expect("rollback", expected, lambda: self.runner.rollback(to))
 
         @rule(version=st.sampled_from(VERSIONS), kind=st.sampled_from(["cosmetic", "real"]))
         def edit_file(self, version: int, kind: str) -> None:
@@ -91,6 +105,13 @@ def machine_for(server: TestServer, workdir: Callable[[], Path]) -> type[RuleBas
             version = data.draw(st.sampled_from([v for v in self.model.pending if v not in self.model.untracked]))
             apply_untracked(self.url, load_migrations(self.directory).by_version()[version])
             self.model.untracked.add(version)
+
+        @rule()
+        def create_table_by_hand(self) -> None:
+            """DDL that belongs to no migration: drift, unless poststack has no reference for this version."""
+            self.model.hand_tables += 1
+            with observe(self.url) as conn:
+                conn.execute(f"CREATE TABLE by_hand_{self.model.hand_tables} (id int)")
 
         @rule(then_migrate=st.booleans())
         def hold_lock(self, then_migrate: bool) -> None:
@@ -137,6 +158,8 @@ def machine_for(server: TestServer, workdir: Callable[[], Path]) -> type[RuleBas
         def diagnosis_is_what_the_model_predicts(self) -> None:
             found = self.diag.diagnose()
             issues = {(i.code, i.version) for i in found.issues}
+            for code in sorted({code for code, _ in issues}):
+                event(f"diagnosed: {code}")
             assert issues == self.model.expected_issues(), (
                 f"model: {self.model}\n" + "\n".join(f"{i.code} {i.version}: {i.message} {i.evidence}"
                                                      for i in found.issues))
