@@ -13,7 +13,8 @@ lives in ``snapshot_queries``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +76,11 @@ class Snapshot:
         for kind in _kinds(self.objects, other.objects):
             before = self.objects.get(kind, {})
             after = other.objects.get(kind, {})
+            if before == after:  # compared in C: most kinds are unchanged, and walking them costs seconds
+                continue
             for name in sorted(before.keys() | after.keys()):
+                if name in before and name in after and before[name] == after[name]:
+                    continue
                 if name not in after:
                     if not _parent_also(before[name], self, other):
                         lines.append(f"{kind} {name}: {missing}")
@@ -86,6 +91,26 @@ class Snapshot:
                     lines.extend(_attribute_changes(kind, name, before[name], after[name]))
         lines.extend(_column_order_changes(self, other))
         return lines
+
+    def without(self, objects: Collection[tuple[str, str]]) -> Snapshot:
+        """This snapshot minus ``objects`` ((kind, name) pairs) and everything inside them (a table's
+        columns, indexes, comments...), so a comparison can leave out what something else accounts for."""
+        if not objects:
+            return self
+        everything = self.objects
+
+        def inside(kind: str, name: str, attributes: Any, depth: int = 0) -> bool:
+            if (kind, name) in objects:
+                return True
+            parent = attributes.get("parent") if isinstance(attributes, dict) else None
+            if depth > 3 or not isinstance(parent, list) or len(parent) != 2:
+                return False
+            parent_kind, parent_name = parent
+            return inside(parent_kind, parent_name, everything.get(parent_kind, {}).get(parent_name), depth + 1)
+
+        kept = {kind: {name: attributes for name, attributes in named.items() if not inside(kind, name, attributes)}
+                for kind, named in everything.items()}
+        return Snapshot(kept, self.schemas, self.server_version)
 
     # -- storage -----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -120,15 +145,26 @@ def snapshot(conn: psycopg.Connection[Any], schemas: Iterable[str] | None = None
     """
     wanted = set(schemas) if schemas is not None else None
     excluded = set(exclude_schemas)
-    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
-        previous = cur.execute("SELECT current_setting('search_path')").fetchone()
-        cur.execute("SELECT set_config('search_path', 'pg_catalog', true)")
+    with catalog_cursor(conn) as cur:
         scope = [name for (name,) in cur.execute(SCHEMAS_QUERY).fetchall()
                  if name not in excluded and (wanted is None or name in wanted)]
         row = cur.execute(snapshot_query(conn.info.server_version), {"schemas": scope}).fetchone()
-        cur.execute("SELECT set_config('search_path', %s, true)", [previous[0] if previous else ""])
     objects: Objects = row[0] if row and row[0] else {}
     return Snapshot(objects, tuple(scope), conn.info.server_version)
+
+
+@contextmanager
+def catalog_cursor(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Cursor[tuple[Any, ...]]]:
+    """A cursor in a transaction whose search_path is only pg_catalog, restored on the way out.
+
+    Catalog names in the queries then resolve to the catalogs whatever the session's search_path holds,
+    and regclass / regtype / regprocedure output always comes out schema-qualified.
+    """
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        previous = cur.execute("SELECT current_setting('search_path')").fetchone()
+        cur.execute("SELECT set_config('search_path', 'pg_catalog', true)")
+        yield cur
+        cur.execute("SELECT set_config('search_path', %s, true)", [previous[0] if previous else ""])
 
 
 # -- diff helpers ------------------------------------------------------------------------------------------
@@ -160,8 +196,10 @@ def _attribute_changes(kind: str, name: str, before: Mapping[str, Any], after: M
 def _column_order_changes(before: Snapshot, after: Snapshot) -> list[str]:
     """Column order matters to ``SELECT *`` and INSERT without a column list, but only among columns both
     snapshots have: a dropped column must not make every later column look moved."""
-    lines = []
+    lines: list[str] = []
     old_columns, new_columns = before.objects.get("column", {}), after.objects.get("column", {})
+    if old_columns == new_columns:
+        return lines
     tables: dict[str, list[str]] = {}
     for name in old_columns.keys() & new_columns.keys():
         parent = old_columns[name].get("parent") or ["", ""]

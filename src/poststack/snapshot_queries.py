@@ -267,10 +267,11 @@ rel AS (SELECT c.oid, c.relkind, c.relacl, c.relowner, c.relpersistence, c.relis
           AND {_NOT_EXTENSION_MEMBER.format(catalog='pg_class', oid='c.oid')})
 """
 
-SCHEMAS_QUERY = """
-SELECT nspname FROM pg_namespace
-WHERE nspname <> 'information_schema' AND left(nspname, 3) <> 'pg_'
-ORDER BY nspname"""
+# A schema users own: not information_schema, and none of pg_catalog, pg_toast*, pg_temp* (another session's
+# temporary objects are never schema). Shared with ``poststack.fingerprint``, which must agree on the scope.
+USER_SCHEMA = "nspname <> 'information_schema' AND left(nspname, 3) <> 'pg_'"
+
+SCHEMAS_QUERY = f"SELECT nspname FROM pg_namespace WHERE {USER_SCHEMA} ORDER BY nspname"
 
 
 def snapshot_query(server_version: int) -> str:
