@@ -9,10 +9,15 @@ matters and only the end state is ever compared.
 A stored snapshot is only compared when it still describes the current state of the history (same
 version) and the same PostgreSQL major version (catalog deparsing differs between majors); otherwise the
 comparison would report poststack's own work, or an upgrade, as drift.
+
+The snapshot is stored with a catalog fingerprint (``poststack.fingerprint``), taken just before it. A
+check first compares fingerprints, which costs a fraction of a snapshot, and only snapshots and compares
+in full when they differ: diagnose on an untouched 5,000-table schema must stay close to ``status``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +27,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
+from poststack.fingerprint import catalog_fingerprint
 from poststack.snapshot import Snapshot, snapshot
 
 TABLE = "schema_snapshot"
@@ -31,8 +37,14 @@ CREATE TABLE IF NOT EXISTS {table} (
     id            boolean PRIMARY KEY DEFAULT true CHECK (id),
     taken_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     after_version text,
-    snapshot      jsonb NOT NULL
+    snapshot      jsonb NOT NULL,
+    fingerprint   text
 )"""
+# Tables recorded by versions before the fingerprint lack the column: added by the next record, read as NULL
+# until then (a NULL fingerprint never matches, so the comparison simply runs in full).
+_ADD_FINGERPRINT = "ALTER TABLE {table} ADD COLUMN fingerprint text"
+_HAS_FINGERPRINT = """SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+    WHERE attrelid = %s::pg_catalog.regclass AND attname = 'fingerprint' AND NOT attisdropped)"""
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,29 @@ class Drift:
         return f"{len(self.differences)} schema change(s) since {since}: " + "; ".join(self.differences)
 
 
+@dataclass(frozen=True)
+class DriftCheck:
+    """The outcome of one check: whether drift could be known at all, and if so, the drift (or None).
+
+    ``checked`` is False when no comparable reference exists (none recorded, the history moved on since,
+    another server major); ``reason`` then says which. ``full`` tells whether the snapshot was compared in
+    full, or the fingerprint already showed an unchanged catalog.
+    """
+
+    checked: bool
+    drift: Drift | None = None
+    full: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class _Header:
+    """The small columns of the stored row: enough to decide whether the big snapshot needs reading."""
+
+    after_version: str | None
+    fingerprint: str | None
+
+
 def _table(history_schema: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(history_schema), sql.Identifier(TABLE))
 
@@ -79,20 +114,25 @@ def _current_version(conn: psycopg.Connection[Any], history_schema: str) -> str 
 def record_snapshot(conn: psycopg.Connection[Any], history_schema: str) -> StoredSnapshot:
     """Snapshot the schema (without the history schema) and store it as the current reference.
 
-    Call once at the end of a migrate or rollback run that changed something, on the connection that
-    holds the migration lock (the table is created on first use, which must not race).
+    Call once at the end of a migrate, rollback or recover run that changed something, on the connection
+    that holds the migration lock (the table is created on first use, which must not race). The fingerprint
+    is read before the snapshot: see ``poststack.fingerprint`` for why that order is the safe one.
     """
     table = _table(history_schema)
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
         cur.execute(sql.SQL(_DDL).format(table=table))
+        if not _has_fingerprint_column(conn, table):
+            cur.execute(sql.SQL(_ADD_FINGERPRINT).format(table=table))
+        fingerprint = catalog_fingerprint(conn, (history_schema,))
         current = snapshot(conn, exclude_schemas=(history_schema,))
         version = _current_version(conn, history_schema)
         row = cur.execute(
-            sql.SQL("INSERT INTO {} AS s (id, taken_at, after_version, snapshot) "
-                    "VALUES (true, clock_timestamp(), %s, %s) ON CONFLICT (id) DO UPDATE SET "
+            sql.SQL("INSERT INTO {} AS s (id, taken_at, after_version, snapshot, fingerprint) "
+                    "VALUES (true, clock_timestamp(), %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
                     "taken_at = excluded.taken_at, after_version = excluded.after_version, "
-                    "snapshot = excluded.snapshot RETURNING taken_at").format(table),
-            [version, Jsonb(current.to_dict())]).fetchone()
+                    "snapshot = excluded.snapshot, fingerprint = excluded.fingerprint "
+                    "RETURNING taken_at").format(table),
+            [version, Jsonb(current.to_dict()), fingerprint]).fetchone()
     taken_at = row[0] if row else datetime.now().astimezone()
     return StoredSnapshot(taken_at, version, current)
 
@@ -100,10 +140,9 @@ def record_snapshot(conn: psycopg.Connection[Any], history_schema: str) -> Store
 def stored_snapshot(conn: psycopg.Connection[Any], history_schema: str) -> StoredSnapshot | None:
     """The recorded reference, or None when none was recorded or its format is not readable."""
     table = _table(history_schema)
+    if not _table_exists(conn, table):
+        return None
     with conn.cursor(row_factory=tuple_row) as cur:
-        exists = cur.execute("SELECT to_regclass(%s) IS NOT NULL", [table.as_string(conn)]).fetchone()
-        if not exists or not exists[0]:
-            return None
         row = cur.execute(sql.SQL("SELECT taken_at, after_version, snapshot FROM {} WHERE id").format(table)
                           ).fetchone()
     if row is None:
@@ -114,25 +153,66 @@ def stored_snapshot(conn: psycopg.Connection[Any], history_schema: str) -> Store
         return None
 
 
-def detect_drift(conn: psycopg.Connection[Any], history_schema: str) -> Drift | None:
+def detect_drift(conn: psycopg.Connection[Any], history_schema: str, *,
+                 ignore: Collection[tuple[str, str]] = ()) -> Drift | None:
     """Changes to the schema since the recorded reference; None when there are none or none can be known.
 
     "Cannot be known" means: no reference was recorded, the history has moved on since it was taken (a
-    run that did not record one), or the server's major version changed. ``stored_snapshot`` tells these
-    apart from a clean schema for callers that need to.
+    run that did not record one), or the server's major version changed; ``check_drift`` tells these apart
+    from a clean schema for callers that need to. ``ignore`` is as for ``check_drift``.
     """
+    return check_drift(conn, history_schema, ignore=ignore).drift
+
+
+def check_drift(conn: psycopg.Connection[Any], history_schema: str, *,
+                ignore: Collection[tuple[str, str]] = ()) -> DriftCheck:
+    """Compare the live schema with the recorded reference, cheaply when the catalog has not moved.
+
+    ``ignore`` lists (kind, name) objects, as the snapshot names them, to leave out of the comparison
+    together with everything inside them: what the caller already accounts for otherwise (diagnose: what
+    an interrupted run of poststack left behind). Leaving objects out can only remove differences, so an
+    unchanged fingerprint answers "no drift" whatever is ignored.
+    """
+    header = _stored_header(conn, history_schema)
+    if header is None:
+        return DriftCheck(False, reason="no schema snapshot was recorded")
+    if header.after_version != _current_version(conn, history_schema):
+        return DriftCheck(False, reason="the history has changed since the snapshot was recorded")
+    if header.fingerprint is not None and header.fingerprint == catalog_fingerprint(conn, (history_schema,)):
+        return DriftCheck(True)  # same catalog rows on the same server: the schema is the recorded one
     stored = stored_snapshot(conn, history_schema)
-    if stored is None or not is_comparable(conn, history_schema, stored):
-        return None
-    current = snapshot(conn, exclude_schemas=(history_schema,))
-    differences = stored.snapshot.diff(current, missing="dropped outside poststack",
-                                       added="created outside poststack")
-    if not differences:
-        return None
-    return Drift(stored.after_version, stored.taken_at, differences)
+    if stored is None:
+        return DriftCheck(False, reason="the recorded snapshot is in a format this version does not read")
+    if not is_comparable(conn, history_schema, stored):
+        return DriftCheck(False, reason="the snapshot was recorded on another PostgreSQL major version")
+    before = stored.snapshot.without(ignore)
+    after = snapshot(conn, exclude_schemas=(history_schema,)).without(ignore)
+    differences = before.diff(after, missing="dropped outside poststack", added="created outside poststack")
+    drift = Drift(stored.after_version, stored.taken_at, differences) if differences else None
+    return DriftCheck(True, drift, full=True)
 
 
 def is_comparable(conn: psycopg.Connection[Any], history_schema: str, stored: StoredSnapshot) -> bool:
     """Whether the reference still describes the state poststack left (same version, same major)."""
     same_major = stored.snapshot.server_version // 10000 == conn.info.server_version // 10000
     return same_major and stored.after_version == _current_version(conn, history_schema)
+
+
+def _table_exists(conn: psycopg.Connection[Any], table: sql.Composed) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [table.as_string(conn)]).fetchone()
+    return bool(row and row[0])
+
+
+def _has_fingerprint_column(conn: psycopg.Connection[Any], table: sql.Composed) -> bool:
+    row = conn.execute(_HAS_FINGERPRINT, [table.as_string(conn)]).fetchone()
+    return bool(row and row[0])
+
+
+def _stored_header(conn: psycopg.Connection[Any], history_schema: str) -> _Header | None:
+    """The stored row without its snapshot (megabytes of JSON at scale), or None when none was recorded."""
+    table = _table(history_schema)
+    if not _table_exists(conn, table):
+        return None
+    fingerprint = sql.SQL("fingerprint" if _has_fingerprint_column(conn, table) else "NULL::text")
+    row = conn.execute(sql.SQL("SELECT after_version, {} FROM {} WHERE id").format(fingerprint, table)).fetchone()
+    return _Header(row[0], row[1]) if row else None
