@@ -56,20 +56,13 @@ def detect_drift(conn: psycopg.Connection[Any], facts: Facts, history_schema: st
     as drift too would report one fact twice, and blame poststack's own work on someone else.
     """
     from poststack import drift
-    from poststack.snapshot import Snapshot, snapshot
 
-    stored = drift.stored_snapshot(conn, history_schema)
-    if stored is None or not drift.is_comparable(conn, history_schema, stored):
+    check = drift.check_drift(conn, history_schema, ignore=leftovers(facts))
+    if not check.checked:
         facts.skipped.append("schema_drift")  # no snapshot of the current version to compare with
         return
     facts.drift_checked = True
-    own = leftovers(facts)
-    before, after = stored.snapshot, snapshot(conn, exclude_schemas=(history_schema,))
-    if own:
-        before, after = Snapshot(_without(before.objects, own)), Snapshot(_without(after.objects, own))
-    differences = before.diff(after, missing="dropped outside poststack", added="created outside poststack")
-    if differences:
-        facts.drift = drift.Drift(stored.after_version, stored.taken_at, differences)
+    facts.drift = check.drift
 
 
 _SNAPSHOT_KIND = {"table": "table", "view": "view", "materialized_view": "materialized view", "index": "index",
@@ -102,21 +95,6 @@ def leftovers(facts: Facts) -> set[tuple[str, str]]:
 
 def _snapshot_key(obj: Any) -> tuple[str, str]:
     return _SNAPSHOT_KIND[obj.kind], f"{_quote(obj.schema or '')}.{_quote(obj.name)}"
-
-
-def _without(objects: dict[str, dict[str, Any]], own: set[tuple[str, str]]) -> dict[str, dict[str, Any]]:
-    """The snapshot's objects minus ``own`` and everything inside them (columns, indexes, comments...)."""
-    def owned(kind: str, name: str, attrs: Any, depth: int = 0) -> bool:
-        if (kind, name) in own:
-            return True
-        parent = attrs.get("parent") if isinstance(attrs, dict) else None
-        if depth > 3 or not isinstance(parent, list) or len(parent) != 2:
-            return False
-        pkind, pname = parent
-        return owned(pkind, pname, objects.get(pkind, {}).get(pname), depth + 1)
-
-    return {kind: {name: attrs for name, attrs in named.items() if not owned(kind, name, attrs)}
-            for kind, named in objects.items()}
 
 
 def evidence_lines(facts: Facts, version: int) -> list[str]:
