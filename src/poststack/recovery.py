@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from poststack.drift import record_snapshot
 from poststack.errors import EXIT_ISSUES, EXIT_OK, MigrationFileError
 from poststack.evidence import ABSENT, PARTIAL, PRESENT, UNCHECKABLE, Evidence, assess
 from poststack.files import Migration
@@ -225,5 +226,9 @@ def recover(runner: MigrationRunner, *, dry_run: bool = False, force: bool = Fal
     with runner.locked() as conn:  # the plan is computed after the lock is held, never before
         planned = _make_plan(conn, runner.history, migrations, migration_set.directory, force)
         _write(conn, runner.history, planned)
+        if planned.result.recorded:
+            # The history moved to a new version: without a reference taken at it, drift could not be
+            # checked until the next migrate. The catalog is what recover just vouched for.
+            record_snapshot(conn, runner.history.schema)
         planned.result.dry_run = False
         return planned.result

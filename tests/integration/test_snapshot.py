@@ -6,7 +6,7 @@ from psycopg import sql
 from snapshot_support import ALL_KINDS, CREATED_KINDS
 
 from poststack.connection import connect
-from poststack.drift import detect_drift, record_snapshot, stored_snapshot
+from poststack.drift import check_drift, detect_drift, record_snapshot, stored_snapshot
 from poststack.executor import apply_transactional
 from poststack.files import load_migrations
 from poststack.history import History
@@ -184,3 +184,17 @@ def test_recording_keeps_one_current_row_in_the_history_schema(migration_runner,
     conn.execute("CREATE TABLE stray (a int)")
     assert detect_drift(conn, "poststack").lines() == ["table public.stray: created outside poststack"]
 
+
+def test_recover_records_a_reference_so_drift_stays_checkable(migration_runner, conn, migrations_dir):
+    migration_runner.migrate(1)
+    # 002 and 003 were applied by hand (another tool, a console): the history is behind the catalog.
+    for version in (2, 3):
+        conn.execute(load_migrations(migrations_dir).get(version).sql)
+    assert check_drift(conn, "poststack").checked  # still at 001: the reference describes it...
+    result = migration_runner.recover()
+    assert [s.version for s in result.recorded] == [2, 3]
+    assert stored_snapshot(conn, "poststack").after_version == "003"  # ...and moves with the history
+    check = check_drift(conn, "poststack")
+    assert check.checked and check.drift is None
+    conn.execute("DROP VIEW app.adults")
+    assert detect_drift(conn, "poststack").lines() == ["view app.adults: dropped outside poststack"]
