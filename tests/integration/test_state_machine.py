@@ -99,12 +99,15 @@ def machine_for(server: TestServer, workdir: Callable[[], Path]) -> type[RuleBas
             self.model.write(self.directory, version)
 
         @precondition(lambda self: any(v not in self.model.untracked for v in self.model.pending))
-        @rule(data=st.data())
-        def apply_by_hand(self, data: st.DataObject) -> None:
-            """A DBA runs a pending file's SQL in psql: objects, no history row."""
+        @rule(data=st.data(), then_migrate=st.booleans())
+        def apply_by_hand(self, data: st.DataObject, then_migrate: bool) -> None:
+            """A DBA runs a pending file's SQL in psql: objects, no history row. A migrate right after it
+            (rules are drawn in random subsets, so the pair would otherwise be rare) meets those objects."""
             version = data.draw(st.sampled_from([v for v in self.model.pending if v not in self.model.untracked]))
             apply_untracked(self.url, load_migrations(self.directory).by_version()[version])
             self.model.untracked.add(version)
+            if then_migrate:
+                self.migrate(None)
 
         @rule()
         def create_table_by_hand(self) -> None:
