@@ -10,8 +10,10 @@ database ran the old text and re-recording claims otherwise.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -231,7 +233,7 @@ class Repairer:
 
         def apply(conn: psycopg.Connection[Any]) -> None:
             for path, text in targets:
-                path.write_bytes(text.encode())
+                _write_atomically(path, text.encode())
             with conn.transaction():
                 self.history.audit(conn, command="repair", action="restore_file", version=version, before=row,
                                    after=row, reason="; ".join(details))
@@ -312,3 +314,10 @@ def _drop_indexes(conn: psycopg.Connection[Any], indexes: list[Any]) -> None:
 def _recorded_versions(outcome: Any) -> list[int]:
     """Versions recover recorded (or, dry, would record); tolerant of the result's exact shape."""
     return [getattr(m, "version", m) for m in getattr(outcome, "recorded", [])]
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write beside the target and rename: a crash never leaves a truncated migration file behind."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
