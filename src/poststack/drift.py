@@ -27,7 +27,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
-from poststack.fingerprint import catalog_fingerprint
+from poststack.fingerprint import STATEMENT, catalog_fingerprint, fingerprint_of
 from poststack.snapshot import Snapshot, snapshot
 
 TABLE = "schema_snapshot"
@@ -43,8 +43,10 @@ CREATE TABLE IF NOT EXISTS {table} (
 # Tables recorded by versions before the fingerprint lack the column: added by the next record, read as NULL
 # until then (a NULL fingerprint never matches, so the comparison simply runs in full).
 _ADD_FINGERPRINT = "ALTER TABLE {table} ADD COLUMN fingerprint text"
-_HAS_FINGERPRINT = """SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
-    WHERE attrelid = %s::pg_catalog.regclass AND attname = 'fingerprint' AND NOT attisdropped)"""
+_HAS_FINGERPRINT = """EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+    WHERE attrelid = pg_catalog.to_regclass(%(snapshots)s) AND attname = 'fingerprint' AND NOT attisdropped)"""
+_PRESENT = f"""SELECT pg_catalog.to_regclass(%(snapshots)s) IS NOT NULL,
+    pg_catalog.to_regclass(%(migrations)s) IS NOT NULL, {_HAS_FINGERPRINT}"""
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,13 @@ class DriftCheck:
 
 @dataclass(frozen=True)
 class _Header:
-    """The small columns of the stored row: enough to decide whether the big snapshot needs reading."""
+    """What decides whether the big snapshot needs reading: the small columns of the stored row, the
+    history's current version and the live fingerprint, all read in one round trip."""
 
     after_version: str | None
-    fingerprint: str | None
+    fingerprint: str | None  # as stored; None when recorded by a version without fingerprints
+    current_version: str | None
+    live_fingerprint: str | None  # None when there is no stored one to compare it with
 
 
 def _table(history_schema: str) -> sql.Composed:
@@ -176,9 +181,9 @@ def check_drift(conn: psycopg.Connection[Any], history_schema: str, *,
     header = _stored_header(conn, history_schema)
     if header is None:
         return DriftCheck(False, reason="no schema snapshot was recorded")
-    if header.after_version != _current_version(conn, history_schema):
+    if header.after_version != header.current_version:
         return DriftCheck(False, reason="the history has changed since the snapshot was recorded")
-    if header.fingerprint is not None and header.fingerprint == catalog_fingerprint(conn, (history_schema,)):
+    if header.fingerprint is not None and header.fingerprint == header.live_fingerprint:
         return DriftCheck(True)  # same catalog rows on the same server: the schema is the recorded one
     stored = stored_snapshot(conn, history_schema)
     if stored is None:
@@ -204,15 +209,28 @@ def _table_exists(conn: psycopg.Connection[Any], table: sql.Composed) -> bool:
 
 
 def _has_fingerprint_column(conn: psycopg.Connection[Any], table: sql.Composed) -> bool:
-    row = conn.execute(_HAS_FINGERPRINT, [table.as_string(conn)]).fetchone()
+    row = conn.execute("SELECT " + _HAS_FINGERPRINT, {"snapshots": table.as_string(conn)}).fetchone()
     return bool(row and row[0])
 
 
 def _stored_header(conn: psycopg.Connection[Any], history_schema: str) -> _Header | None:
-    """The stored row without its snapshot (megabytes of JSON at scale), or None when none was recorded."""
+    """The stored row without its snapshot (megabytes of JSON at scale), the current version and the live
+    fingerprint, or None when no snapshot was recorded. Two round trips: on a small database the check
+    costs more in latency than in work, and diagnose must stay close to status there too."""
     table = _table(history_schema)
-    if not _table_exists(conn, table):
+    migrations = sql.SQL("{}.{}").format(sql.Identifier(history_schema), sql.Identifier("migrations"))
+    names = {"snapshots": table.as_string(conn), "migrations": migrations.as_string(conn)}
+    present = conn.execute(_PRESENT, names).fetchone()
+    if not present or not present[0]:
         return None
-    fingerprint = sql.SQL("fingerprint" if _has_fingerprint_column(conn, table) else "NULL::text")
-    row = conn.execute(sql.SQL("SELECT after_version, {} FROM {} WHERE id").format(fingerprint, table)).fetchone()
-    return _Header(row[0], row[1]) if row else None
+    has_migrations, has_fingerprint = present[1], present[2]
+    current = (sql.SQL("(SELECT version_text FROM {} WHERE status = 'applied' ORDER BY version DESC LIMIT 1)")
+               .format(migrations) if has_migrations else sql.SQL("NULL::text"))
+    stored, live = ((sql.SQL("s.fingerprint"), sql.SQL("(" + STATEMENT + ")")) if has_fingerprint
+                    else (sql.SQL("NULL::text"), sql.SQL("NULL::text")))
+    row = conn.execute(sql.SQL("SELECT s.after_version, {}, {}, {} FROM {} s WHERE s.id").format(
+        stored, current, live, table), {"excluded": [history_schema]}).fetchone()
+    if row is None:
+        return None
+    live_fingerprint = fingerprint_of(row[3], conn.info.server_version) if has_fingerprint else None
+    return _Header(row[0], row[1], row[2], live_fingerprint)
