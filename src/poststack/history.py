@@ -110,6 +110,7 @@ class History:
     def __init__(self, schema: str = "poststack") -> None:
         self.schema = schema
         self._schema_id = sql.Identifier(schema)
+        self._inserts: dict[tuple[str, ...], bytes] = {}
 
     def table(self, name: str) -> sql.Composed:
         return sql.SQL("{}.{}").format(self._schema_id, sql.Identifier(name))
@@ -170,12 +171,19 @@ class History:
             "execution_ms": execution_ms,
             "poststack_version": __version__,
         }
-        query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-            self.table("migrations"),
-            sql.SQL(", ").join(map(sql.Identifier, values)),
-            sql.SQL(", ").join(sql.Placeholder() * len(values)),
-        )
-        conn.execute(query, list(values.values()))
+        conn.execute(self._insert_query(tuple(values), conn), list(values.values()))
+
+    def _insert_query(self, columns: tuple[str, ...], conn: psycopg.Connection[Any]) -> bytes:
+        """The INSERT rendered once per column list: composing it per migration cost more than sending it."""
+        cached = self._inserts.get(columns)
+        if cached is None:
+            cached = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                self.table("migrations"),
+                sql.SQL(", ").join(map(sql.Identifier, columns)),
+                sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+            ).as_bytes(conn)
+            self._inserts[columns] = cached
+        return cached
 
     def update(self, conn: psycopg.Connection[Any], version: int, **changes: Any) -> None:
         unknown = set(changes) - set(_COLUMNS)

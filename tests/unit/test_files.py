@@ -102,3 +102,13 @@ def test_parse_version_accepts_any_spelling(text, expected):
 def test_parse_version_rejects_non_versions_naming_the_option(text):
     with pytest.raises(UsageError, match="--target"):
         parse_version(text)
+
+
+def test_semantic_checksum_is_position_free_even_for_the_first_statement():
+    from poststack.sqltext import semantic_checksum
+
+    plain = "CREATE TABLE a (id int, s text DEFAULT 'x,}');"
+    commented = "-- header\n\nCREATE   TABLE a (\n  id int,\n  s text DEFAULT 'x,}' -- note\n);"
+    assert semantic_checksum(plain) == semantic_checksum(commented)
+    assert semantic_checksum(plain) != semantic_checksum("CREATE TABLE a (id int, s text DEFAULT 'x}');")
+    assert semantic_checksum("CREATE TABLE a (;") is None
