@@ -25,10 +25,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 
 from poststack.fingerprint import STATEMENT, catalog_fingerprint, fingerprint_of
-from poststack.snapshot import Snapshot, snapshot
+from poststack.snapshot import Snapshot, loads, snapshot
 
 TABLE = "schema_snapshot"
 
@@ -148,6 +148,7 @@ def stored_snapshot(conn: psycopg.Connection[Any], history_schema: str) -> Store
     if not _table_exists(conn, table):
         return None
     with conn.cursor(row_factory=tuple_row) as cur:
+        set_json_loads(loads, cur)  # megabytes of JSON at scale: parsed without the cyclic GC
         row = cur.execute(sql.SQL("SELECT taken_at, after_version, snapshot FROM {} WHERE id").format(table)
                           ).fetchone()
     if row is None:

@@ -12,6 +12,7 @@ lives in ``snapshot_queries``.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import tuple_row
+from psycopg.types.json import set_json_loads
 
 from poststack.config import DEFAULT_SCHEMA
 from poststack.snapshot_queries import SCHEMAS_QUERY, snapshot_query
@@ -161,10 +163,25 @@ def catalog_cursor(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Cursor[tup
     and regclass / regtype / regprocedure output always comes out schema-qualified.
     """
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        set_json_loads(loads, cur)
         previous = cur.execute("SELECT current_setting('search_path')").fetchone()
         cur.execute("SELECT set_config('search_path', 'pg_catalog', true)")
         yield cur
         cur.execute("SELECT set_config('search_path', %s, true)", [previous[0] if previous else ""])
+
+
+def loads(text: str | bytes) -> Any:
+    """``json.loads`` with the cyclic garbage collector paused: parsing a snapshot allocates hundreds of
+    thousands of dicts and lists, which triggers collections that rescan all of them (3.9 MB parsed in
+    118 ms with the collector, 72 ms without; 7.9 MB in 333 ms against 182 ms). The parse makes no cycles,
+    so there is nothing for the collector to find."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return json.loads(text)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # -- diff helpers ------------------------------------------------------------------------------------------
