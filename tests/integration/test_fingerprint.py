@@ -68,6 +68,8 @@ SCHEMA_CHANGES = [
     "ALTER TABLE app.users ALTER COLUMN nickname TYPE varchar(20) COLLATE app.bytewise",
     "ALTER COLLATION app.bytewise RENAME TO bytes",  # pg_collation only: the column shows its name
     "ALTER LANGUAGE plpgsql RENAME TO plpgsql_renamed",  # pg_language only: app.touch() shows its name
+    "CREATE STATISTICS app.users_stats ON age, mood FROM app.users; COMMENT ON STATISTICS app.users_stats IS 'x'",
+    "ALTER STATISTICS app.users_stats RENAME TO user_stats",  # the comment's identity: pg_statistic_ext only
     "CREATE EXTENSION citext SCHEMA app",  # pg_extension
     "ALTER EXTENSION citext DROP FUNCTION app.citext_eq(app.citext, app.citext)",  # pg_depend only
     "REVOKE USAGE ON SCHEMA app FROM PUBLIC",  # pg_namespace
