@@ -89,28 +89,42 @@ def apply_non_transactional(conn: psycopg.Connection[Any], history: History, mig
     start = time.perf_counter()
     with conn.transaction():
         history.insert(conn, migration, status="running", statements_done=0)
-    for done, statement in enumerate(statements, start=1):
-        try:
-            conn.execute(statement.text.encode())
-        except psycopg.Error as exc:
-            lost = connection_lost(conn, exc, f"non-transactional migration {migration.version_text} "
-                                              f"({migration.path}), statement {done} of {len(statements)}",
-                                   f"{done - 1} statement(s) had completed; run 'poststack db diagnose'")
-            if lost:
-                raise lost from None
-            failure = sql_error(exc, where=str(migration.path), version_text=migration.version_text,
-                                text=statement.text, line_offset=statement.line - 1)
-            _record_failure(conn, history, migration.version, str(failure), done - 1)
-            raise MigrationFailed(
-                f"{failure} ({done - 1} of {len(statements)} statements had run outside a transaction; "
-                "see 'poststack db diagnose')", path=failure.path, line=failure.line,
-                sqlstate=failure.sqlstate) from None
-        with conn.transaction():
-            history.update(conn, migration.version, statements_done=done)
+    _run_outside_transaction(conn, history, statements, version=migration.version,
+                             version_text=migration.version_text, where=str(migration.path),
+                             what="non-transactional migration", record_progress=True)
     elapsed = _elapsed_ms(start)
     with conn.transaction():
         history.update(conn, migration.version, status="applied", execution_ms=elapsed, error=None)
     return elapsed
+
+
+def _run_outside_transaction(conn: psycopg.Connection[Any], history: History, statements: list[Statement], *,
+                             version: int, version_text: str, where: str, what: str, record_progress: bool,
+                             error_prefix: str = "") -> None:
+    """Run statements one by one in autocommit; a failure is recorded on the history row, then raised.
+
+    Each statement commits on its own, so an error here leaves the earlier ones in place: the message and
+    the row say how many had run, and a lost connection is told apart from a failing statement.
+    """
+    for done, statement in enumerate(statements, start=1):
+        try:
+            conn.execute(statement.text.encode())
+        except psycopg.Error as exc:
+            lost = connection_lost(conn, exc, f"{what} {version_text} ({where}), statement {done} of "
+                                              f"{len(statements)}",
+                                   f"{done - 1} statement(s) had completed; run 'poststack db diagnose'")
+            if lost:
+                raise lost from None
+            failure = sql_error(exc, where=where, version_text=version_text, text=statement.text,
+                                line_offset=statement.line - 1)
+            _record_failure(conn, history, version, f"{error_prefix}{failure}", done - 1)
+            raise MigrationFailed(
+                f"{failure} ({done - 1} of {len(statements)} statements had run outside a transaction; "
+                "see 'poststack db diagnose')", path=failure.path, line=failure.line,
+                sqlstate=failure.sqlstate) from None
+        if record_progress:
+            with conn.transaction():
+                history.update(conn, version, statements_done=done)
 
 
 def _record_failure(conn: psycopg.Connection[Any], history: History, version: int, error: str,
@@ -142,19 +156,10 @@ def rollback_one(conn: psycopg.Connection[Any], history: History, step: Rollback
     statements = _statements(step.sql, step.source, row.version_text)
     with conn.transaction():
         history.update(conn, row.version, status="running", error="rollback in progress", statements_done=0)
-    for done, statement in enumerate(statements, start=1):
-        try:
-            conn.execute(statement.text.encode())
-        except psycopg.Error as exc:
-            lost = connection_lost(conn, exc, f"the non-transactional rollback of {row.version_text} "
-                                              f"({step.source}), statement {done} of {len(statements)}",
-                                   f"{done - 1} statement(s) had completed; run 'poststack db diagnose'")
-            if lost:
-                raise lost from None
-            failure = sql_error(exc, where=step.source, version_text=row.version_text, text=statement.text,
-                                line_offset=statement.line - 1)
-            _record_failure(conn, history, row.version, f"rollback failed: {failure}", done - 1)
-            raise failure from None
+    # Progress is not recorded: repair judges a 'running' row's statements_done against the forward SQL.
+    _run_outside_transaction(conn, history, statements, version=row.version, version_text=row.version_text,
+                             where=step.source, what="the non-transactional rollback of",
+                             record_progress=False, error_prefix="rollback failed: ")
     with conn.transaction():
         history.delete(conn, row.version)
     return _elapsed_ms(start)
