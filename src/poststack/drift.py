@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS {table} (
 _ADD_FINGERPRINT = "ALTER TABLE {table} ADD COLUMN fingerprint text"
 _HAS_FINGERPRINT = """EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
     WHERE attrelid = pg_catalog.to_regclass(%(snapshots)s) AND attname = 'fingerprint' AND NOT attisdropped)"""
+_HAS_FINGERPRINT_QUERY = "SELECT " + _HAS_FINGERPRINT  # constants only: no identifier is formatted in
 _PRESENT = f"""SELECT pg_catalog.to_regclass(%(snapshots)s) IS NOT NULL,
     pg_catalog.to_regclass(%(migrations)s) IS NOT NULL, {_HAS_FINGERPRINT}"""
 
@@ -210,7 +211,7 @@ def _table_exists(conn: psycopg.Connection[Any], table: sql.Composed) -> bool:
 
 
 def _has_fingerprint_column(conn: psycopg.Connection[Any], table: sql.Composed) -> bool:
-    row = conn.execute("SELECT " + _HAS_FINGERPRINT, {"snapshots": table.as_string(conn)}).fetchone()
+    row = conn.execute(_HAS_FINGERPRINT_QUERY, {"snapshots": table.as_string(conn)}).fetchone()
     return bool(row and row[0])
 
 
