@@ -66,7 +66,9 @@ def detect_drift(conn: psycopg.Connection[Any], facts: Facts, history_schema: st
 
 
 _SNAPSHOT_KIND = {"table": "table", "view": "view", "materialized_view": "materialized view", "index": "index",
-                  "sequence": "sequence"}
+                  "sequence": "sequence", "type": "type", "column": "column", "constraint": "constraint",
+                  "trigger": "trigger", "policy": "policy", "function": "function", "procedure": "procedure"}
+_INSIDE_A_TABLE = frozenset({"column", "constraint", "trigger", "policy"})
 _PLAIN_NAME = re.compile(r"^[a-z_][a-z0-9_$]*$")
 
 
@@ -94,7 +96,13 @@ def leftovers(facts: Facts) -> set[tuple[str, str]]:
 
 
 def _snapshot_key(obj: Any) -> tuple[str, str]:
-    return _SNAPSHOT_KIND[obj.kind], f"{_quote(obj.schema or '')}.{_quote(obj.name)}"
+    """The snapshot's (kind, name) for an object a migration creates: the same object, named as drift names it."""
+    kind, schema = _SNAPSHOT_KIND[obj.kind], _quote(obj.schema or "")
+    if kind in _INSIDE_A_TABLE and obj.parent:
+        return kind, f"{schema}.{_quote(obj.parent)}.{_quote(obj.name)}"
+    if kind in ("function", "procedure"):  # only an exact signature matches; None (any overload) matches none
+        return kind, f"{schema}.{_quote(obj.name)}({obj.detail})" if obj.detail is not None else ""
+    return kind, f"{schema}.{_quote(obj.name)}"
 
 
 def evidence_lines(facts: Facts, version: int) -> list[str]:

@@ -230,6 +230,20 @@ def test_schema_drift_shows_the_change_made_by_hand(project, database_url):
     assert found(diag) == []
 
 
+def test_hand_applied_column_and_function_are_tracking_not_drift(tmp_path, database_url):
+    """What an unrecorded migration explains is reported once, as missing_tracking, not again as drift."""
+    files = {"001_a.sql": "CREATE TABLE a (id int);",
+             "002_b.sql": "ALTER TABLE a ADD COLUMN b int CONSTRAINT a_b_positive CHECK (b > 0);\n"
+                          "CREATE FUNCTION a_count(x int) RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM a';"}
+    directory = write(tmp_path / "m", files)
+    MigrationRunner(database_url, directory).migrate(target=1)
+    execute(database_url, files["002_b.sql"])
+    diag = MigrationDiagnostics(database_url, directory)
+    assert found(diag, "low") == [("missing_tracking", 2)]
+    execute(database_url, "ALTER TABLE a ADD COLUMN c int")  # not in any migration: that one is drift
+    assert sorted(found(diag, "low"), key=str) == [("missing_tracking", 2), ("schema_drift", None)]
+
+
 def test_repair_dry_run_changes_nothing(project, database_url):
     directory, runner, diag = project
     runner.migrate()
