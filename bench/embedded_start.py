@@ -70,7 +70,7 @@ def api_start(pgdata: Path) -> None:
 
 def cold_starts(parent: Path, repeat: int) -> common.Table:
     poststack = common.venv_program("poststack")
-    times: dict[str, list[float]] = {"initdb + pg_ctl start": [], "embedded.start() in-process": [],
+    times: dict[str, list[common.Sample]] = {"initdb + pg_ctl start": [], "embedded.start() in-process": [],
                                      "poststack server url (cold)": []}
     warm = fresh_dir(parent, "warmup") / "pgdata"
     try:
@@ -94,14 +94,13 @@ def cold_starts(parent: Path, repeat: int) -> common.Table:
             finally:
                 stop_if_running(pgdata)
                 shutil.rmtree(home, ignore_errors=True)
-            print(f"  cold round {round_no + 1}/{repeat} {name}: {times[name][-1]:.2f} s", file=sys.stderr)
+            print(f"  cold round {round_no + 1}/{repeat} {name}: {times[name][-1].wall:.2f} s", file=sys.stderr)
     table = common.Table("embedded server cold start (initdb + start)", "initdb + pg_ctl start", unit="s")
     notes = {"initdb + pg_ctl start": "the wheel's binaries called directly: the floor",
              "embedded.start() in-process": "wheel get_server(): locks, permission fixes",
              "poststack server url (cold)": "whole process: what a first command pays"}
     for name, values in times.items():
-        spread = common.spread(values)
-        table.add(name, common.median(values), f"{notes[name]}; runs {spread}" if spread else notes[name])
+        table.add(name, values, notes[name], cpu=False)  # the work is in initdb and the server
     table.notes.append(f"median of {repeat}; data directories under {parent}")
     return table
 
@@ -117,7 +116,7 @@ def warm_reuse(parent: Path, runs: int) -> common.Table:
         "poststack server url (warm)": [poststack, "server", "url"],
         "poststack server status": [poststack, "server", "status"],
     }
-    times: dict[str, list[float]] = {name: [] for name in commands}
+    times: dict[str, list[common.Sample]] = {name: [] for name in commands}
     try:
         for run_no in range(runs):
             names = list(commands)
@@ -129,7 +128,7 @@ def warm_reuse(parent: Path, runs: int) -> common.Table:
         shutil.rmtree(home, ignore_errors=True)
     table = common.Table("embedded server warm reuse (already running)", "poststack --version")
     for name, values in times.items():
-        table.add(name, common.median(values), f"runs {common.spread(values)}")
+        table.add(name, values)
     table.notes.append(f"median of {runs} runs each, interleaved")
     return table
 
