@@ -10,6 +10,7 @@ import getpass
 import os
 import re
 import socket
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -53,11 +54,17 @@ def scrub(message: str, url: str | None) -> str:
 
 def client_identity() -> str:
     """``user@host:pid`` of this process, recorded in history rows and in application_name."""
+    return _identity(os.getpid())  # keyed by pid: a forked child must not report its parent
+
+
+@lru_cache(maxsize=8)
+def _identity(pid: int) -> str:
+    # Looked up once per process: it is written with every history row.
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}:{os.getpid()}"
+    return f"{user}@{socket.gethostname()}:{pid}"
 
 
 def application_name() -> str:
