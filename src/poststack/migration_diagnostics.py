@@ -8,8 +8,7 @@ the fixes in ``poststack.repair``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -119,13 +118,9 @@ class MigrationDiagnostics:
     def __repr__(self) -> str:
         return f"MigrationDiagnostics({mask_url(self.database_url)!r}, {str(self.migrations_path)!r})"
 
-    @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        conn = connect(self.database_url, autocommit=True)
-        try:
-            yield conn
-        finally:
-            conn.close()
+    def connection(self) -> psycopg.Connection[Any]:
+        """An autocommit connection (transactions are explicit); closed when used in a ``with`` block."""
+        return connect(self.database_url, autocommit=True)
 
     # -- diagnose ----------------------------------------------------------------------------------------
     def diagnose(self) -> DiagnosisResult:

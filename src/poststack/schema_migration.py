@@ -96,13 +96,9 @@ class MigrationRunner:
     def load(self) -> MigrationSet:
         return load_migrations(self.migrations_path)
 
-    @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        conn = connect(self.database_url, autocommit=True)
-        try:
-            yield conn
-        finally:
-            conn.close()
+    def connection(self) -> psycopg.Connection[Any]:
+        """An autocommit connection (transactions are explicit); closed when used in a ``with`` block."""
+        return connect(self.database_url, autocommit=True)
 
     @contextmanager
     def locked(self, *, create_history: bool = True) -> Iterator[psycopg.Connection[Any]]:
