@@ -137,7 +137,7 @@ class Migration:
         return self.rollback is not None
 
 
-_TRANSACTION_WORDS = re.compile(r"\b(begin|start|commit|end|rollback|abort|prepare)\b", re.IGNORECASE)
+_TRANSACTION_WORDS = re.compile(r"\b(begin|start|commit|end|rollback|abort|prepare)\b")  # on lowercased text
 _KEEPS_TRANSACTION = re.compile(r"(savepoint|release|rollback\s+(work\s+|transaction\s+)?to)\b", re.IGNORECASE)
 
 
@@ -149,7 +149,8 @@ def transaction_control(text: str) -> Statement | None:
     RELEASE and ROLLBACK TO stay inside the transaction and are fine. Only texts that contain one of the words
     are parsed, and files above the semantic checksum limit are not (their parse would cost gigabytes).
     """
-    if len(text) > SEMANTIC_CHECKSUM_MAX_CHARS or not _TRANSACTION_WORDS.search(text):
+    # Lowercasing once and matching case-sensitively is several times faster than re.IGNORECASE.
+    if len(text) > SEMANTIC_CHECKSUM_MAX_CHARS or not _TRANSACTION_WORDS.search(text.lower()):
         return None
     try:
         statements = split_statements(text)
