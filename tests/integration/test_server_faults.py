@@ -49,18 +49,21 @@ FILES = {
 }
 
 
-def poststack_waiting(conn: psycopg.Connection, url: str, query_prefix: str) -> int | None:
+def poststack_waiting(conn: psycopg.Connection, url: str, query_prefix: str,
+                      wait_event: str | None = None) -> int | None:
     dbname = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
     row = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name LIKE 'poststack%%' "
-                       "AND query LIKE %s AND wait_event_type IN ('Lock', 'Timeout')",
-                       [dbname, query_prefix + "%"]).fetchone()
+                       "AND query LIKE %s AND wait_event_type IN ('Lock', 'Timeout') "
+                       "AND (%s::text IS NULL OR wait_event = %s)",
+                       [dbname, query_prefix + "%", wait_event, wait_event]).fetchone()
     return row[0] if row else None
 
 
-def wait_for_poststack(conn: psycopg.Connection, url: str, query_prefix: str, proc) -> int:
+def wait_for_poststack(conn: psycopg.Connection, url: str, query_prefix: str, proc,
+                       wait_event: str | None = None) -> int:
     """The pid of poststack's backend once it waits in a statement starting with ``query_prefix``."""
     deadline = time.monotonic() + HANG_GUARD_SECONDS
-    while (pid := poststack_waiting(conn, url, query_prefix)) is None:
+    while (pid := poststack_waiting(conn, url, query_prefix, wait_event)) is None:
         assert proc.poll() is None, f"poststack exited before reaching {query_prefix!r}: {proc.communicate()}"
         assert time.monotonic() < deadline, f"hang: poststack never waited in {query_prefix!r}"
         time.sleep(0.005)
@@ -139,7 +142,10 @@ def test_backend_terminated_in_non_transactional_migration(database_url, migrati
         writer.execute("BEGIN")
         writer.execute("UPDATE accounts SET v = v WHERE id = 1")  # CREATE INDEX CONCURRENTLY waits for it
         proc = spawn(database_url, migrations, "db", "migrate")
-        pid = wait_for_poststack(watcher, database_url, "CREATE INDEX CONCURRENTLY accounts_v_idx", proc)
+        # 'virtualxid': the build waits for older transactions, after its INVALID catalog entry committed (a
+        # wait on a relation lock, e.g. behind autovacuum, would come before the index exists at all).
+        pid = wait_for_poststack(watcher, database_url, "CREATE INDEX CONCURRENTLY accounts_v_idx", proc,
+                                 wait_event="virtualxid")
         watcher.execute("SELECT pg_terminate_backend(%s)", [pid])
         code = proc.wait()
         writer.execute("ROLLBACK")
