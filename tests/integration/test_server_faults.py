@@ -88,23 +88,32 @@ def migrations(tmp_path: Path) -> Path:
     return write_migrations(tmp_path / "migrations", FILES)
 
 
-# -- the backend terminated (pg_terminate_backend from another session) ------------------------------------
-def test_backend_terminated_in_transactional_migration(database_url, migrations):
-    cli = CLITestRunner(database_url, migrations)
-    assert cli.run_command("migrate", ["--target", "1"]).ok
-    with observe(database_url) as watcher, observe(database_url) as holder:
+def terminate_mid_statement(url: str, migrations: Path, args: list[str], blocker: str, query_prefix: str,
+                            wait_event: str | None = None) -> tuple[int, str]:
+    """Run ``poststack args`` while ``blocker`` holds it up in ``query_prefix``, kill its backend there, and
+    return the exit code and the one error line once the killed backend is gone."""
+    with observe(url) as watcher, observe(url) as holder:
         holder.execute("BEGIN")
-        holder.execute("LOCK TABLE gate IN ACCESS EXCLUSIVE MODE")
-        proc = spawn(database_url, migrations, "db", "migrate")
-        pid = wait_for_poststack(watcher, database_url, "CREATE TABLE ledger", proc)
+        holder.execute(blocker)
+        proc = spawn(url, migrations, *args)
+        pid = wait_for_poststack(watcher, url, query_prefix, proc, wait_event=wait_event)
         watcher.execute("SELECT pg_terminate_backend(%s)", [pid])
         code = proc.wait()
         holder.execute("ROLLBACK")
     line = one_line_error(proc.communicate()[1])
+    wait_until_gone(url)
+    return code, line
+
+
+# -- the backend terminated (pg_terminate_backend from another session) ------------------------------------
+def test_backend_terminated_in_transactional_migration(database_url, migrations):
+    cli = CLITestRunner(database_url, migrations)
+    assert cli.run_command("migrate", ["--target", "1"]).ok
+    code, line = terminate_mid_statement(database_url, migrations, ["db", "migrate"],
+                                         "LOCK TABLE gate IN ACCESS EXCLUSIVE MODE", "CREATE TABLE ledger")
     assert code == EXIT_CONNECT
     assert line.startswith("error: database connection lost during migration 002 (")
     assert "002_ledger.sql" in line and "terminating connection" in line and "none of it was kept" in line
-    wait_until_gone(database_url)
     assert [r.version for r in history(database_url)] == [1]
     assert_agreement(database_url, migrations)
     assert MigrationDiagnostics(database_url, migrations).diagnose().ok
@@ -116,18 +125,10 @@ def test_backend_terminated_in_transactional_rollback(database_url, migrations):
     cli = CLITestRunner(database_url, migrations)
     assert cli.run_command("migrate", ["--target", "2"]).ok
     before = history(database_url)
-    with observe(database_url) as watcher, observe(database_url) as holder:
-        holder.execute("BEGIN")
-        holder.execute("LOCK TABLE gate IN ACCESS EXCLUSIVE MODE")
-        proc = spawn(database_url, migrations, "db", "rollback", "1", "--confirm")
-        pid = wait_for_poststack(watcher, database_url, "DROP TABLE ledger", proc)
-        watcher.execute("SELECT pg_terminate_backend(%s)", [pid])
-        code = proc.wait()
-        holder.execute("ROLLBACK")
-    line = one_line_error(proc.communicate()[1])
+    code, line = terminate_mid_statement(database_url, migrations, ["db", "rollback", "1", "--confirm"],
+                                         "LOCK TABLE gate IN ACCESS EXCLUSIVE MODE", "DROP TABLE ledger")
     assert code == EXIT_CONNECT
     assert "lost during the rollback of 002" in line and "nothing was rolled back" in line
-    wait_until_gone(database_url)
     assert history(database_url) == before
     assert_agreement(database_url, migrations)
     assert cli.run_command("rollback", ["1", "--confirm"]).ok
@@ -138,22 +139,14 @@ def test_backend_terminated_in_non_transactional_migration(database_url, migrati
     """The running row and the INVALID index are the evidence; repair --force and migrate finish the job."""
     cli = CLITestRunner(database_url, migrations)
     assert cli.run_command("migrate", ["--target", "2"]).ok
-    with observe(database_url) as watcher, observe(database_url) as writer:
-        writer.execute("BEGIN")
-        writer.execute("UPDATE accounts SET v = v WHERE id = 1")  # CREATE INDEX CONCURRENTLY waits for it
-        proc = spawn(database_url, migrations, "db", "migrate")
-        # 'virtualxid': the build waits for older transactions, after its INVALID catalog entry committed (a
-        # wait on a relation lock, e.g. behind autovacuum, would come before the index exists at all).
-        pid = wait_for_poststack(watcher, database_url, "CREATE INDEX CONCURRENTLY accounts_v_idx", proc,
-                                 wait_event="virtualxid")
-        watcher.execute("SELECT pg_terminate_backend(%s)", [pid])
-        code = proc.wait()
-        writer.execute("ROLLBACK")
-    line = one_line_error(proc.communicate()[1])
+    # The open UPDATE makes CREATE INDEX CONCURRENTLY wait. 'virtualxid': the build waits for older transactions
+    # after its INVALID catalog entry committed (a relation-lock wait, e.g. behind autovacuum, comes before it).
+    code, line = terminate_mid_statement(database_url, migrations, ["db", "migrate"],
+                                         "UPDATE accounts SET v = v WHERE id = 1",
+                                         "CREATE INDEX CONCURRENTLY accounts_v_idx", wait_event="virtualxid")
     assert code == EXIT_CONNECT
     assert "lost during non-transactional migration 003" in line and "statement 1 of 2" in line
     assert "0 statement(s) had completed; run 'poststack db diagnose'" in line
-    wait_until_gone(database_url)
     assert [(r.version, r.status) for r in history(database_url)] == [(1, "applied"), (2, "applied"), (3, "running")]
     assert_agreement(database_url, migrations)
     found = MigrationDiagnostics(database_url, migrations).diagnose()
