@@ -27,24 +27,60 @@ def migration_of_row(row: HistoryRow, directory: Path) -> Migration:
     return Migration(row.version, row.version_text, row.name, SqlFile(path, row.sql, row.checksum))
 
 
-def gather(conn: psycopg.Connection[Any], facts: Facts, history_schema: str) -> None:
-    """Ask the catalog about pending and unfinished migrations, invalid indexes and drift."""
+def gather(conn: psycopg.Connection[Any], facts: Facts, history_schema: str, *, target_url: str,
+           dev_url: str | None = None) -> None:
+    """Ask the catalog about unfinished migrations, invalid indexes, drift and the replayed states."""
     from poststack import catalog, evidence
 
     state = facts.state
-    asked = {m.version for m in state.pending} | {r.version for r in state.unfinished}
-    if asked:  # a fully applied history needs no parsing at all: diagnose stays close to status
-        # Every migration goes in, so later drops and renames are seen; an unfinished one is judged by the
-        # SQL it ran (stored in the history), not by the file, which may have changed since.
+    if state.unfinished:
+        # A crashed non-transactional run is judged by the SQL it ran (stored in the history) and its
+        # recorded progress; the rest of the history is not compared with states until it is resolved.
         by_version = facts.migrations.by_version()
         for row in state.unfinished:
             by_version[row.version] = migration_of_row(row, facts.migrations.directory)
-        facts.evidence = evidence.assess(conn, list(by_version.values()), only=asked,
+        facts.evidence = evidence.assess(conn, list(by_version.values()), only={r.version for r in state.unfinished},
                                          applied=[r.version for r in state.applied])
     facts.invalid_indexes = list(catalog.invalid_indexes(conn))
     if facts.invalid_indexes:
         facts.index_owner = attribute_indexes(facts)
     detect_drift(conn, facts, history_schema)
+    judge_states(conn, facts, history_schema, target_url=target_url, dev_url=dev_url)
+
+
+def judge_states(conn: psycopg.Connection[Any], facts: Facts, history_schema: str, *, target_url: str,
+                 dev_url: str | None) -> None:
+    """Compare the catalog with replayed states unless the stored snapshot already shows it is consistent.
+
+    The stored snapshot is the cheap proof: taken by poststack at the recorded version, so an unchanged
+    catalog is that version's state and every pending migration is simply pending. Replaying is needed when
+    it differs (something was applied or changed by hand) or when none was stored (a history written by
+    hand, by ``track_only``, by another tool).
+    """
+    from poststack import schema_evidence
+
+    state = facts.state
+    if facts.drift_checked and facts.drift is None:
+        return
+    if state.unfinished:
+        facts.skipped.extend(f"{code} (migration {state.unfinished[0].version_text} is unfinished)"
+                             for code in schema_evidence.CHECKS)
+        return
+    if facts.drift_checked and not state.pending:
+        return  # nothing pending could explain the difference: it is drift, reported as such
+    if not state.applied and not state.pending:
+        return
+    result = schema_evidence.judge_catalog(conn, state, facts.migrations.directory, history_schema, target_url,
+                                           dev_url=dev_url)
+    if result.skipped:
+        facts.skipped.extend(f"{code} ({result.skipped})" for code in schema_evidence.CHECKS)
+        return
+    facts.schema = result
+    j = result.judgement
+    if j is not None and (j.proven is not None or j.partial is not None):
+        facts.drift = None  # what differs from the stored snapshot is explained by the migrations
+    elif facts.drift is not None:
+        result.judgement = None  # the stored snapshot is the better reference: reported as schema_drift
 
 
 def detect_drift(conn: psycopg.Connection[Any], facts: Facts, history_schema: str) -> None:
@@ -78,7 +114,7 @@ def _quote(name: str) -> str:
 
 def leftovers(facts: Facts) -> set[tuple[str, str]]:
     """(snapshot kind, qualified name) of what other issues already explain: what unfinished runs left
-    (invalid indexes, their relations) and the relations of unrecorded migrations found in the catalog."""
+    (invalid indexes, their relations). Unrecorded migrations are judged against replayed states instead."""
     from poststack.objects import SqlSyntaxError, extract
 
     own = {("index", f"{_quote(ix.schema)}.{_quote(ix.index)}") for ix in facts.invalid_indexes
@@ -89,9 +125,6 @@ def leftovers(facts: Facts) -> set[tuple[str, str]]:
         except SqlSyntaxError:
             continue
         own |= {_snapshot_key(o) for o in created if o.kind in _SNAPSHOT_KIND}
-    for ev in facts.evidence.values():  # what missing_tracking / partially_applied already explain
-        if ev.status in ("present", "partial"):
-            own |= {_snapshot_key(o) for o in ev.present if o.kind in _SNAPSHOT_KIND}
     return own
 
 
@@ -113,25 +146,10 @@ def evidence_lines(facts: Facts, version: int) -> list[str]:
 
 
 def tracking_issues(facts: Facts) -> list[Issue]:
-    """Unrecorded migrations whose objects all exist (missing_tracking) or only partly (partially_applied).
+    """missing_tracking / partially_applied / schema_mismatch, from the replayed states (schema_evidence)."""
+    from poststack import schema_evidence
 
-    A pending migration none of whose objects exist is simply pending, and one with nothing checkable is
-    not guessed about: both produce no issue.
-    """
-    found = []
-    for m in facts.state.pending:
-        ev = facts.evidence.get(m.version)
-        if ev is None or ev.status not in ("present", "partial"):
-            continue
-        lines = [f"file: {m.filename} has no history row", *evidence_lines(facts, m.version)]
-        if ev.status == "present":
-            found.append(Issue.of("missing_tracking", m.version,
-                                  f"{m.filename} is not recorded, but every object it creates exists", lines))
-        else:
-            found.append(Issue.of("partially_applied", m.version,
-                                  f"{m.filename} is not recorded and only partly present "
-                                  f"({len(ev.present)} object(s) exist, {len(ev.missing)} missing)", lines))
-    return found
+    return schema_evidence.issues(facts.schema) if facts.schema is not None else []
 
 
 def qualified(index: Any) -> str:

@@ -41,9 +41,12 @@ class IssueKind:
 # low = cosmetic; info = worth knowing, not a fault (a project may deliberately ship no rollbacks).
 KINDS: dict[str, IssueKind] = {k.code: k for k in (
     IssueKind("missing_tracking", "high", True, "poststack db recover",
-              "objects of an unrecorded migration all exist"),
+              "the catalog equals the replayed state after an unrecorded migration: it ran outside poststack"),
     IssueKind("partially_applied", "critical", False, "finish or undo the migration by hand, then diagnose again",
-              "some objects of an unrecorded migration exist, some do not"),
+              "the catalog lies between the replayed states before and after one migration"),
+    IssueKind("schema_mismatch", "high", False,
+              "restore what the differences show, or correct the history with 'poststack db mark'",
+              "the catalog is not the state the history records, nor a later one"),
     IssueKind("checksum_mismatch", "high", True, "poststack db repair --issue-type checksum_mismatch --force",
               "an applied file changed in meaning"),
     IssueKind("cosmetic_change", "low", True, "poststack db repair --issue-type cosmetic_change",

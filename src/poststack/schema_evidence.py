@@ -1,0 +1,113 @@
+"""diagnose's schema evidence: the catalog judged against replayed states, turned into issues.
+
+Three codes come from here, all decided by comparing whole catalog states (``poststack.judgement``), never by
+guessing what a statement does:
+
+- ``missing_tracking``: the catalog equals the state after a later version than the history records: those
+  migrations ran outside poststack (proven; ``recover`` records them);
+- ``partially_applied``: the catalog lies between the states before and after one migration;
+- ``schema_mismatch``: the catalog is not the recorded version's state, nor any later one (objects dropped by
+  hand, a history row written for a migration that never ran), with the closest state and every difference.
+
+The cheap path comes first: when the catalog still matches the snapshot poststack stored at the recorded
+version (``poststack.drift``), nothing is replayed. Otherwise the states are replayed (or read from the
+replay cache); where no server can replay them, the checks are listed as skipped with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from poststack.files import Migration
+from poststack.history import HistoryRow
+from poststack.issues import Issue
+from poststack.judgement import Judgement, judge
+from poststack.plan import MigrationState
+from poststack.replay import EvidenceUnavailable, replay, replay_sequence
+from poststack.snapshot import Snapshot, snapshot
+
+CHECKS = ("missing_tracking", "partially_applied", "schema_mismatch")
+
+
+@dataclass
+class SchemaEvidence:
+    """What diagnose learnt from the states; ``judgement`` is None when no comparison was needed or possible."""
+
+    judgement: Judgement | None = None
+    skipped: str | None = None  # why the comparison could not be made
+    steps: list[Migration] = field(default_factory=list)
+
+
+def applied_as(rows: list[HistoryRow], directory: Path, files: dict[int, Migration]) -> list[Migration]:
+    from poststack.recovery import migration_of_row
+
+    return [migration_of_row(r, directory, files.get(r.version)) for r in rows]
+
+
+def judge_catalog(conn: psycopg.Connection[Any], state: MigrationState, directory: Path, history_schema: str,
+                  target_url: str, *, dev_url: str | None = None,
+                  catalog: Snapshot | None = None) -> SchemaEvidence:
+    """Replay (or read cached) states from the recorded version on and judge the catalog against them."""
+    files = state.migrations.by_version()
+    applied = applied_as(list(state.applied), directory, files)
+    steps = replay_sequence(applied, list(state.pending))
+    try:
+        states = replay(target_url, steps, start=max(len(applied) - 1, 0), dev_url=dev_url)
+    except EvidenceUnavailable as exc:
+        return SchemaEvidence(skipped=str(exc), steps=steps)
+    if catalog is None:
+        catalog = snapshot(conn, exclude_schemas=(history_schema,))
+    return SchemaEvidence(judge(catalog, states, len(applied)), steps=steps)
+
+
+def issues(evidence: SchemaEvidence) -> list[Issue]:
+    """missing_tracking / partially_applied / schema_mismatch from one judgement."""
+    j = evidence.judgement
+    if j is None or j.consistent:
+        return []
+    steps = evidence.steps
+    if j.proven is not None:
+        found = []
+        for position in range(j.recorded + 1, j.proven + 1):
+            m = steps[position - 1]
+            effect = _effect(j, position)
+            found.append(Issue.of("missing_tracking", m.version,
+                                  f"{m.filename} is not recorded, but the catalog shows it ran",
+                                  [f"file: {m.filename} has no history row", j.match_evidence(), *effect]))
+        return found
+    if j.partial is not None:
+        m = steps[j.partial.position - 1]
+        before = j.versions(j.recorded + 1, j.partial.position - 1)
+        lines = [f"catalog lies between the states {j.label(j.partial.position - 1)} and after {m.version_text}",
+                 *(f"done: {d}" for d in j.partial.done), *(f"not done: {d}" for d in j.partial.not_done)]
+        if before:
+            lines.append(f"unrecorded versions before it appear applied: {', '.join(before)}")
+        return [Issue.of("partially_applied", m.version,
+                         f"{m.filename} is partly applied ({len(j.partial.done)} change(s) done, "
+                         f"{len(j.partial.not_done)} not)", lines)]
+    where = j.label(j.closest) if j.closest is not None else "unknown"
+    recorded = j.label(j.recorded)
+    if j.closest is not None and j.closest < j.recorded and not j.differences:
+        closest = f"catalog equals the state {where}: the recorded migration(s) after it did not run"
+    else:
+        closest = f"closest replayed state: {where} ({len(j.differences)} difference(s))"
+    lines = [f"history: the recorded state is the one {recorded}", closest, *j.differences]
+    if j.unknown_after is not None:
+        lines.append(f"states past position {j.unknown_after} are unknown: {j.states.failure}")
+    version = steps[j.recorded - 1].version if j.recorded > 0 else None
+    return [Issue.of("schema_mismatch", version,
+                     f"the catalog is not the state {recorded} the history records, nor any later one", lines)]
+
+
+def _effect(j: Judgement, position: int) -> list[str]:
+    """What the migration at ``position`` changed, from the two states around it."""
+    before, after = j.states.state(position - 1), j.states.state(position)
+    if before is None or after is None:
+        return []
+    changes = before.diff(after, missing="dropped", added="created")
+    return [f"its effect: {c}" for c in changes[:20]] + ([f"... and {len(changes) - 20} more"]
+                                                          if len(changes) > 20 else [])
