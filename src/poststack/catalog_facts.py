@@ -63,8 +63,9 @@ def judge_states(conn: psycopg.Connection[Any], facts: Facts, history_schema: st
     if facts.drift_checked and facts.drift is None:
         return
     if state.unfinished:
-        facts.skipped.extend(f"{code} (migration {state.unfinished[0].version_text} is unfinished)"
-                             for code in schema_evidence.CHECKS)
+        for code in schema_evidence.CHECKS:
+            facts.skipped.append(code)
+            facts.skip_reasons[code] = f"migration {state.unfinished[0].version_text} is unfinished: resume it first"
         return
     if facts.drift_checked and not state.pending:
         return  # nothing pending could explain the difference: it is drift, reported as such
@@ -73,7 +74,9 @@ def judge_states(conn: psycopg.Connection[Any], facts: Facts, history_schema: st
     result = schema_evidence.judge_catalog(conn, state, facts.migrations.directory, history_schema, target_url,
                                            dev_url=dev_url)
     if result.skipped:
-        facts.skipped.extend(f"{code} ({result.skipped})" for code in schema_evidence.CHECKS)
+        for code in schema_evidence.CHECKS:
+            facts.skipped.append(code)
+            facts.skip_reasons[code] = result.skipped
         return
     facts.schema = result
     j = result.judgement

@@ -21,9 +21,15 @@ from poststack.connection import client_identity
 from poststack.errors import AccessDenied, UsageError
 from poststack.files import Migration
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 STATUSES = ("applied", "running", "failed")
-SOURCES = ("migrate", "recover", "repair", "baseline", "import")
+SOURCES = ("migrate", "recover", "repair", "baseline", "import", "mark", "adopt")
+_SOURCE_CHECK = "CHECK (source IN (" + ", ".join(f"'{s}'" for s in SOURCES) + "))"  # constants only
+# Each layout after the first, as the statements that bring the previous layout to it (run under the lock).
+_UPGRADES: dict[int, tuple[str, ...]] = {
+    2: ("ALTER TABLE {schema}.migrations DROP CONSTRAINT IF EXISTS migrations_source_check",
+        "ALTER TABLE {schema}.migrations ADD CONSTRAINT migrations_source_check " + _SOURCE_CHECK),
+}
 
 _DDL = """
 CREATE SCHEMA IF NOT EXISTS {schema};
@@ -40,8 +46,8 @@ CREATE TABLE IF NOT EXISTS {schema}.migrations (
     no_transaction    boolean NOT NULL DEFAULT false,
     status            text NOT NULL DEFAULT 'applied' CHECK (status IN ('applied', 'running', 'failed')),
     statements_done   integer,
-    source            text NOT NULL DEFAULT 'migrate'
-                      CHECK (source IN ('migrate', 'recover', 'repair', 'baseline', 'import')),
+    source            text NOT NULL DEFAULT 'migrate' CONSTRAINT migrations_source_check
+                      CHECK (source IN ('migrate', 'recover', 'repair', 'baseline', 'import', 'mark', 'adopt')),
     applied_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
     applied_by        text NOT NULL DEFAULT current_user,
     client            text,
@@ -121,8 +127,10 @@ class History:
         return bool(row and row[0])
 
     def ensure(self, conn: psycopg.Connection[Any]) -> None:
-        """Create the tables if missing. Call under the migration lock: concurrent DDL would race."""
+        """Create the tables if missing, or bring an older layout up to this one. Call under the migration
+        lock: concurrent DDL would race."""
         if self.exists(conn):
+            self._upgrade(conn)
             return
         layout = sql.Literal(f"poststack history layout {LAYOUT_VERSION}")
         try:
@@ -134,6 +142,25 @@ class History:
                    else "grant CREATE on the database, or create the schema once as its owner")
             raise AccessDenied(f"cannot create the history tables in schema {self.schema!r} as role "
                                f"{conn.info.user!r}: {exc.diag.message_primary} ({fix}); nothing was changed") from None
+
+    def layout(self, conn: psycopg.Connection[Any]) -> int:
+        """The layout version recorded in the migrations table's comment (1 when unreadable)."""
+        row = conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')",
+                           [sql.SQL("{}.migrations").format(self._schema_id).as_string(conn)]).fetchone()
+        text = (row[0] or "") if row else ""
+        tail = text.rsplit(" ", 1)[-1]
+        return int(tail) if text.startswith("poststack history layout ") and tail.isascii() and tail.isdigit() else 1
+
+    def _upgrade(self, conn: psycopg.Connection[Any]) -> None:
+        current = self.layout(conn)
+        if current >= LAYOUT_VERSION:
+            return
+        with conn.transaction():
+            for version in range(current + 1, LAYOUT_VERSION + 1):
+                for statement in _UPGRADES.get(version, ()):
+                    conn.execute(sql.SQL(statement).format(schema=self._schema_id))
+            conn.execute(sql.SQL("COMMENT ON TABLE {}.migrations IS {}").format(
+                self._schema_id, sql.Literal(f"poststack history layout {LAYOUT_VERSION}")))
 
     def rows(self, conn: psycopg.Connection[Any]) -> list[HistoryRow]:
         if not self.exists(conn):

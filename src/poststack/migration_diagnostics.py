@@ -50,6 +50,7 @@ class DiagnosisSummary:
     lock_held_seconds: float | None
     checks_skipped: list[str] = field(default_factory=list)
     issues_found: dict[str, int] = field(default_factory=dict)  # by severity, before any filter
+    skipped_reasons: dict[str, str] = field(default_factory=dict)  # check code -> why it could not be made
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Facts:
     schema: Any = None  # poststack.schema_evidence.SchemaEvidence when the catalog was judged against states
     legacy_duplicates: list[tuple[str, str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    skip_reasons: dict[str, str] = field(default_factory=dict)
 
     @cached_property
     def rows(self) -> dict[int, HistoryRow]:
@@ -139,7 +141,7 @@ class MigrationDiagnostics:
         summary = DiagnosisSummary(
             mask_url(self.database_url), self.history.schema, facts.history_exists, state.current_version_text,
             len(migrations), len(state.applied), len(state.pending), len(state.unfinished), facts.holder,
-            age, facts.skipped, counts)
+            age, facts.skipped, counts, dict(facts.skip_reasons))
         return DiagnosisResult(summary, found)
 
     def gather(self, conn: psycopg.Connection[Any], migrations: MigrationSet) -> Facts:

@@ -239,6 +239,18 @@ class MigrationRunner:
 
         return recover(self, dry_run=dry_run, force=force, dev_url=dev_url)
 
+    def mark(self, version: int, *, applied: bool = True, through: bool = False, reason: str | None = None,
+             dry_run: bool = False, force: bool = False, dev_url: str | None = None) -> Any:
+        """Record (or with ``applied=False`` remove) history rows without running SQL (see poststack.marking).
+
+        ``through``: every version up to ``version`` (applied), or from it on (pending). Refused when the
+        replayed states contradict the history it would leave, unless ``force``.
+        """
+        from poststack.marking import mark
+
+        return mark(self, version, applied=applied, through=through, reason=reason, dry_run=dry_run,
+                    force=force, dev_url=dev_url)
+
 
 def _refuse_transaction_control(text: str, where: str, no_transaction: bool) -> None:
     """Refuse, before anything runs, a transactional file that would COMMIT or ROLLBACK poststack's transaction."""

@@ -16,15 +16,17 @@ import click
 from poststack.cli import render
 from poststack.cli.context import CliContext, format_option, pass_ctx
 from poststack.cli.db_commands import confirm_or_refuse
+from poststack.cli.mark_command import dev_url_option
 from poststack.errors import EXIT_ISSUES, UsageError
 from poststack.issues import ISSUE_CODES, SEVERITIES, Issue
 from poststack.migration_diagnostics import DEFAULT_LOCK_AGE, DiagnosisResult, MigrationDiagnostics
 
 
-def _diagnostics(ctx: CliContext, lock_age: float = DEFAULT_LOCK_AGE) -> MigrationDiagnostics:
+def _diagnostics(ctx: CliContext, lock_age: float = DEFAULT_LOCK_AGE,
+                 dev_url: str | None = None) -> MigrationDiagnostics:
     s = ctx.settings
     return MigrationDiagnostics(s.resolved_url(), s.migrations_path, history_schema=s.history_schema,
-                                lock_timeout=s.lock_timeout, lock_age=lock_age)
+                                lock_timeout=s.lock_timeout, lock_age=lock_age, dev_url=dev_url)
 
 
 def _codes(values: Sequence[str], option: str) -> list[str]:
@@ -66,14 +68,16 @@ def _print_issue(issue: Issue) -> None:
 @click.option("--type", "types", multiple=True, metavar="CODE", help="Only these issue codes (repeatable).")
 @click.option("--lock-age", type=float, default=DEFAULT_LOCK_AGE, show_default=True, metavar="SECONDS",
               help="A lock held longer than this is reported as stuck_lock.")
+@dev_url_option
 @format_option
 @pass_ctx
-def diagnose(ctx: CliContext, severity: str, types: tuple[str, ...], lock_age: float, fmt: str) -> None:
+def diagnose(ctx: CliContext, severity: str, types: tuple[str, ...], lock_age: float, dev_url: str | None,
+             fmt: str) -> None:
     """Find disagreements between the files, the history and the real schema, with the evidence."""
     codes = _codes(types, "--type")
     if severity not in SEVERITIES:
         raise UsageError(f"--severity: {severity!r} is not one of {', '.join(SEVERITIES)}")
-    full = _diagnostics(ctx, lock_age).diagnose()
+    full = _diagnostics(ctx, lock_age, dev_url).diagnose()
     result = full.filtered(severity, codes)
     if fmt == "json":
         render.echo_json(diagnosis_json(result, severity, codes))
@@ -87,6 +91,8 @@ def diagnose(ctx: CliContext, severity: str, types: tuple[str, ...], lock_age: f
     click.echo(f"Lock: {lock}")
     if "schema_drift" in s.checks_skipped and ctx.verbosity > 0:
         ctx.say("note: schema_drift not checked: no snapshot of the current version (migrate records one)")
+    for code, why in s.skipped_reasons.items():
+        ctx.say(f"note: {code} not checked: {why}")
     hidden = len(full.issues) - len(result.issues)
     more = f" ({hidden} more hidden by the filters)" if hidden else ""
     if result.ok:

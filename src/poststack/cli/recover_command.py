@@ -14,6 +14,7 @@ import click
 
 from poststack.cli import render
 from poststack.cli.context import CliContext, format_option, pass_ctx
+from poststack.cli.mark_command import dev_url_option
 from poststack.recovery import RecoverResult, RecoverStep
 
 _VERB = {"record": "record", "record_forced": "record (forced)", "import": "import"}
@@ -41,15 +42,18 @@ def _show_refusal(step: RecoverStep) -> None:
 
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Show the plan and its evidence; change nothing.")
-@click.option("--force", is_flag=True, help="Also record migrations with no checkable object (e.g. only INSERTs).")
+@click.option("--force", is_flag=True,
+              help="Also record migrations schema cannot decide (no schema change, e.g. data only), naming each.")
+@dev_url_option
 @format_option
 @pass_ctx
-def recover(ctx: CliContext, dry_run: bool, force: bool, fmt: str) -> None:
-    """Record migrations already applied outside poststack, from pg_catalog evidence; adopt a legacy history.
+def recover(ctx: CliContext, dry_run: bool, force: bool, dev_url: str | None, fmt: str) -> None:
+    """Record migrations already applied outside poststack, proven by replayed states; adopt a legacy history.
 
-    Stops at the first migration whose objects only partly exist, and explains object by object.
+    The migrations are replayed on a scratch database; the catalog must equal the state after a version for
+    it to be recorded. A half-applied migration is refused, object by object.
     """
-    result = ctx.runner().recover(dry_run=dry_run, force=force)
+    result = ctx.runner().recover(dry_run=dry_run, force=force, dev_url=dev_url)
     if fmt == "json":
         render.echo_json(_json(result))
     else:

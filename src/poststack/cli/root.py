@@ -44,6 +44,7 @@ DB_COMMANDS = {
     "validate": "integrity_commands:validate",
     "clean": "integrity_commands:clean",
     "recover": "recover_command:recover",
+    "mark": "mark_command:mark",
     "verify": "verify_commands:verify",
     "lint": "verify_commands:lint",
 }

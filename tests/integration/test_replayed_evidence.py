@@ -1,0 +1,239 @@
+"""Evidence from PostgreSQL itself: recover, diagnose and mark judge the catalog against replayed states.
+
+Each example of the issue that broke the hand-written model is reproduced for real: the migrations are run by
+poststack or by hand (as psql would), and the verdict must follow from what PostgreSQL did, including the
+names it chose, renames and drops.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from poststack.files import load_migrations
+from poststack.history import History
+from poststack.migration_diagnostics import MigrationDiagnostics
+from poststack.replay import chain_keys, replay
+from poststack.schema_migration import MigrationRunner
+from poststack.testing.db_helper import DbHelper
+
+
+@pytest.fixture
+def project(make_migrations, database_url):
+    """Factory: files -> (runner, diagnostics, helper) on the test's fresh database."""
+    helpers = []
+
+    def make(files):
+        directory = make_migrations(files)
+        helper = DbHelper(database_url, directory)
+        helpers.append(helper)
+        return MigrationRunner(database_url, directory), MigrationDiagnostics(database_url, directory), helper
+
+    yield make
+    for helper in helpers:
+        helper.close()
+
+
+def issues(diagnostics):
+    return sorted((i.code, i.version) for i in diagnostics.diagnose().issues if i.code != "rollback_missing")
+
+
+def actions(result):
+    return [(s.version, s.action) for s in result.steps]
+
+
+def test_half_applied_migration_whose_missing_table_a_later_migration_drops_is_refused(project):
+    runner, diag, helper = project({"001_ab.sql": "CREATE TABLE a (id int); CREATE TABLE b (id int);",
+                                    "002_c.sql": "CREATE TABLE c (id int);",
+                                    "003_drop_b.sql": "DROP TABLE b;"})
+    helper.execute("CREATE TABLE a (id int)")  # by hand: only the first statement of 001
+    result = runner.recover()
+    assert actions(result) == [(1, "refused"), (2, "blocked"), (3, "blocked")]
+    assert "not done: table public.b: not created" in result.steps[0].evidence
+    assert helper.history_rows() == []
+    assert issues(diag) == [("partially_applied", 1)]
+
+
+def test_catalog_equal_to_a_later_state_records_both_and_says_what_schema_cannot_tell(project):
+    runner, _, helper = project({"001_ab.sql": "CREATE TABLE a (id int); CREATE TABLE b (id int);",
+                                 "002_drop_b.sql": "DROP TABLE b;"})
+    helper.execute("CREATE TABLE a (id int)")  # equals the state after 002 exactly
+    result = runner.recover()
+    assert actions(result) == [(1, "record"), (2, "record")]
+    assert "catalog equals the state after 002" in result.steps[0].reason
+    assert [r.version for r in helper.history_rows()] == [1, 2]
+
+
+@pytest.mark.parametrize("pending", [
+    # an implicit primary key name, dropped and re-added under the same name
+    "ALTER TABLE t ADD COLUMN k int NOT NULL DEFAULT 0; ALTER TABLE t DROP CONSTRAINT t_pkey; "
+    "ALTER TABLE t ADD CONSTRAINT t_pkey PRIMARY KEY (id, k);",
+    # an implicit foreign key name
+    "CREATE TABLE c (id int, t_id int REFERENCES t (id)); ALTER TABLE c DROP CONSTRAINT c_t_id_fkey; "
+    "ALTER TABLE c ADD CONSTRAINT c_t_id_fkey FOREIGN KEY (t_id) REFERENCES t (id) ON DELETE CASCADE;",
+])
+def test_pending_migration_reusing_implicit_names_is_pending_not_partial(project, pending):
+    runner, diag, _helper = project({"001_t.sql": "CREATE TABLE t (id int PRIMARY KEY);", "002_k.sql": pending})
+    runner.migrate(target=1)
+    assert issues(diag) == []
+    assert actions(runner.recover()) == [(2, "pending")]
+    runner.migrate()
+    assert issues(diag) == []
+
+
+def test_renames_reusing_column_names_are_judged_by_state(project):
+    runner, diag, helper = project({
+        "001_u.sql": "CREATE TABLE u (id int, inbox text, description text);",
+        "002_rename.sql": "ALTER TABLE u RENAME TO person;",
+        "003_shared.sql": "ALTER TABLE person ADD COLUMN shared_inbox text;",
+        "004_swap.sql": "ALTER TABLE person DROP COLUMN inbox; ALTER TABLE person RENAME COLUMN shared_inbox TO inbox;",
+        "005_sidebar.sql": "ALTER TABLE person RENAME COLUMN description TO sidebar; "
+                           "ALTER TABLE person ADD COLUMN description text;",
+        "006_back.sql": "ALTER TABLE person DROP COLUMN sidebar;",
+    })
+    runner.migrate(target=3)
+    assert issues(diag) == []
+    for version in (4, 5):
+        helper.apply_untracked(version)
+    assert issues(diag) == [("missing_tracking", 4), ("missing_tracking", 5)]
+    assert actions(runner.recover()) == [(4, "record"), (5, "record"), (6, "pending")]
+    runner.migrate()
+    assert issues(diag) == []
+
+
+def test_server_chosen_index_name_applied_by_hand_is_recovered(project):
+    runner, diag, helper = project({"001_t.sql": "CREATE TABLE t (tok text); CREATE INDEX t_tok_idx ON t (tok);",
+                                    "002_drop.sql": "DROP INDEX t_tok_idx;",
+                                    "003_unique.sql": "CREATE UNIQUE INDEX ON t (tok);"})
+    runner.migrate(target=1)
+    helper.apply_untracked(2)
+    helper.apply_untracked(3)  # the server names it t_tok_idx again
+    assert issues(diag) == [("missing_tracking", 2), ("missing_tracking", 3)]
+    assert actions(runner.recover()) == [(2, "record"), (3, "record")]
+    assert runner.migrate().steps == []
+    assert issues(diag) == []
+
+
+def test_data_only_migrations_are_undecidable_and_force_names_them(project):
+    runner, _diag, helper = project({"001_t.sql": "CREATE TABLE t (id int);",
+                                    "002_data.sql": "INSERT INTO t VALUES (1);",
+                                    "003_u.sql": "CREATE TABLE u (id int);"})
+    helper.apply_untracked(1)
+    result = runner.recover(dry_run=True)
+    assert actions(result) == [(1, "record"), (2, "pending"), (3, "pending")]
+    assert result.steps[1].status == "undecidable" and "cannot show whether it ran" in result.steps[1].reason
+    forced = runner.recover(force=True)
+    assert actions(forced) == [(1, "record"), (2, "record_forced"), (3, "pending")]
+    assert "without proof" in forced.steps[1].reason
+    assert [(r.version, r.source) for r in helper.history_rows()] == [(1, "recover"), (2, "recover")]
+
+
+def test_history_claiming_an_absent_migration_is_a_schema_mismatch(project):
+    _runner, diag, helper = project({"001_t.sql": "CREATE TABLE t (id int);"})
+    helper.track_only(1)
+    found = diag.diagnose().of("schema_mismatch")
+    assert [(i.version, i.severity) for i in found] == [(1, "high")]
+    assert any("equals the state before any migration" in line for line in found[0].evidence)
+
+
+def test_objects_dropped_by_hand_after_recover_are_a_mismatch_not_silence(project):
+    runner, diag, helper = project({"001_t.sql": "CREATE TABLE t (id int);", "002_u.sql": "CREATE TABLE u (id int);"})
+    helper.apply_untracked(1)
+    runner.recover()
+    helper.execute("DROP TABLE t")
+    assert ("schema_drift", None) in issues(diag) or ("schema_mismatch", 1) in issues(diag)
+
+
+def test_fresh_database_records_nothing_and_has_no_issue(project):
+    runner, diag, helper = project({"001_t.sql": "CREATE TABLE t (id int);", "002_d.sql": "INSERT INTO t VALUES (1);"})
+    assert issues(diag) == []
+    assert actions(runner.recover()) == [(1, "pending"), (2, "pending")]
+    assert helper.history_rows() == []
+
+
+def test_states_are_cached_by_the_chain_of_checksums(project, tmp_path, database_url):
+    runner, _, _ = project({"001_t.sql": "CREATE TABLE t (id int);", "002_u.sql": "CREATE TABLE u (id int);"})
+    steps = list(load_migrations(runner.migrations_path))
+    first = replay(database_url, steps, cache=tmp_path)
+    again = replay(database_url, steps, cache=tmp_path)
+    assert first.replayed == 2 and again.replayed == 0 and again.states == first.states
+    with psycopg.connect(database_url) as conn:
+        major = conn.info.server_version // 10000
+    assert {p.stem for p in tmp_path.glob("*.json")} == set(chain_keys(steps, major))
+
+
+def test_a_role_created_by_a_migration_neither_breaks_the_replay_nor_stays(project, database_url):
+    role = "pst_replay_role_probe"
+    runner, _diag, helper = project({"001_r.sql": f"CREATE ROLE {role}; CREATE TABLE t (id int);",
+                                    "002_g.sql": f"GRANT SELECT ON t TO {role};"})
+    steps = list(load_migrations(runner.migrations_path))
+    replay(database_url, steps, cache=False)
+    assert helper.fetch_value("SELECT count(*) FROM pg_roles WHERE rolname = %s", [role]) == 0
+
+
+def test_diagnose_during_a_migrate_never_reports_a_finding(project):
+    files = {f"{v:03d}_t{v}.sql": f"CREATE TABLE t{v} (id int); SELECT pg_sleep(0.02);" for v in range(1, 26)}
+    runner, diag, _helper = project(files)
+    runner.migrate(target=1)
+    diag.diagnose()  # warm the replay cache, so the race below is not a race against the replay
+    found: list[tuple[str, int | None]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            found.extend((i.code, i.version) for i in diag.diagnose().issues
+                         if i.code in ("missing_tracking", "partially_applied", "schema_mismatch", "schema_drift"))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        runner.migrate()
+    finally:
+        done.set()
+        watcher.join()
+    assert found == []
+
+
+def test_mark_records_and_unrecords_when_the_states_agree(project):
+    runner, diag, helper = project({"001_t.sql": "CREATE TABLE t (id int);", "002_d.sql": "INSERT INTO t VALUES (1);",
+                                    "003_u.sql": "CREATE TABLE u (id int);"})
+    helper.apply_untracked(1)
+    helper.apply_untracked(2)
+    result = runner.mark(2, through=True, reason="applied by hand during the outage")
+    assert result.written and result.consistent and [s.version for s in result.changes] == [1, 2]
+    assert [(r.version, r.source) for r in helper.history_rows()] == [(1, "mark"), (2, "mark")]
+    entries = History().audit_entries(helper.conn)
+    assert {(e[4], e[5], e[6]) for e in entries} == {("mark", "mark_applied", 1), ("mark", "mark_applied", 2)}
+    assert all("applied by hand during the outage" in e[9] for e in entries)
+    assert issues(diag) == []
+    refused = runner.mark(3)  # u does not exist: the history would lie
+    assert refused.refused and not refused.written and any("table public.u" in e for e in refused.evidence)
+    assert [r.version for r in helper.history_rows()] == [1, 2]
+    assert runner.mark(2, applied=False).written  # 002 changed no schema: unrecording it is consistent
+    assert [r.version for r in helper.history_rows()] == [1]
+
+
+def test_mark_force_writes_against_the_evidence_and_audits_it(project):
+    runner, diag, helper = project({"001_t.sql": "CREATE TABLE t (id int);"})
+    dry = runner.mark(1, dry_run=True)
+    assert dry.refused and helper.history_rows() == []
+    forced = runner.mark(1, force=True, reason="restored from backup later")
+    assert forced.written and not forced.consistent
+    assert "forced against the evidence" in History().audit_entries(helper.conn)[0][9]
+    assert [i.code for i in diag.diagnose().of("schema_mismatch")] == ["schema_mismatch"]
+
+
+def test_mark_cli_json_and_exit_codes(project):
+    from poststack.testing import CLITestRunner
+
+    runner, _, helper = project({"001_t.sql": "CREATE TABLE t (id int);"})
+    cli = CLITestRunner(runner.database_url, runner.migrations_path)
+    refused = cli.run_command("mark", ["001", "--format", "json"])
+    assert refused.exit_code == 1 and refused.json["refused"] is True and refused.json["written"] is False
+    helper.apply_untracked(1)
+    done = cli.run_command("mark", ["1"])
+    assert done.exit_code == 0 and "Marked 1 version(s)." in done.stdout
+    bad = cli.run_command("mark", ["7"])
+    assert bad.exit_code == 2 and "no migration file has version 7" in bad.stderr
