@@ -144,16 +144,17 @@ class History:
                                f"{conn.info.user!r}: {exc.diag.message_primary} ({fix}); nothing was changed") from None
 
     def layout(self, conn: psycopg.Connection[Any]) -> int:
-        """The layout version recorded in the migrations table's comment (1 when unreadable)."""
+        """The layout version recorded in the migrations table's comment; 0 when it is not poststack's table
+        (never altered here: the caller's own check reports it)."""
         row = conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')",
                            [sql.SQL("{}.migrations").format(self._schema_id).as_string(conn)]).fetchone()
         text = (row[0] or "") if row else ""
         tail = text.rsplit(" ", 1)[-1]
-        return int(tail) if text.startswith("poststack history layout ") and tail.isascii() and tail.isdigit() else 1
+        return int(tail) if text.startswith("poststack history layout ") and tail.isascii() and tail.isdigit() else 0
 
     def _upgrade(self, conn: psycopg.Connection[Any]) -> None:
         current = self.layout(conn)
-        if current >= LAYOUT_VERSION:
+        if current == 0 or current >= LAYOUT_VERSION:
             return
         with conn.transaction():
             for version in range(current + 1, LAYOUT_VERSION + 1):

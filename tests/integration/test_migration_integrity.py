@@ -17,7 +17,8 @@ FILES = {
 }
 ISSUE_KEYS = {"code", "severity", "version", "message", "evidence", "auto_fixable", "fix"}
 SUMMARY_KEYS = {"database", "history_schema", "history_exists", "current_version", "files", "applied", "pending",
-                "unfinished", "lock", "lock_held_seconds", "checks_skipped", "issues_found"}
+                "unfinished", "lock", "lock_held_seconds", "checks_skipped", "issues_found",
+                "skipped_reasons"}
 
 
 def write(directory: Path, files: dict[str, str]) -> Path:
