@@ -9,10 +9,17 @@ needs no model of SQL: the catalog either *is* one of those states or it is not.
 - It equals no state, but every object is either as state ``i`` has it or as state ``i + 1`` has it: the
   migration at ``i + 1`` is half applied (``between``); what it did and what it did not are listed.
 - Otherwise the closest state is named, with every difference. Nothing past an exact match is ever proven.
+
+Only objects some migration changes are evidence. An object every state has alike (a table created before the
+states begin, the ``public`` schema's grants) or none has (a table made by hand) cannot tell one state from
+another, so it takes no part in the match; where the catalog differs on such objects, the judgement lists
+them apart (``outside``): drift to report, never a reason to doubt which migrations ran. (Without this, one
+``REVOKE CREATE ON SCHEMA public`` by a DBA would make every state unprovable.)
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +49,16 @@ class Judgement:
     partial: Partial | None = None
     closest: int | None = None
     differences: list[str] = field(default_factory=list)  # closest state -> catalog, when nothing matches
+    outside: list[str] = field(default_factory=list)  # differences on objects no migration changes
+    views: dict[int, Snapshot] = field(default_factory=dict, repr=False)  # states, on the touched objects only
+    catalog: Snapshot | None = field(default=None, repr=False)  # the catalog, on the touched objects only
+
+    def against(self, position: int) -> list[str]:
+        """How the catalog differs from the state at ``position`` (on the objects migrations touch)."""
+        view = self.views.get(position)
+        if view is None or self.catalog is None:
+            return []
+        return view.diff(self.catalog, missing="missing", added="not in that state")
 
     @property
     def proven(self) -> int | None:
@@ -83,20 +100,51 @@ class Judgement:
 
 def judge(catalog: Snapshot, states: ReplayedStates, recorded: int) -> Judgement:
     """Compare ``catalog`` with every known state from ``recorded`` on (see the module docstring)."""
-    known = sorted(p for p in states.states if p >= recorded)
-    matches = [p for p in known if states.states[p] == catalog]
+    touched = _touched(states)
+    outside = _outside(catalog, states, touched)
+    catalog = _restrict(catalog, touched)
+    views = {p: _restrict(s, touched) for p, s in states.states.items()}
+    known = sorted(p for p in views if p >= recorded)
+    matches = [p for p in known if views[p] == catalog]
     if matches:
-        return Judgement(states, recorded, len(catalog), _contiguous(matches, states))
-    partial = next((_partial(catalog, states, p) for p in known if p + 1 in states.states
-                    and _between(catalog, states.states[p], states.states[p + 1])), None)
-    closest = min(states.states, key=lambda p: (_distance(states.states[p], catalog), p < recorded, p),
-                  default=None)
-    differences = states.states[closest].diff(catalog, missing="missing", added="not in the state")\
+        return Judgement(states, recorded, len(catalog), _contiguous(matches), outside=outside, views=views,
+                         catalog=catalog)
+    partial = next((_partial(catalog, views, p) for p in known if p + 1 in views
+                    and _between(catalog, views[p], views[p + 1])), None)
+    closest = min(views, key=lambda p: (_distance(views[p], catalog), p < recorded, p), default=None)
+    differences = views[closest].diff(catalog, missing="missing", added="not in the state") \
         if closest is not None else []
-    return Judgement(states, recorded, len(catalog), [], partial, closest, differences)
+    return Judgement(states, recorded, len(catalog), [], partial, closest, differences, outside, views, catalog)
 
 
-def _contiguous(matches: list[int], states: ReplayedStates) -> list[int]:
+def _touched(states: ReplayedStates) -> set[tuple[str, str]]:
+    """(kind, name) of every object that differs between two consecutive known states."""
+    keys: set[tuple[str, str]] = set()
+    positions = sorted(states.states)
+    for before, after in itertools.pairwise(positions):
+        a, b = states.states[before].objects, states.states[after].objects
+        for kind in set(a) | set(b):
+            x, y = a.get(kind, {}), b.get(kind, {})
+            if x != y:
+                keys.update((kind, name) for name in set(x) | set(y) if x.get(name, _ABSENT) != y.get(name, _ABSENT))
+    return keys
+
+
+def _restrict(snap: Snapshot, keys: set[tuple[str, str]], *, inside: bool = True) -> Snapshot:
+    objects = {kind: {name: attrs for name, attrs in named.items() if ((kind, name) in keys) == inside}
+               for kind, named in snap.objects.items()}
+    return Snapshot({kind: named for kind, named in objects.items() if named}, snap.schemas, snap.server_version)
+
+
+def _outside(catalog: Snapshot, states: ReplayedStates, touched: set[tuple[str, str]]) -> list[str]:
+    """What differs on objects no migration changes (all states agree on them, so any one is the reference)."""
+    if not states.states:
+        return []
+    reference = _restrict(states.states[max(states.states)], touched, inside=False)
+    return reference.diff(_restrict(catalog, touched, inside=False), missing="missing", added="not from a migration")
+
+
+def _contiguous(matches: list[int]) -> list[int]:
     """Keep the run of equal states that starts at the first match: a later match after a different state
     in between (a table created and later dropped) is a different reading, reported by callers as not proven."""
     run = [matches[0]]
@@ -120,8 +168,8 @@ def _between(catalog: Snapshot, before: Snapshot, after: Snapshot) -> bool:
     return True
 
 
-def _partial(catalog: Snapshot, states: ReplayedStates, position: int) -> Partial:
-    before, after = states.states[position], states.states[position + 1]
+def _partial(catalog: Snapshot, views: dict[int, Snapshot], position: int) -> Partial:
+    before, after = views[position], views[position + 1]
     done = before.diff(catalog, missing="dropped", added="created")
     not_done = catalog.diff(after, missing="still to be dropped", added="not created")
     return Partial(position + 1, done, not_done)

@@ -93,7 +93,8 @@ def _plan(conn: psycopg.Connection[Any], runner: MigrationRunner, result: MarkRe
         applied |= {v: files[v] for v in changing}
     steps = [applied[v] for v in sorted(applied)] + [m for v, m in sorted(files.items()) if v not in applied]
     try:
-        states = replay(runner.database_url, steps, start=len(applied), dev_url=dev_url)
+        # From the start: the states on both sides of every marked version take part in the judgement.
+        states = replay(runner.database_url, steps, dev_url=dev_url)
     except EvidenceUnavailable as exc:
         result.evidence = [f"no replayed states: {exc}"]
         return files, rows
@@ -103,8 +104,8 @@ def _plan(conn: psycopg.Connection[Any], runner: MigrationRunner, result: MarkRe
         result.evidence = [j.match_evidence()]
     else:
         where = j.label(j.closest) if j.closest is not None else "unknown"
-        result.evidence = [f"the catalog is not the state {j.label(len(applied))} this history would claim; "
-                           f"closest: the state {where}", *j.differences]
+        result.evidence = [f"the catalog is not the state {j.label(len(applied))} this history would claim "
+                           f"(closest: the state {where}); it differs from it in:", *j.against(len(applied))]
         if j.partial is not None:
             result.evidence += [f"done: {d}" for d in j.partial.done] + [f"not done: {d}" for d in j.partial.not_done]
     return files, rows

@@ -146,6 +146,9 @@ def plan_from_states(j: Judgement, steps: list[Migration], origins: dict[int, st
                                  None, [], origins[m.version]))
         return out
     evidence = [j.match_evidence()]
+    if j.outside:
+        evidence.append(f"{len(j.outside)} difference(s) on objects no migration touches (not evidence either "
+                        "way; see diagnose): " + "; ".join(j.outside[:5]))
     for position in range(j.recorded + 1, len(steps) + 1):
         m = steps[position - 1]
         if position <= proven:

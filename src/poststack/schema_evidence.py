@@ -65,9 +65,19 @@ def judge_catalog(conn: psycopg.Connection[Any], state: MigrationState, director
 
 
 def issues(evidence: SchemaEvidence) -> list[Issue]:
-    """missing_tracking / partially_applied / schema_mismatch from one judgement."""
+    """missing_tracking / partially_applied / schema_mismatch from one judgement, and schema_drift for what
+    differs on objects no migration touches (outside the states' evidence, but still a change to report)."""
     j = evidence.judgement
-    if j is None or j.consistent:
+    if j is None:
+        return []
+    drift = [Issue.of("schema_drift", None, f"{len(j.outside)} schema change(s) to objects no migration creates "
+                      "or changes", ["not evidence of any migration: every replayed state agrees on these",
+                                     *j.outside])] if j.outside else []
+    return _state_issues(evidence, j) + drift
+
+
+def _state_issues(evidence: SchemaEvidence, j: Judgement) -> list[Issue]:
+    if j.consistent:
         return []
     steps = evidence.steps
     if j.proven is not None:

@@ -64,9 +64,16 @@ def test_changed_attributes_count_toward_between_and_distance():
 
 def test_no_match_names_the_closest_state_preferring_the_recorded_ones():
     s = states(snap(), snap("a"), snap("a", "b"))
-    j = judge(snap("a", "x"), s, recorded=1)
-    assert (j.proven, j.partial, j.closest) == (None, None, 1)
-    assert j.differences == ["table public.x: not in the state"]
+    j = judge(snap("b"), s, recorded=1)  # a dropped by hand, b applied: as far from 000 as from 002
+    assert (j.proven, j.partial, j.closest) == (None, None, 2)
+    assert j.differences == ["table public.a: missing"]
+
+
+def test_objects_no_migration_touches_are_reported_apart_and_decide_nothing():
+    s = states(snap("base"), snap("base", "a"), snap("base", "a", "b"))
+    j = judge(snap("a", "hand"), s, recorded=0)  # base dropped by a DBA, hand made by hand
+    assert (j.proven, j.undecidable) == (1, [])
+    assert j.outside == ["table public.base: missing", "table public.hand: not from a migration"]
 
 
 def test_states_before_the_recorded_one_never_prove_anything():
