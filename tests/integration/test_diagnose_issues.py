@@ -91,8 +91,9 @@ def test_partially_applied_is_reported_object_by_object_and_never_recorded(proje
     execute(database_url, "CREATE TABLE posts (id int PRIMARY KEY, user_id int REFERENCES users)")
     result = diag.diagnose()
     assert [(i.code, i.version, i.severity) for i in result.issues] == [("partially_applied", 2, "critical")]
-    evidence = "\n".join(result.issues[0].evidence)
-    assert "present: table public.posts" in evidence and "missing: index public.posts_user_idx" in evidence
+    assert result.issues[0].evidence == ["catalog lies between the states after 001 and after 002",
+                                         "done: table public.posts: created",
+                                         "not done: index public.posts_user_idx: not created"]
     repaired = diag.repair(result.issues, force=True)
     assert repaired.fixed == [] and [s.code for s in repaired.skipped] == ["partially_applied"]
     assert [v for v, *_ in history(database_url)] == [1]
@@ -239,9 +240,56 @@ def test_hand_applied_column_and_function_are_tracking_not_drift(tmp_path, datab
     MigrationRunner(database_url, directory).migrate(target=1)
     execute(database_url, files["002_b.sql"])
     diag = MigrationDiagnostics(database_url, directory)
-    assert found(diag, "low") == [("missing_tracking", 2)]
-    execute(database_url, "ALTER TABLE a ADD COLUMN c int")  # not in any migration: that one is drift
-    assert sorted(found(diag, "low"), key=str) == [("missing_tracking", 2), ("schema_drift", None)]
+    result = diag.diagnose().filtered("low")
+    assert [(i.code, i.version) for i in result.issues] == [("missing_tracking", 2)]
+    evidence = result.issues[0].evidence
+    assert evidence[0] == "file: 002_b.sql has no history row"
+    assert evidence[1].startswith("catalog equals the state after 002: ")
+    assert "its effect: column public.a.b: created" in evidence
+    assert "its effect: function public.a_count(integer): created" in evidence
+    # A column of no migration decides nothing about 002 and is drift; 002's own objects are not drift.
+    execute(database_url, "ALTER TABLE a ADD COLUMN c int")
+    result = diag.diagnose().filtered("low")
+    assert sorted((i.code, i.version) for i in result.issues) == [("missing_tracking", 2), ("schema_drift", None)]
+    drift = result.of("schema_drift")[0].evidence
+    assert "column public.a.c: not from a migration" in drift
+    assert not any("a.b" in line or "a_count" in line for line in drift)
+
+
+def test_schema_mismatch_without_a_stored_reference(project, database_url):
+    """A history written elsewhere (no snapshot of poststack's) that the catalog contradicts."""
+    _, runner, diag = project
+    runner.migrate(2)
+    execute(database_url, "DELETE FROM poststack.schema_snapshot; DROP TABLE posts")
+    result = diag.diagnose()
+    assert [(i.code, i.version, i.severity) for i in result.issues] == [("schema_mismatch", 2, "high")]
+    assert result.issues[0].evidence == [
+        "history: the recorded state is the one after 002",
+        "catalog equals the state after 001: the recorded migration(s) after it did not run"]
+    assert diag.repair(result.issues, force=True).fixed == []  # never automatic
+    assert [v for v, *_ in history(database_url)] == [1, 2]
+    recovered = runner.recover()  # and recover proves nothing either
+    assert recovered.recorded == [] and [(s.version, s.action) for s in recovered.steps] == [(3, "refused")]
+    execute(database_url, FILES["002_posts.sql"])  # restored by hand: the recorded state again
+    assert found(diag) == []
+
+
+def test_a_table_of_no_migration_is_drift_even_without_a_stored_reference(project, database_url):
+    _, _, diag = project
+    execute(database_url, "CREATE TABLE by_hand (id int)")  # no history, so no snapshot of poststack's
+    result = diag.diagnose()
+    assert [(i.code, i.version) for i in result.issues] == [("schema_drift", None)]
+    assert "table public.by_hand: not from a migration" in result.issues[0].evidence
+
+
+def test_a_table_under_a_migrations_name_is_a_mismatch_where_poststack_has_no_reference(project, database_url):
+    _, _, diag = project
+    execute(database_url, "CREATE TABLE users (id bigint)")  # 001's table name, not 001's table
+    result = diag.diagnose()
+    assert [(i.code, i.version) for i in result.issues] == [("schema_mismatch", None)]
+    assert result.issues[0].evidence[:2] == ["history: the recorded state is the one before any migration",
+                                             "closest replayed state: before any migration (1 difference(s))"]
+    assert "table public.users: not in the state" in result.issues[0].evidence
 
 
 def test_repair_dry_run_changes_nothing(project, database_url):

@@ -1,7 +1,8 @@
 """``recover`` on a real PostgreSQL: records exactly what the catalog proves, refuses mixed evidence.
 
 Situations are created for real: migration SQL run by psycopg without tracking (as another tool would have),
-half-applied files, a seed-layout legacy history table.
+half-applied files, a seed-layout legacy history table. The proof is the catalog being exactly the replayed
+state after a version (``poststack.replay``/``poststack.judgement``): anything else records nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 from poststack.cli import recover_command
 from poststack.cli.root import db
-from poststack.errors import LockTimeout, MigrationFileError
+from poststack.errors import LockTimeout, MigrationFailed
 from poststack.files import load_migrations
 from poststack.history import History
 from poststack.lock import lock_key, try_lock
@@ -69,7 +70,12 @@ def test_untracked_applied_files_are_recorded_exactly(project):
     assert (row.checksum, row.semantic_checksum, row.sql, row.rollback_sql) == (
         files[1].checksum, files[1].semantic_checksum, ACCOUNTS, "DROP TABLE accounts;\n")
     assert audit(helper) == [("recover", "recover", 1), ("recover", "recover", 2)]
-    assert "index public.sessions_account_idx" in result.steps[1].reason
+    proof = result.steps[1]
+    assert proof.status == "proven" and proof.reason.startswith("catalog equals the state after 002: ")
+    assert proof.reason.endswith(" objects compared") and proof.evidence == [proof.reason]
+    assert [s.status for s in result.steps[2:]] == ["pending", "pending"]
+    newest = History().audit_entries(helper.conn)[0]
+    assert newest[6] == 2 and newest[9].startswith("catalog equals the state after 002: ")  # the proof, audited
     # The rest is really pending: migrate applies it on top of the recovered history.
     assert [s.version for s in runner.migrate().steps] == [3, 4]
 
@@ -95,25 +101,98 @@ def test_half_applied_migration_is_never_recorded_and_the_report_names_what_is_m
     helper.apply_untracked(1)
     helper.execute(SESSIONS.splitlines()[0])  # only the table of 002: no index, no function
     result = runner.recover()
-    assert actions(result) == [(1, "record"), (2, "refused"), (3, "blocked"), (4, "blocked")]
+    # Nothing is recorded past an exact match, so not even 001, whose state the catalog is past.
+    assert actions(result) == [(1, "blocked"), (2, "refused"), (3, "blocked"), (4, "blocked")]
     assert result.exit_code == 1
-    assert recorded(helper) == [(1, "recover")]
+    assert recorded(helper) == [] and audit(helper) == []
     refused = result.refused[0]
     assert refused.status == "partial"
-    assert "missing: index public.sessions_account_idx" in refused.evidence
-    assert "missing: function public.expire_sessions()" in refused.evidence
-    assert "present: table public.sessions" in refused.evidence
-    assert "index public.sessions_account_idx" in refused.reason
+    assert refused.reason == ("partially applied: the catalog lies between the states after 001 and after 002")
+    assert refused.evidence == ["done: table public.sessions: created",
+                                "not done: index public.sessions_account_idx: not created",
+                                "not done: function public.expire_sessions(): not created"]
+    assert "002 is half applied" in result.steps[0].reason
+    # Finished by hand, the catalog is the state after 002: both are proven.
+    helper.execute("\n".join(SESSIONS.splitlines()[1:]))
+    assert actions(runner.recover())[:2] == [(1, "record"), (2, "record")]
 
 
 def test_later_migration_present_after_an_absent_one_is_refused_not_guessed(project):
     runner, helper, _ = project
     helper.apply_untracked(1)
-    helper.apply_untracked(3)  # 002 never ran, 003 did
+    helper.apply_untracked(3)  # 002 never ran, 003 did: the catalog is no state of the sequence
     result = runner.recover()
-    assert actions(result) == [(1, "record"), (2, "pending"), (3, "refused"), (4, "blocked")]
-    assert "earlier migration 002" in result.refused[0].reason
-    assert recorded(helper) == [(1, "recover")] and result.exit_code == 1
+    assert actions(result) == [(1, "refused"), (2, "blocked"), (3, "blocked"), (4, "blocked")]
+    refused = result.refused[0]
+    assert refused.status == "mismatch"
+    assert refused.reason == ("the catalog equals no replayed state; the closest is the state after 001 "
+                              "(2 difference(s))")
+    assert refused.evidence == ["schema audit: not in the state", "table audit.logins: not in the state"]
+    assert recorded(helper) == [] and result.exit_code == 1
+
+
+def test_a_table_of_no_migration_decides_nothing_and_is_named_apart(project):
+    """An object no migration touches cannot tell one state from another: 001 and 002 are still proven by
+    everything the migrations do, and the evidence names the stranger (diagnose reports it as drift)."""
+    runner, helper, _ = project
+    helper.apply_untracked(1)
+    helper.apply_untracked(2)
+    helper.execute("CREATE TABLE by_hand (id int)")
+    result = runner.recover()
+    assert actions(result) == [(1, "record"), (2, "record"), (3, "pending"), (4, "pending")]
+    assert result.steps[1].evidence[1] == ("1 difference(s) on objects no migration touches (not evidence either "
+                                           "way; see diagnose): table public.by_hand: not from a migration")
+    assert recorded(helper) == [(1, "recover"), (2, "recover")]
+
+
+def test_a_table_made_by_hand_under_a_migrations_name_is_evidence_against_it(project):
+    runner, helper, _ = project
+    helper.apply_untracked(1)
+    helper.execute("CREATE TABLE sessions (token uuid)")  # not 002's sessions table
+    result = runner.recover()
+    assert actions(result) == [(1, "refused"), (2, "blocked"), (3, "blocked"), (4, "blocked")]
+    assert result.refused[0].status == "mismatch" and result.exit_code == 1
+    assert "the closest is the state after 001 (1 difference(s))" in result.refused[0].reason
+    assert result.refused[0].evidence == ["table public.sessions: not in the state"]
+    assert recorded(helper) == []
+
+
+def test_differences_closest_to_the_recorded_state_leave_everything_pending(project):
+    """Nothing proven and nothing refused: the catalog is nearest the recorded state (diagnose reports why)."""
+    runner, helper, _ = project
+    helper.execute("CREATE TABLE accounts (id int)")  # 001's table name, not 001's table
+    result = runner.recover()
+    assert actions(result) == [(1, "pending"), (2, "pending"), (3, "pending"), (4, "pending")]
+    assert {s.status for s in result.steps} == {"pending"} and result.exit_code == 0
+    assert result.steps[0].evidence == ["table public.accounts: not in the state"]
+    assert recorded(helper) == []
+
+
+def test_a_file_edited_after_it_was_applied_by_hand_is_not_proven(project):
+    runner, helper, directory = project
+    helper.apply_untracked(1)
+    (directory / "001_accounts.sql").write_text(ACCOUNTS.replace("login text", "login varchar(80)"))
+    result = runner.recover()
+    assert actions(result) == [(1, "refused"), (2, "blocked"), (3, "blocked"), (4, "blocked")]
+    assert result.refused[0].evidence == ["column public.accounts.login: type changed from character varying(80) "
+                                          "to text"]
+    assert recorded(helper) == []
+
+
+def test_unfinished_history_row_blocks_recover(make_migrations, database_url):
+    directory = make_migrations({
+        "001_t.sql": "CREATE TABLE t (v int);\nINSERT INTO t VALUES (1), (1);\n",
+        "002_t_unique.sql": "-- poststack:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY t_v_key ON t (v);\n",
+        "003_u.sql": "CREATE TABLE u (a int);\n"})
+    runner = MigrationRunner(database_url, directory)
+    with pytest.raises(MigrationFailed):
+        runner.migrate()  # 002 fails on the duplicate: a failed row and an INVALID index
+    with DbHelper(database_url, directory) as helper:
+        helper.apply_untracked(3)
+        result = runner.recover()
+        assert actions(result) == [(3, "blocked")] and result.exit_code == 0
+        assert "migration 002 is failed" in result.steps[0].reason
+        assert [(r.version, r.status) for r in helper.history_rows()] == [(1, "applied"), (2, "failed")]
 
 
 def test_dry_run_changes_nothing(project):
@@ -141,17 +220,34 @@ def test_insert_only_migration_needs_force_and_force_says_so(make_migrations, da
                                  "003_u.sql": "CREATE TABLE u (a int);"})
     runner = MigrationRunner(database_url, directory)
     with DbHelper(database_url, directory) as helper:
+        for version in (1, 2):
+            helper.apply_untracked(version)
+        # The states after 001 and 002 are equal: whether 002 ran, schema cannot tell.
+        result = runner.recover()
+        assert actions(result) == [(1, "record"), (2, "pending"), (3, "pending")] and result.exit_code == 0
+        assert [s.status for s in result.steps] == ["proven", "undecidable", "pending"]
+        assert "--force" in result.steps[1].reason
+        assert "so do the states after 002 (no schema change between them)" in result.steps[1].evidence[0]
+        assert recorded(helper) == [(1, "recover")]
+        forced = runner.recover(force=True)
+        assert actions(forced) == [(2, "record_forced"), (3, "pending")]
+        assert "--force" in forced.steps[0].reason and forced.steps[0].status == "undecidable"
+        assert recorded(helper) == [(1, "recover"), (2, "recover")]
+        assert [a for a in audit(helper) if a[2] == 2] == [("recover", "recover_forced", 2)]
+
+
+def test_a_later_schema_change_proves_the_data_migration_before_it(make_migrations, database_url):
+    directory = make_migrations({"001_t.sql": "CREATE TABLE t (a int);",
+                                 "002_seed.sql": "INSERT INTO t VALUES (1);",
+                                 "003_u.sql": "CREATE TABLE u (a int);"})
+    runner = MigrationRunner(database_url, directory)
+    with DbHelper(database_url, directory) as helper:
         for version in (1, 2, 3):
             helper.apply_untracked(version)
-        result = runner.recover()
-        assert actions(result) == [(1, "record"), (2, "refused"), (3, "blocked")]
-        assert "--force" in result.refused[0].reason and result.refused[0].status == "uncheckable"
-        assert any("line 1: INSERT INTO t VALUES (1)" in line for line in result.refused[0].evidence)
-        forced = runner.recover(force=True)
-        assert actions(forced) == [(2, "record_forced"), (3, "record")]
-        assert "--force" in forced.steps[0].reason
+        result = runner.recover()  # the catalog is the state after 003, which comes after 002
+        assert actions(result) == [(1, "record"), (2, "record"), (3, "record")]
+        assert {s.status for s in result.steps} == {"proven"}
         assert recorded(helper) == [(1, "recover"), (2, "recover"), (3, "recover")]
-        assert [a for a in audit(helper) if a[2] == 2] == [("recover", "recover_forced", 2)]
 
 
 def test_force_records_nothing_on_a_fresh_database(make_migrations, database_url):
@@ -160,10 +256,21 @@ def test_force_records_nothing_on_a_fresh_database(make_migrations, database_url
     assert actions(result) == [(1, "pending"), (2, "pending")] and result.recorded == []
 
 
-def test_unparsable_untracked_file_is_a_file_error(make_migrations, database_url):
-    directory = make_migrations({"001_bad.sql": "CREATE TABLE (;"})
-    with pytest.raises(MigrationFileError, match=r"001_bad\.sql:1: "):
-        MigrationRunner(database_url, directory).recover()
+def test_a_migration_that_fails_to_replay_is_never_recorded(make_migrations, database_url):
+    directory = make_migrations({"001_t.sql": "CREATE TABLE t (a int);", "002_bad.sql": "CREATE TABLE (;"})
+    runner = MigrationRunner(database_url, directory)
+    assert actions(runner.recover(dry_run=True)) == [(1, "pending"), (2, "pending")]
+    with DbHelper(database_url, directory) as helper:
+        helper.execute("CREATE TABLE t (a bigint)")  # no known state: the states the failure hides are named
+        result = runner.recover()
+        assert actions(result) == [(1, "refused"), (2, "blocked")] and result.exit_code == 1
+        assert "states after position 1 are unknown: 002_bad.sql fails on " in result.refused[0].reason
+        assert "syntax error" in result.refused[0].reason
+        assert result.refused[0].evidence == ["column public.t.a: type changed from integer to bigint"]
+        assert recorded(helper) == []
+        helper.execute("DROP TABLE t")
+        helper.apply_untracked(1)
+        assert actions(runner.recover()) == [(1, "record"), (2, "pending")]  # 002 itself is never proven
 
 
 LEGACY_DDL = """CREATE TABLE public.schema_migrations (
@@ -211,8 +318,10 @@ def test_legacy_row_whose_objects_are_absent_refuses_the_whole_import(project):
     add_legacy_row(helper, directory, "001")
     add_legacy_row(helper, directory, "002")  # claimed, but 002 never ran
     result = runner.recover()
-    assert actions(result) == [(1, "blocked"), (2, "refused"), (3, "blocked"), (4, "blocked")]
-    assert "none of its objects exist" in result.refused[0].reason
+    assert actions(result) == [(1, "blocked"), (2, "refused"), (3, "pending"), (4, "pending")]
+    assert result.refused[0].reason.startswith("public.schema_migrations says it was applied, but ")
+    assert "catalog equals the state after 001" in result.refused[0].reason
+    assert "legacy version 002 is not proven" in result.steps[0].reason
     assert result.exit_code == 1
     assert recorded(helper) == []
 
@@ -222,10 +331,10 @@ def test_legacy_row_of_a_changed_file_is_imported_with_its_own_checksum(project)
     helper.execute(LEGACY_DDL)
     helper.apply_untracked(1)
     add_legacy_row(helper, directory, "001", checksum="0" * 64)  # applied from another text than today's file
-    result = runner.recover()
-    assert actions(result)[0] == (1, "import")
-    assert "file changed since it was applied" in result.steps[0].reason
-    assert [c.kind for c in runner.status().changed] == ["checksum_mismatch"]
+    result = runner.recover()  # the legacy row knows no SQL: the file is replayed, and its state is the catalog
+    assert actions(result)[0] == (1, "import") and result.steps[0].status == "proven"
+    assert helper.history_rows()[0].checksum == "0" * 64  # the import keeps the legacy checksum...
+    assert [c.kind for c in runner.status().changed] == ["checksum_mismatch"]  # ...so the change stays visible
 
 
 @pytest.fixture
@@ -243,14 +352,20 @@ def test_cli_json_and_exit_codes(cli):
     helper.execute(SESSIONS.splitlines()[0])
     dry = runner.run_command("recover", ["--dry-run", "--format", "json"])
     assert dry.exit_code == 1, dry
-    assert dry.json["dry_run"] is True and dry.json["recorded"] == ["001"] and dry.json["refused"] == ["002"]
+    assert dry.json["dry_run"] is True and dry.json["recorded"] == [] and dry.json["refused"] == ["002"]
     step = dry.json["steps"][1]
-    assert step["action"] == "refused" and "missing: index public.sessions_account_idx" in step["evidence"]
+    assert step["action"] == "refused" and step["status"] == "partial"
+    assert "not done: index public.sessions_account_idx: not created" in step["evidence"]
     assert recorded(helper) == []
     table = runner.run_command("recover")
     assert table.exit_code == 1, table
-    assert "Refused 002 sessions" in table.stdout and "missing: function public.expire_sessions()" in table.stdout
-    assert recorded(helper) == [(1, "recover")]
+    assert "Refused 002 sessions" in table.stdout
+    assert "not done: function public.expire_sessions(): not created" in table.stdout
+    assert recorded(helper) == []
+    helper.execute("\n".join(SESSIONS.splitlines()[1:]))  # finished by hand: now proven, exit 0
+    done = runner.run_command("recover", ["--format", "json"])
+    assert done.exit_code == 0, done
+    assert done.json["recorded"] == ["001", "002"] and recorded(helper) == [(1, "recover"), (2, "recover")]
 
 
 def test_cli_nothing_to_do_exits_zero_and_bad_files_exit_two(cli, make_migrations, database_url):
