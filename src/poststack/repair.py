@@ -164,7 +164,7 @@ class Repairer:
         runner = MigrationRunner(self.diag.database_url, self.diag.migrations_path,
                                  history_schema=self.history.schema, lock_timeout=self.diag.lock_timeout)
         try:
-            outcome = runner.recover(dry_run=self.dry_run, force=False)
+            outcome = runner.recover(dry_run=self.dry_run, force=False, dev_url=self.diag.dev_url)
         except PoststackError as exc:  # e.g. bad migration files: recover refuses to plan on them
             for issue in issues:
                 self.skip(issue, f"recover refused: {exc}")
