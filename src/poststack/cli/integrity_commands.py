@@ -110,12 +110,14 @@ def diagnose(ctx: CliContext, severity: str, types: tuple[str, ...], lock_age: f
               help="Also do the dangerous fixes: accept a changed file, delete a crashed row, drop an invalid "
                    "index, end the lock holder.")
 @click.option("--issue-type", "types", multiple=True, metavar="CODE", help="Only fix these issue codes.")
+@dev_url_option
 @format_option
 @pass_ctx
-def repair(ctx: CliContext, dry_run: bool, force: bool, types: tuple[str, ...], fmt: str) -> None:
+def repair(ctx: CliContext, dry_run: bool, force: bool, types: tuple[str, ...], dev_url: str | None,
+           fmt: str) -> None:
     """Fix what diagnose found and the evidence allows; explain everything left alone."""
     codes = _codes(types, "--issue-type")
-    diag = _diagnostics(ctx)
+    diag = _diagnostics(ctx, dev_url=dev_url)
     found = diag.diagnose().issues
     result = diag.repair(found, force=force, dry_run=dry_run, issue_types=codes or None)
     left = [s for s in result.skipped if s.reason and not s.reason.startswith("not auto-fixable")]
