@@ -66,6 +66,21 @@ class Judgement:
         return self.matches[0] if self.matches else None
 
     @property
+    def hidden_tail(self) -> int:
+        """Trailing statements of the migration at ``proven`` whose effect no catalog can show (0: none)."""
+        if self.proven is None or self.proven <= self.recorded:
+            return 0
+        return self.states.tail_hidden.get(self.proven, 0)
+
+    @property
+    def complete_through(self) -> int | None:
+        """The last position proven to have run to its end: ``proven``, or the one before when the file at
+        ``proven`` ends in statements schema cannot show (it may have stopped just before them)."""
+        if self.proven is None:
+            return None
+        return self.proven - 1 if self.hidden_tail else self.proven
+
+    @property
     def undecidable(self) -> list[int]:
         """Positions after ``proven`` whose states equal it: the catalog cannot say whether they ran."""
         return self.matches[1:]

@@ -149,10 +149,22 @@ def plan_from_states(j: Judgement, steps: list[Migration], origins: dict[int, st
     if j.outside:
         evidence.append(f"{len(j.outside)} difference(s) on objects no migration touches (not evidence either "
                         "way; see diagnose): " + "; ".join(j.outside[:5]))
+    complete = j.complete_through if j.complete_through is not None else proven
     for position in range(j.recorded + 1, len(steps) + 1):
         m = steps[position - 1]
-        if position <= proven:
-            out.append(_step(m, RECORD, j.match_evidence(), "proven", evidence, origins[m.version]))
+        if position <= complete:
+            out.append(_step(m, RECORD, j.match_evidence(), "proven", evidence + _effect(j, position),
+                             origins[m.version]))
+        elif position == proven:  # its schema changes are there; its last statements cannot be seen
+            tail = (f"its last {j.hidden_tail} statement(s) change no schema, so the catalog cannot show whether "
+                    "the file ran to its end")
+            if force:
+                out.append(_step(m, RECORD_FORCED, f"recorded on --force without proof: {tail}", "undecidable",
+                                 evidence, origins[m.version]))
+            else:
+                out.append(_step(m, PENDING, f"undecidable: {tail}; if it did, use 'poststack db mark "
+                                 f"{m.version_text}' or recover --force", "undecidable", evidence,
+                                 origins[m.version]))
         elif position in unproven and force:
             out.append(_step(m, RECORD_FORCED, "recorded on --force without proof: its state equals the state "
                              f"{j.label(position - 1)}, so schema cannot show whether it ran", "undecidable",
@@ -164,6 +176,16 @@ def plan_from_states(j: Judgement, steps: list[Migration], origins: dict[int, st
         else:
             out.append(_step(m, PENDING, f"pending: {j.match_evidence()}", "pending", [], origins[m.version]))
     return out
+
+
+def _effect(j: Judgement, position: int) -> list[str]:
+    """What the migration at ``position`` changed, from the replayed states around it."""
+    before, after = j.states.state(position - 1), j.states.state(position)
+    if before is None or after is None:
+        return []
+    changes = before.diff(after, missing="dropped", added="created")
+    return [f"its effect: {c}" for c in changes[:20]] + ([f"its effect: ... and {len(changes) - 20} more"]
+                                                          if len(changes) > 20 else [])
 
 
 def _legacy_consistent(steps: list[RecoverStep]) -> list[RecoverStep]:

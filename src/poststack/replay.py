@@ -22,6 +22,12 @@ already exist on the chosen server, that server cannot replay them; the embedded
 is used instead when its major version fits, else the evidence is unavailable and the message says to pass
 ``--dev-url``.
 
+A migration whose last statements change no schema (a ``CREATE TABLE`` then an ``INSERT``) leaves the same
+state whether or not those statements ran, so a file stopped just before them looks complete. Each statement
+is therefore followed by a catalog fingerprint during the replay: when the fingerprint after the whole file
+equals the one after a proper prefix of it, its tail is *hidden* (``tail_hidden``) and the judgement never
+counts the catalog as proof that this file ran to its end.
+
 States are cached on disk, one file per prefix of the sequence, keyed by the chain of checksums of the
 migrations up to it, the server's major version and poststack's version: a second ``diagnose`` or
 ``recover`` does not replay, and adding a migration at the end reuses every earlier state's snapshot.
@@ -47,10 +53,9 @@ from poststack.connection import connect, mask_url, scrub
 from poststack.errors import ConnectError, MigrationFailed, PoststackError
 from poststack.files import Migration
 from poststack.fingerprint import catalog_fingerprint
-from poststack.history import History
 from poststack.snapshot import Snapshot, loads, snapshot
 
-REPLAY_SCHEMA = "poststack_replay"  # the scratch database's own history schema, left out of its snapshots
+REPLAY_SCHEMA = "poststack_replay"  # reserved on scratch databases: left out of their snapshots
 CACHE_ENV = "POSTSTACK_REPLAY_CACHE"
 
 
@@ -76,6 +81,7 @@ class ReplayedStates:
     failure: str | None = None
     where: str = ""
     replayed: int = 0  # migrations executed on the scratch database (0 when every state came from the cache)
+    tail_hidden: dict[int, int] = field(default_factory=dict)  # position -> trailing statements schema cannot show
 
     @property
     def last(self) -> int:
@@ -93,7 +99,7 @@ class ReplayedStates:
 # -- keys and the cache ----------------------------------------------------------------------------------
 def chain_keys(steps: Sequence[Migration], major: int) -> list[str]:
     """The cache key of every prefix: position 0 (no migration) to len(steps)."""
-    digest = hashlib.sha256(f"poststack {__version__} pg{major}".encode())
+    digest = hashlib.sha256(f"poststack {__version__} replay 2 pg{major}".encode())
     keys = [digest.hexdigest()]
     for m in steps:
         digest.update(f"\n{m.version}:{int(m.no_transaction)}:{m.checksum}".encode())
@@ -110,16 +116,17 @@ def cache_dir() -> Path:
     return (Path(home) if home else Path.cwd() / ".poststack") / "replay"
 
 
-def _cached(directory: Path | None, key: str) -> Snapshot | None:
+def _cached(directory: Path | None, key: str) -> tuple[Snapshot, int] | None:
     if directory is None:
         return None
     try:
-        return Snapshot.from_dict(loads((directory / f"{key}.json").read_bytes()))
+        data = loads((directory / f"{key}.json").read_bytes())
+        return Snapshot.from_dict(data["state"]), int(data["tail_hidden"])
     except (OSError, ValueError, KeyError, TypeError):
         return None  # absent, or unreadable: replayed again and rewritten
 
 
-def _store(directory: Path | None, key: str, state: Snapshot) -> None:
+def _store(directory: Path | None, key: str, state: Snapshot, tail_hidden: int) -> None:
     """Write atomically (another process may read the same key), and never fail the command over a cache."""
     if directory is None:
         return
@@ -127,7 +134,7 @@ def _store(directory: Path | None, key: str, state: Snapshot) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
         with os.fdopen(fd, "w") as out:
-            json.dump(state.to_dict(), out, separators=(",", ":"))
+            json.dump({"state": state.to_dict(), "tail_hidden": tail_hidden}, out, separators=(",", ":"))
         os.replace(tmp, directory / f"{key}.json")
 
 
@@ -240,13 +247,36 @@ def _scratch(server_url: str) -> Iterator[tuple[str, set[str]]]:
                     conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
-def _apply(url: str, history: History, migration: Migration) -> None:
-    """Apply one migration as migrate would, on a fresh session (no state carried from the previous one)."""
-    from poststack import executor
+def _fingerprint(conn: psycopg.Connection[Any]) -> str:
+    return catalog_fingerprint(conn, (REPLAY_SCHEMA,))
 
-    with connect(url, autocommit=True) as conn:
-        apply = executor.apply_non_transactional if migration.no_transaction else executor.apply_transactional
-        apply(conn, history, migration)
+
+def _apply(conn: psycopg.Connection[Any], migration: Migration) -> int:
+    """Apply one migration statement by statement (in one transaction unless it is a no-transaction file),
+    as migrate would, on a fresh session; return how many trailing statements left the catalog as a proper
+    prefix of the file left it (0: every statement's effect, or the lack of one, can be seen)."""
+    from poststack.sqltext import SqlSyntaxError, split_statements
+
+    try:
+        statements = split_statements(migration.sql)
+    except SqlSyntaxError as exc:
+        raise MigrationFailed(f"{migration.filename}: {exc}") from None
+    prints: list[str] = []
+    with contextlib.ExitStack() as stack:
+        if not migration.no_transaction:
+            stack.enter_context(conn.transaction())
+        for statement in statements:
+            try:
+                conn.execute(statement.text.encode())
+            except psycopg.Error as exc:
+                message = (exc.diag.message_primary or str(exc)).strip()
+                raise MigrationFailed(f"{migration.filename}:{statement.line}: {message}") from None
+            prints.append(_fingerprint(conn))
+    if len(prints) < 2:
+        return 0
+    final = prints[-1]
+    first_equal = next(k for k, fp in enumerate(prints, start=1) if fp == final)
+    return len(prints) - first_equal
 
 
 def _state(conn: psycopg.Connection[Any]) -> Snapshot:
@@ -264,40 +294,45 @@ def replay(target_url: str, steps: Sequence[Migration], *, start: int = 0, dev_u
     keys = chain_keys(steps, major)
     result = ReplayedStates(list(steps), start=start)
     for position in range(start, len(steps) + 1):
-        state = _cached(directory, keys[position])
-        if state is None:
+        cached = _cached(directory, keys[position])
+        if cached is None:
             break
-        result.states[position] = state
+        result.states[position], result.tail_hidden[position] = cached
     else:
         result.where = "the replay cache"
         return result
     server, result.where = choose_server(target_url, steps, dev_url=dev_url)
-    history = History(REPLAY_SCHEMA)
-    with _scratch(server) as (url, _created_roles), connect(url, autocommit=True) as conn:
-        history.ensure(conn)
-        previous_fp: str | None = None
+    with _scratch(server) as (url, _created_roles):
+        _replay_into(url, result, keys, directory)
+    return result
+
+
+def _replay_into(url: str, result: ReplayedStates, keys: list[str], directory: Path | None) -> None:
+    """Apply every step on the scratch database at ``url``, snapshotting the positions not yet known."""
+    start = result.start
+    with connect(url, autocommit=True) as conn:
         if start == 0 and 0 not in result.states:
-            result.states[0] = _state(conn)
-            _store(directory, keys[0], result.states[0])
-        for position, migration in enumerate(steps, start=1):
+            result.states[0], result.tail_hidden[0] = _state(conn), 0
+            _store(directory, keys[0], result.states[0], 0)
+        previous_fp: str | None = None
+        for position, migration in enumerate(result.steps, start=1):
+            conn.execute("RESET ALL; RESET SESSION AUTHORIZATION")  # every file starts from the same session
             try:
-                _apply(url, history, migration)
-            except (MigrationFailed, ConnectError) as exc:
+                hidden = _apply(conn, migration)
+            except MigrationFailed as exc:
                 result.failed_at = position
-                result.failure = (f"{migration.filename} fails on {result.where}: "
-                                  f"{scrub(str(exc), server)}")
+                result.failure = f"replaying fails on {result.where}: {scrub(str(exc), url)}"
                 break
             result.replayed += 1
             if position < start or position in result.states:
                 previous_fp = None  # not taken here: the next state is snapshotted in full
                 continue
-            fp = catalog_fingerprint(conn, (REPLAY_SCHEMA,))
+            fp = _fingerprint(conn)
             unmoved = fp == previous_fp and position - 1 in result.states  # a data-only migration
             state = result.states[position - 1] if unmoved else _state(conn)
             previous_fp = fp
-            result.states[position] = state
-            _store(directory, keys[position], state)
-    return result
+            result.states[position], result.tail_hidden[position] = state, hidden
+            _store(directory, keys[position], state, hidden)
 
 
 def replay_sequence(applied: Sequence[Migration], pending: Sequence[Migration]) -> list[Migration]:

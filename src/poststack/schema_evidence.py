@@ -84,10 +84,16 @@ def _state_issues(evidence: SchemaEvidence, j: Judgement) -> list[Issue]:
         found = []
         for position in range(j.recorded + 1, j.proven + 1):
             m = steps[position - 1]
-            effect = _effect(j, position)
+            lines = [f"file: {m.filename} has no history row", j.match_evidence(), *_effect(j, position)]
+            if position == j.proven and j.hidden_tail:
+                lines.append(f"its last {j.hidden_tail} statement(s) change no schema: the catalog cannot show "
+                             "whether the file ran to its end")
+                found.append(Issue.of("missing_tracking", m.version, f"{m.filename} is not recorded; its schema "
+                                      "changes are present, but whether it ran to its end cannot be shown", lines,
+                                      auto_fixable=False, fix=f"if it did: poststack db mark {m.version_text}"))
+                continue
             found.append(Issue.of("missing_tracking", m.version,
-                                  f"{m.filename} is not recorded, but the catalog shows it ran",
-                                  [f"file: {m.filename} has no history row", j.match_evidence(), *effect]))
+                                  f"{m.filename} is not recorded, but the catalog shows it ran", lines))
         return found
     if j.partial is not None:
         m = steps[j.partial.position - 1]

@@ -1,14 +1,23 @@
 """A model of what poststack promises, for the state-machine test: what each command must do and report.
 
 The model knows only the documented contract (DESIGN.md): which versions are recorded and how, which exist
-in the catalog although nobody recorded them, which files changed since they were recorded, and when the
-last schema snapshot was taken. From that it predicts each command's outcome and the exact set of issues
-``diagnose`` must report. The migrations are independent of each other, so that any pending one may be
-applied by hand at any time.
+in the catalog although nobody recorded them, with which text each was applied and which text its history
+row stores, which files changed since they were recorded, and when the last schema snapshot was taken. From
+that it predicts each command's outcome and the exact set of issues ``diagnose`` must report. The
+migrations are independent of each other, so that any pending one may be applied by hand at any time.
+
+recover and diagnose judge the catalog against replayed states (``poststack.judgement``). The model replays
+them too, abstractly: a migration's objects are one unit, known by the ``knob`` of the text that made it
+(each text puts its knob in a column default, a view or a sequence start, so two texts never leave the same
+objects). The sequence is the applied rows (their stored text) in version order, then the pending files;
+state(i) holds the units of its first i steps. Only the units of the steps from the one before the recorded
+position on tell states apart (``touched``); hand-made tables and the earlier applied units are compared
+apart (``outside``) and reported as drift, never as a reason to doubt which migrations ran.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,15 +41,43 @@ ROLLBACKS = {
     5: "DROP TABLE t5;\nDROP SEQUENCE s5;\n",
 }
 NAMES = {1: "t1", 2: "t2", 3: "t3", 4: "v4", 5: "s5"}
+# Catalog objects (snapshot entries) of each migration: what a state counts when it has the unit and another
+# does not. Two texts of one migration differ in exactly one object (the knob's). Measured on PostgreSQL.
+SIZES = {1: 3, 2: 7, 3: 4, 4: 1, 5: 3}
+_KNOB = re.compile(r"DEFAULT (\d+)\)|START (\d+) |(\d+) AS knob")
+
+Units = frozenset[tuple[int, int]]  # (version, knob of the text that made its objects)
+
+
+def knob_of(text: str) -> int:
+    """The knob of a migration's text (BODIES), e.g. of the SQL a history row stores."""
+    found = _KNOB.search(text)
+    assert found is not None, text
+    return int(next(g for g in found.groups() if g is not None))
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The schema reference poststack stored: after which version, and which migrations' objects existed."""
+    """The schema reference poststack stored: after which version, and the catalog it saw."""
 
     version: int | None
-    present: frozenset[int]
+    units: Units
     hand_tables: int
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The model's judgement of the catalog against the replayed states (see the module docstring)."""
+
+    recorded: int  # h, the number of applied rows
+    sequence: list[tuple[int, int]]  # (version, knob) of each step
+    proven: int | None
+    closest: int | None
+    outside: bool  # differences on objects no migration touches (hand tables, earlier applied units)
+
+    def versions(self, first: int, last: int) -> list[int]:
+        """Versions at positions first..last (1-based, inclusive)."""
+        return [v for v, _ in self.sequence[first - 1:last]]
 
 
 @dataclass
@@ -51,7 +88,9 @@ class Model:
     knob: dict[int, int] = field(default_factory=lambda: dict.fromkeys(VERSIONS, 0))
     notes: dict[int, int] = field(default_factory=lambda: dict.fromkeys(VERSIONS, 0))
     edits: dict[int, set[str]] = field(default_factory=dict)  # per recorded version: edit kinds since recorded
-    hand_tables: int = 0  # tables made by hand that belong to no migration: drift, once a reference exists
+    made: dict[int, int] = field(default_factory=dict)  # present version -> knob of the text that made its objects
+    stored: dict[int, int] = field(default_factory=dict)  # recorded version -> knob of the SQL its row stores
+    hand_tables: int = 0  # tables made by hand that belong to no migration
     snapshot: Snapshot | None = None
 
     # -- files ---------------------------------------------------------------------------------------------
@@ -72,6 +111,10 @@ class Model:
         if version in self.recorded:
             self.edits.setdefault(version, set()).add(kind)
 
+    def apply_by_hand(self, version: int) -> None:
+        self.untracked.add(version)
+        self.made[version] = self.knob[version]
+
     # -- derived state -------------------------------------------------------------------------------------
     @property
     def recorded(self) -> set[int]:
@@ -89,30 +132,77 @@ class Model:
     def current(self) -> int | None:
         return max(self.applied, default=None)
 
+    @property
+    def catalog(self) -> Units:
+        return frozenset((v, self.made[v]) for v in self.present)
+
     def record(self, version: int, status: str = "applied") -> None:
+        """A history row written with the file's text as it is now."""
         self.untracked.discard(version)
         (self.applied if status == "applied" else self.failed).add(version)
+        self.stored[version] = self.knob[version]
+        self.made.setdefault(version, self.knob[version])  # a migration run by poststack made its objects
         self.edits.pop(version, None)
 
     def take_snapshot(self) -> None:
-        self.snapshot = Snapshot(self.current, self.present, self.hand_tables)
+        self.snapshot = Snapshot(self.current, self.catalog, self.hand_tables)
+
+    def reference(self) -> bool:
+        """A stored snapshot describes the recorded version, so drift can be measured against it."""
+        return self.snapshot is not None and self.snapshot.version == self.current
 
     def drift(self) -> bool:
-        """Schema changed since the stored reference, apart from what other issues already report (the
-        objects of failed and of unrecorded migrations: one fact is reported once)."""
-        if self.snapshot is None or self.snapshot.version != self.current:
-            return False  # no reference for this version: drift cannot be known, so none is reported
-        explained = self.failed | self.untracked
-        return (self.present - explained != self.snapshot.present - explained
+        """The catalog differs from the stored reference, apart from what unfinished runs left (failed
+        rows' objects: failed_migration reports them)."""
+        if not self.reference():
+            return False
+        assert self.snapshot is not None
+
+        def without_failed(units: Units) -> Units:
+            return frozenset(u for u in units if u[0] not in self.failed)
+        return (without_failed(self.catalog) != without_failed(self.snapshot.units)
                 or self.hand_tables != self.snapshot.hand_tables)
+
+    def judge(self) -> Judged:
+        """The catalog against the states of applied rows (stored text) then pending files (their text)."""
+        sequence = [(v, self.stored[v]) for v in sorted(self.applied)] + [(v, self.knob[v]) for v in self.pending]
+        h = len(self.applied)
+        start = max(h - 1, 0)
+        touched = {v for v, _ in sequence[start:]}
+        catalog = {v: k for v, k in self.catalog if v in touched}
+        earlier = sequence[:start]  # applied units every known state has alike
+        outside = self.hand_tables > 0 or any(self.made.get(v) != k for v, k in earlier)
+
+        def state(p: int) -> dict[int, int]:
+            return dict(sequence[start:p])
+
+        def distance(p: int) -> int:
+            s = state(p)
+            return sum(SIZES[v] if (v in s) != (v in catalog) else int(s[v] != catalog[v])
+                       for v in set(s) | set(catalog))
+
+        positions = range(start, len(sequence) + 1)
+        proven = next((p for p in positions if p >= h and state(p) == catalog), None)
+        # A catalog between two states would have half a unit: each unit is all or nothing here, so it never is.
+        closest = None if proven is not None else min(positions, key=lambda p: (distance(p), p < h, p))
+        return Judged(h, sequence, proven, closest, outside)
 
     def expected_issues(self) -> set[tuple[str, int | None]]:
         issues: set[tuple[str, int | None]] = set()
         for version, kinds in self.edits.items():
             issues.add(("checksum_mismatch" if "real" in kinds else "cosmetic_change", version))
-        issues |= {("missing_tracking", v) for v in self.untracked}
         issues |= {("failed_migration", v) for v in self.failed}
         if self.drift():
+            issues.add(("schema_drift", None))  # from the reference; replaced below when the states explain it
+        if self.failed or (self.reference() and not self.drift()) or (self.reference() and not self.pending):
+            return issues  # states not compared: an unfinished run, or the reference shows nothing to explain
+        j = self.judge()
+        if j.proven is not None:
+            issues.discard(("schema_drift", None))  # what differs from the reference is explained by the states
+            issues |= {("missing_tracking", v) for v in j.versions(j.recorded + 1, j.proven)}
+        elif not self.reference():
+            issues.add(("schema_mismatch", j.sequence[j.recorded - 1][0] if j.recorded else None))
+        if j.outside and (j.proven is not None or not self.reference()):
             issues.add(("schema_drift", None))
         return issues
 
@@ -136,6 +226,7 @@ class Model:
                     self.record(version, "failed")
                 outcome = MigrationFailed
                 break
+            self.made[version] = self.knob[version]
             self.record(version)
             steps += 1
         if steps:
@@ -149,37 +240,45 @@ class Model:
         for version in undone:
             self.applied.discard(version)
             self.edits.pop(version, None)
+            self.made.pop(version, None)
+            self.stored.pop(version, None)
         if undone:
             self.take_snapshot()
         return None
 
     def recover(self) -> tuple[list[int], bool]:
-        """(versions recover records, whether it refuses something): the untracked prefix of the pending."""
-        recorded: list[int] = []
-        gap = False
-        for version in self.pending:
-            if version not in self.untracked:
-                gap = True
-            elif not gap:
-                recorded.append(version)
-        refused = any(v in self.untracked for v in self.pending if v not in recorded)
+        """(versions recover records, whether it refuses something).
+
+        Nothing while a row is unfinished. Else the versions up to the state the catalog equals (on the
+        objects migrations touch): a contiguous run of the pending ones, each applied with the text now in
+        its file. No match: refused, unless the closest state is the recorded one (all stay pending).
+        """
+        if self.failed or not self.pending:
+            return [], False
+        j = self.judge()
+        if j.proven is None:
+            return [], j.closest != j.recorded
+        recorded = j.versions(j.recorded + 1, j.proven)
         for version in recorded:
             self.record(version)
         if recorded:  # the history moved to a new version; the catalog recover vouched for is the reference
             self.take_snapshot()
-        return recorded, refused
+        return recorded, False
 
     def repair(self, force: bool) -> None:
         """repair [--force] of every issue diagnose reports."""
+        issues = self.expected_issues()
         changed_schema = bool(self.failed)  # a failed row whose objects all exist is marked applied
-        reference_clean = self.snapshot is not None and self.snapshot.version == self.current and not self.drift()
+        reference_clean = self.reference() and not self.drift()
         for version, kinds in list(self.edits.items()):
+            if "real" not in kinds:
+                self.stored[version] = self.knob[version]  # a cosmetic change: the row takes the file's text
             if "real" not in kinds or force:
-                self.edits.pop(version)
+                self.edits.pop(version)  # (--force keeps the stored text: the database ran that one)
         for version in sorted(self.failed):
             self.failed.discard(version)
             self.applied.add(version)
         if changed_schema and reference_clean:
             self.take_snapshot()
-        if self.untracked:
+        if any(code == "missing_tracking" for code, _ in issues):
             self.recover()

@@ -141,21 +141,24 @@ def test_recover_records_exactly_the_fully_applied_schema_visible_migrations(exa
                 history_rows = {r.version for r in helper.history_rows()}
                 assert history_rows == set(range(1, migrated + 1)) | set(recorded)
             states = _states(postgres_server, directory)
-            reached = states[migrated + by_hand]
-            half_visible = bool(half) and _catalog_differs(url, reached)
-            if not half_visible:
-                # The catalog is the state after migrated + by_hand: recover records up to the first state
-                # equal to it (later equal ones changed no schema and cannot be told apart).
-                first_equal = next(p for p in range(migrated, migrated + by_hand + 1) if states[p] == reached)
-                assert recorded == list(range(migrated + 1, first_equal + 1)), (recorded, result.steps)
+            catalog = _catalog(url)
+            matches = [p for p in range(migrated, n + 1) if states[p] == catalog]
+            if matches:
+                # recover records up to the first state equal to the catalog (later equal ones changed no
+                # schema), less that last file when it ends in statements no catalog shows, which it names.
+                expected = list(range(migrated + 1, matches[0] + 1))
+                boundary = next((s for s in result.steps if s.version == matches[0]), None)
+                if boundary is not None and boundary.status == "undecidable" and "ran to its end" in boundary.reason:
+                    expected = expected[:-1]
+                assert recorded == expected, (recorded, matches, result.steps)
             else:
-                assert recorded == [], result.steps  # nothing past the last exact match
+                assert recorded == [], result.steps  # half applied: nothing past the last exact match
         finally:
             drop_database(postgres_server, name)
 
     check()
 
 
-def _catalog_differs(url: str, state: object) -> bool:
+def _catalog(url: str) -> object:
     with psycopg.connect(url, autocommit=True) as conn:
-        return snapshot(conn, exclude_schemas=("poststack",)) != state
+        return snapshot(conn, exclude_schemas=("poststack",))

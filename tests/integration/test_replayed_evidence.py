@@ -237,3 +237,15 @@ def test_mark_cli_json_and_exit_codes(project):
     assert done.exit_code == 0 and "Marked 1 version(s)." in done.stdout
     bad = cli.run_command("mark", ["7"])
     assert bad.exit_code == 2 and "no migration file has version 7" in bad.stderr
+
+
+def test_a_file_stopped_before_its_data_only_tail_is_not_recorded_as_complete(project):
+    runner, diag, helper = project({"001_t.sql": "CREATE TABLE t (id int PRIMARY KEY, c text);",
+                                    "002_drop.sql": "ALTER TABLE t DROP COLUMN c;\nINSERT INTO t (id) VALUES (1);"})
+    helper.apply_untracked(1)
+    helper.execute("ALTER TABLE t DROP COLUMN c")  # by hand, 002 stopped before its INSERT
+    result = runner.recover()
+    assert actions(result) == [(1, "record"), (2, "pending")]
+    assert result.steps[1].status == "undecidable" and "ran to its end" in result.steps[1].reason
+    tracking = diag.diagnose().of("missing_tracking")
+    assert [(i.version, i.fix) for i in tracking] == [(2, "if it did: poststack db mark 002")]
