@@ -50,6 +50,7 @@ class MarkResult:
     evidence: list[str] = field(default_factory=list)
     refused: bool = False
     written: bool = False
+    outside: list[str] = field(default_factory=list)  # differences on objects no migration touches
 
     @property
     def exit_code(self) -> int:
@@ -100,8 +101,9 @@ def _plan(conn: psycopg.Connection[Any], runner: MigrationRunner, result: MarkRe
         return files, rows
     j = judge(snapshot(conn, exclude_schemas=(history.schema,)), states, len(applied))
     result.consistent = j.consistent
+    result.outside = j.outside
     if j.consistent:
-        result.evidence = [j.match_evidence()]
+        result.evidence = [j.match_evidence(), *(f"outside the migrations: {d}" for d in j.outside)]
     else:
         where = j.label(j.closest) if j.closest is not None else "unknown"
         result.evidence = [f"the catalog is not the state {j.label(len(applied))} this history would claim "
@@ -147,6 +149,6 @@ def mark(runner: MigrationRunner, version: int, *, applied: bool = True, through
             return result
         _write(conn, runner.history, result, files, rows, reason)
         result.written = True
-        if result.consistent:
+        if result.consistent and not result.outside:
             record_snapshot(conn, runner.history.schema)  # the catalog is the new version's state: a reference
     return result

@@ -102,6 +102,7 @@ class _Plan:
     result: RecoverResult
     migrations: dict[int, Migration]  # what each write records: the file, or the legacy row's applied SQL
     legacy: dict[int, LegacyRow]
+    exact: bool = False  # the catalog is exactly the state of the version the writes leave the history at
 
 
 def _refusal_evidence(j: Judgement) -> tuple[str, list[str]]:
@@ -247,7 +248,10 @@ def _make_plan(conn: psycopg.Connection[Any], history: History, migrations: list
                         RecoverStep(s.version, s.version_text, s.name, BLOCKED, "not imported: the legacy table "
                                     "has a row with no numeric version", s.status, s.evidence, "legacy")
                         for s in result.steps]
-    return _Plan(result, {m.version: m for m in steps}, legacy)
+    last = max((i for i, m in enumerate(steps, start=1) if any(s.version == m.version and s.action in WRITES
+                                                               for s in result.steps)), default=None)
+    exact = last is not None and last == judgement.proven and not judgement.outside
+    return _Plan(result, {m.version: m for m in steps}, legacy, exact)
 
 
 def _write(conn: psycopg.Connection[Any], history: History, planned: _Plan) -> None:
@@ -285,9 +289,10 @@ def recover(runner: MigrationRunner, *, dry_run: bool = False, force: bool = Fal
         planned = _make_plan(conn, runner.history, migrations, migration_set.directory, force, dev_url,
                               runner.database_url)
         _write(conn, runner.history, planned)
-        if planned.result.recorded:
+        if planned.result.recorded and planned.exact:
             # The history moved to a new version: without a reference taken at it, drift could not be
-            # checked until the next migrate. The catalog is what recover just vouched for.
+            # checked until the next migrate. Only a catalog that *is* that version's state may become the
+            # reference: otherwise what differs (a hidden tail, a hand-made table) would vanish from diagnose.
             record_snapshot(conn, runner.history.schema)
         planned.result.dry_run = False
         return planned.result
