@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from poststack.cli.context import CliContext
 from poststack.cli.verify_commands import lint
-from poststack.config import Settings
-from poststack.errors import MigrationFileError
+from poststack.config import Settings, load_settings
+from poststack.errors import MigrationFileError, UsageError
 from poststack.lint import RULES, enabled_rules, lint_migrations, lint_sql
 from poststack.lint.rules import DEFAULT_RULES
 
@@ -297,9 +297,9 @@ def test_a_file_that_does_not_parse_is_a_finding_with_its_line():
 
 def test_the_directory_report_and_its_errors(tmp_path):
     (tmp_path / "001_a.sql").write_text(LOCK + "CREATE TABLE t (a int);")
-    (tmp_path / "001_a.rollback.sql").write_text("DROP TABLE t;")  # rollbacks are not linted
+    (tmp_path / "001_a.rollback.sql").write_text("DROP TABLE t;")  # drops what the migration created
     report = lint_migrations(tmp_path)
-    assert report.ok and report.files == 1 and report.findings == []
+    assert report.ok and report.files == 1 and report.rollbacks == 1 and report.findings == []
     with pytest.raises(MigrationFileError, match="does not exist"):
         lint_migrations(tmp_path / "missing")
 
@@ -323,6 +323,77 @@ def test_lint_command_json_and_clean_exit(tmp_path):
     result = run_lint(tmp_path, "--format", "json")
     assert result.exit_code == 0
     assert json.loads(result.output) == {"directory": str(tmp_path), "ok": True, "files": 1, "ignored": 0,
-                                         "findings": []}
+                                         "findings": [], "rollbacks": 0}
     listed = run_lint(tmp_path, "--rules", "--format", "json")
-    assert {r["id"] for r in json.loads(listed.output)["rules"]} == set(RULES)
+    rules = {r["id"]: r for r in json.loads(listed.output)["rules"]}
+    assert set(rules) == set(RULES)
+    assert rules["concurrently-in-transaction"]["severity"] == "error"
+    assert rules["index-not-concurrent"] == {**rules["index-not-concurrent"], "severity": "warning", "default": True}
+    assert rules["char-type"]["default"] is False
+
+
+# -- rollback files ---------------------------------------------------------------------------------------
+def test_a_concurrent_index_in_a_transactional_rollback_is_flagged(tmp_path):
+    (tmp_path / "001_a.sql").write_text(LOCK + "DROP INDEX IF EXISTS users_email_idx;")
+    (tmp_path / "001_a.rollback.sql").write_text("CREATE INDEX CONCURRENTLY users_email_idx ON users (email);")
+    report = lint_migrations(tmp_path, enabled=enabled_rules(disable=["drop-index-not-concurrent"]))
+    (finding,) = report.findings
+    assert (finding.rule, finding.rollback, finding.line, finding.version) == ("concurrently-in-transaction",
+                                                                                True, 1, 1)
+    assert finding.file.endswith("001_a.rollback.sql")
+
+
+def test_a_rollback_marked_no_transaction_may_use_concurrently(tmp_path):
+    (tmp_path / "001_a.sql").write_text(LOCK + "SELECT 1;")
+    (tmp_path / "001_a.rollback.sql").write_text(NO_TX + "CREATE INDEX CONCURRENTLY i ON users (email);")
+    assert lint_migrations(tmp_path).findings == []
+
+
+def test_rollbacks_get_lock_and_failure_rules_but_not_destructive_ones(tmp_path):
+    (tmp_path / "001_a.sql").write_text(LOCK + "ALTER TABLE users ADD COLUMN nick text;")
+    (tmp_path / "001_a.rollback.sql").write_text("ALTER TABLE users DROP COLUMN nick;\nDROP TABLE legacy;")
+    rules = sorted(f.rule for f in lint_migrations(tmp_path).findings)
+    assert rules == ["missing-lock-timeout"]  # drop-column and drop-table do not apply to a rollback
+
+
+# -- enabling and disabling rules -------------------------------------------------------------------------
+def test_enable_and_disable_change_the_rule_set_and_unknown_ids_are_usage_errors():
+    sql = "CREATE TABLE t (code char(3));"
+    assert rules_found(sql) == []
+    assert rules_found(sql, enabled=enabled_rules(["char-type"])) == ["char-type"]
+    assert rules_found(LOCK + "DROP TABLE users;", enabled=enabled_rules(disable=["drop-table"])) == []
+    assert set(enabled_rules(["all"])) == set(RULES)
+    with pytest.raises(UsageError, match="--enable char-typo: no such lint rule"):
+        enabled_rules(["char-typo"])
+
+
+def test_enable_option_and_pyproject_keys(tmp_path, monkeypatch):
+    for variable in ("DATABASE_URL", "POSTSTACK_DATABASE_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "001_a.sql").write_text("CREATE TABLE t (at timestamp, code char(2));")
+    result = run_lint(tmp_path / "m", "--enable", "timestamp-without-time-zone")
+    assert result.exit_code == 1 and "timestamp-without-time-zone" in result.output and "char-type" not in result.output
+    (tmp_path / "pyproject.toml").write_text('[tool.poststack]\nlint_enable = ["char-type"]\n')
+    settings = load_settings(cwd=tmp_path, migrations_path=tmp_path / "m", database_url="")
+    assert settings.lint_enable == ("char-type",)
+    result = CliRunner().invoke(lint, ["--disable", "char-type"], obj=CliContext(settings))
+    assert result.exit_code == 0, result.output
+    bad = CliRunner().invoke(lint, ["--enable", "nope"], obj=CliContext(settings))
+    assert bad.exit_code != 0 and isinstance(bad.exception, UsageError)
+
+
+# -- transaction control in no-transaction files ------------------------------------------------------------
+def test_a_begin_left_open_in_a_no_transaction_file_is_flagged_and_a_closed_one_is_not():
+    opened = NO_TX + "BEGIN;\nUPDATE t SET a = 1 WHERE id = 1;\n"
+    (finding,) = lint_sql(opened, "x.sql").findings
+    assert (finding.rule, finding.line) == ("transaction-nesting", 2)
+    assert rules_found(opened + "COMMIT;\n") == []
+
+
+def test_a_table_created_earlier_in_the_same_file_is_never_existing():
+    sql = (LOCK + "CREATE TABLE app.t (id int, email text);\nCREATE INDEX t_email ON app.t (email);\n"
+           "ALTER TABLE app.t ADD CONSTRAINT t_pk PRIMARY KEY (id);\nALTER TABLE app.t ADD COLUMN n int NOT NULL;\n"
+           "ALTER TABLE t ALTER COLUMN email SET NOT NULL;\nDROP INDEX t_email;\nUPDATE app.t SET n = 1;")
+    assert rules_found(sql) == []
+    assert rules_found(sql.replace("CREATE TABLE app.t", "CREATE TABLE app.other")) != []
