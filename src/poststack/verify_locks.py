@@ -123,7 +123,16 @@ class LockRecorder:
             if oid in now and now[oid][0] != node:
                 self.rewrites.append(Rewrite(self.known[oid], _KINDS.get(kind, kind), line,
                                              held.get(oid, "lock not held")))
+            elif oid not in now and kind == "i" and (rebuilt := self._rebuilt(self.known[oid])) is not None:
+                # ALTER COLUMN TYPE drops and recreates the indexes on the column under the same name
+                self.rewrites.append(Rewrite(self.known[oid], "index (rebuilt)", line,
+                                             held.get(rebuilt, "lock not held")))
         self._filenodes = now
+
+    def _rebuilt(self, name: str) -> int | None:
+        """The oid of a new relation with the name a vanished index had, if any."""
+        row = self.conn.execute("SELECT to_regclass(%s)::oid", [name]).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
 
     def strongest(self) -> list[LockTaken]:
         """Per relation, the strongest mode taken (first statement that took it): the summary users read."""
