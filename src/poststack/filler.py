@@ -186,17 +186,24 @@ def table_oid(conn: psycopg.Connection[Any], table: str) -> int:
 
 
 def fill(conn: psycopg.Connection[Any], table: str, rows: int, *, parents: bool = True) -> list[FillResult]:
-    """Top ``table`` up to ``rows`` rows; with ``parents``, first fill referenced tables that are empty
-    (to ``rows`` too) so every foreign key has something to point at. Returns one result per table filled."""
+    """Top ``table`` up to ``rows`` rows; with ``parents``, first top up the tables it references (directly
+    or not) to ``rows`` too, so that every child row can reference a parent row of its own (a unique
+    foreign key column cannot have more rows than its parent). Returns one result per table it inserted into."""
     order = _with_parents(conn, table_oid(conn, table)) if parents else [table_oid(conn, table)]
-    return _fill_in_order(conn, order, rows, only_empty_parents=True)
+    return [r for r in _fill_in_order(conn, order, rows) if r.inserted or r.table == _name_of(conn, order[0])]
+
+
+def _name_of(conn: psycopg.Connection[Any], oid: int) -> str:
+    row = conn.execute("SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n "
+                       "ON n.oid = c.relnamespace WHERE c.oid = %s", [oid]).fetchone()
+    return str(row[0])
 
 
 def fill_tables(conn: psycopg.Connection[Any], rows: int, *, exclude_schemas: tuple[str, ...] = ()) -> list[FillResult]:
     """Top every user table (partitioned tables through their parent) up to ``rows`` rows."""
     with conn.cursor(row_factory=tuple_row) as cur:
         oids = [r[0] for r in cur.execute(_TABLES, [list(exclude_schemas)]).fetchall()]
-    return _fill_in_order(conn, oids, rows, only_empty_parents=False)
+    return _fill_in_order(conn, oids, rows)
 
 
 def _with_parents(conn: psycopg.Connection[Any], oid: int) -> list[int]:
@@ -211,20 +218,12 @@ def _with_parents(conn: psycopg.Connection[Any], oid: int) -> list[int]:
     return seen
 
 
-def _fill_in_order(conn: psycopg.Connection[Any], oids: list[int], rows: int, *,
-                   only_empty_parents: bool) -> list[FillResult]:
+def _fill_in_order(conn: psycopg.Connection[Any], oids: list[int], rows: int) -> list[FillResult]:
     if rows < 0:
         raise FillError(f"fill: rows must be 0 or more, not {rows}")
     tables = {oid: describe_table(conn, oid) for oid in oids}
-    results, done, token = [], set(), secrets.token_hex(3)
-    for table in _dependency_order(tables):
-        target = rows
-        if only_empty_parents and table.oid != oids[0] and _count(conn, table.ident) > 0:
-            done.add(table.oid)
-            continue  # a parent with rows already gives the child something to reference
-        results.append(_fill_one(conn, table, target, token, done))
-        done.add(table.oid)
-    return results
+    token = secrets.token_hex(3)
+    return [_fill_one(conn, table, rows, token) for table in _dependency_order(tables)]
 
 
 def _dependency_order(tables: dict[int, Table]) -> list[Table]:
@@ -249,7 +248,7 @@ def _count(conn: psycopg.Connection[Any], ident: sql.Composed) -> int:
     return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()[0])
 
 
-def _fill_one(conn: psycopg.Connection[Any], table: Table, rows: int, token: str, done: set[int]) -> FillResult:
+def _fill_one(conn: psycopg.Connection[Any], table: Table, rows: int, token: str) -> FillResult:
     start = time.perf_counter()
     existing = _count(conn, table.ident)
     missing = rows - existing
@@ -269,8 +268,8 @@ def _fill_one(conn: psycopg.Connection[Any], table: Table, rows: int, token: str
             referenced.update({c: sql.NULL for c in key.columns})
             continue
         alias = sql.Identifier(f"fk{i}")
-        joins.append(sql.SQL(" JOIN (SELECT row_number() OVER () AS rn, {cols} FROM {parent}) AS {a} "
-                             "ON {a}.rn = 1 + (g - 1 + {offset}) % {count}").format(
+        joins.append(sql.SQL(" JOIN (SELECT row_number() OVER (ORDER BY {cols}) AS rn, {cols} FROM {parent}) "
+                             "AS {a} ON {a}.rn = 1 + (g - 1 + {offset}) % {count}").format(
             cols=sql.SQL(", ").join(map(sql.Identifier, key.parent_columns)), parent=key.parent, a=alias,
             offset=sql.Literal(existing), count=sql.Literal(parent_rows)))
         referenced.update({c: sql.SQL("{}.{}").format(alias, sql.Identifier(p))
