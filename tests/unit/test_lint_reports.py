@@ -62,3 +62,12 @@ def test_markdown_lists_every_finding_for_a_pull_request_comment(tmp_path):
     assert "`drop-column`" in output and "`missing-lock-timeout`" in output and "| :warning: |" in output
     (tmp_path / "001_a.sql").write_text(LOCK + "SELECT 1;")
     assert run_lint(tmp_path, "--format", "markdown").output.startswith("### poststack lint: no findings")
+
+
+def test_docs_lint_md_lists_every_rule_with_rationale_and_safer_alternative():
+    text = (Path(__file__).parents[2] / "docs" / "lint.md").read_text()
+    sections = text.split("\n### `")[1:]
+    documented = {section.split("`", 1)[0]: section for section in sections}
+    assert set(documented) == set(RULES)
+    for rule_id, section in documented.items():
+        assert "Why: " in section and "Safer: " in section and RULES[rule_id].severity in section
