@@ -62,8 +62,13 @@ def test_a_table_created_by_an_applied_migration_is_existing(make_migrations, da
                                                                          "index-not-concurrent"]
 
 
-def test_an_unreachable_database_is_a_connection_error(make_migrations):
+def test_an_unreachable_database_is_a_connection_error_when_asked_for_and_a_warning_when_configured(
+        make_migrations, tmp_path):
     directory = make_migrations(FILES)
-    result = CLITestRunner("postgresql://nobody@127.0.0.1:1/none", directory).run_command(
-        "lint", ["--database-url", "postgresql://nobody@127.0.0.1:1/none"])
-    assert result.exit_code == 3 and result.stderr.startswith("error: ")
+    nowhere = "postgresql://nobody@127.0.0.1:1/none"
+    cli = CLITestRunner(nowhere, directory, env={"POSTSTACK_DATABASE_URL": "", "DATABASE_URL": ""}, cwd=tmp_path)
+    explicit = cli.run_raw(["--migrations-path", str(directory), "db", "lint", "--database-url", nowhere])
+    assert explicit.exit_code == 3 and explicit.stderr.startswith("error: ")
+    configured = cli.run_command("lint")  # the runner configures the URL as the root option
+    assert configured.exit_code == 1  # the static findings, as without a database
+    assert "warning: table sizes not read" in configured.stderr and "index-not-concurrent" in configured.stdout

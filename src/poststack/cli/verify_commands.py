@@ -15,7 +15,7 @@ import click
 
 from poststack.cli import lint_report, render, verify_report
 from poststack.cli.context import CliContext, pass_ctx
-from poststack.errors import EXIT_ISSUES
+from poststack.errors import EXIT_ISSUES, ConnectError
 from poststack.files import parse_version
 from poststack.lint import RULES, LintReport, enabled_rules, lint_migrations
 from poststack.verify import STATUSES, MigrationVerification, VerifyReport, verify_migrations
@@ -161,8 +161,8 @@ def _rules_json() -> dict[str, Any]:
 @click.option("--disable", "disable", multiple=True, metavar="RULE",
               help="Turn a rule off (repeatable). Also [tool.poststack] lint_disable.")
 @click.option("--database-url", "database_url", default=None, metavar="URL",
-              help="Read table sizes and applied versions from this database (else the configured URL, "
-                   "when one is configured; lint never starts the embedded server).")
+              help="Read table sizes and applied versions from this database (exit 3 if it cannot connect). "
+                   "Else a configured URL is used when it connects; lint never starts the embedded server.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "sarif", "github", "markdown"]),
               default="table", show_default=True,
               help="Output format: json is stable; sarif for code scanning; github for workflow annotations; "
@@ -186,8 +186,15 @@ def lint(ctx: CliContext, list_rules: bool, enable: tuple[str, ...], disable: tu
         return
     s = ctx.settings
     enabled = enabled_rules([*s.lint_enable, *enable], [*s.lint_disable, *disable])
-    report = lint_migrations(s.migrations_path, enabled=enabled, database_url=database_url or s.database_url,
-                             history_schema=s.history_schema)
+    try:
+        report = lint_migrations(s.migrations_path, enabled=enabled, database_url=database_url or s.database_url,
+                                 history_schema=s.history_schema)
+    except ConnectError as exc:
+        if database_url or not s.database_url:
+            raise  # asked for explicitly: exit 3
+        # A configured URL is a bonus for lint, never a requirement: lint the files alone, and say so.
+        ctx.say(f"warning: table sizes not read ({exc}); linting without the database")
+        report = lint_migrations(s.migrations_path, enabled=enabled, history_schema=s.history_schema)
     if fmt == "json":
         render.echo_json(lint_json(report))
     elif fmt == "sarif":
