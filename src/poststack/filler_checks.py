@@ -118,7 +118,8 @@ def _read(node: ast.Node, rules: dict[str, ColumnRule], value_name: str | None) 
         if column is None:
             column, other, side_op = _column(node.rexpr, value_name), node.lexpr, _FLIP[op]
         if column is not None:
-            _compare(rules.setdefault(column, ColumnRule()), side_op, other)
+            if _constant(other) is not None:  # col > other_col is left to the server (and to column order)
+                _compare(rules.setdefault(column, ColumnRule()), side_op, other)
             return
         length = _length_of(node.lexpr, value_name)
         limit = _number(_constant(node.rexpr))

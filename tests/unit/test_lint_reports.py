@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from poststack.cli.context import CliContext
 from poststack.cli.verify_commands import lint
@@ -71,3 +73,12 @@ def test_docs_lint_md_lists_every_rule_with_rationale_and_safer_alternative():
     assert set(documented) == set(RULES)
     for rule_id, section in documented.items():
         assert "Why: " in section and "Safer: " in section and RULES[rule_id].severity in section
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_a_github_annotation_stays_one_line_whatever_the_message(text):
+    from poststack.cli.lint_report import _escape_data, _escape_property
+
+    assert "\n" not in _escape_data(text) and "\r" not in _escape_data(text)
+    escaped = _escape_property(text)
+    assert "," not in escaped and ":" not in escaped and "\n" not in escaped
