@@ -82,11 +82,12 @@ def _timed(timings: list[tuple[int, float, float]], taken: list[LockTaken], comm
     """Per statement, the locks first taken by it, strongest mode per relation, with hold times."""
     result = []
     for line, began, duration in timings:
-        strongest: dict[str, LockTaken] = {}
+        # keyed by name and newness: an index rebuilt under its old name is two relations (old and new)
+        strongest: dict[tuple[str, bool], LockTaken] = {}
         for lock in taken:
-            if lock.line == line and (lock.relation not in strongest
-                                      or _rank(lock.mode) > _rank(strongest[lock.relation].mode)):
-                strongest[lock.relation] = lock
+            key = (lock.relation, lock.new_relation)
+            if lock.line == line and (key not in strongest or _rank(lock.mode) > _rank(strongest[key].mode)):
+                strongest[key] = lock
         held = [LockHeld(lock.relation, lock.mode, round((committed - began) * 1000, 3), lock.new_relation)
                 for lock in sorted(strongest.values(), key=lambda lock: lock.relation)]
         result.append(StatementTiming(line, round(duration * 1000, 3), held))
