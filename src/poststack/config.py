@@ -24,6 +24,8 @@ class Settings:
     migrations_path: Path = Path(DEFAULT_MIGRATIONS_PATH)
     history_schema: str = DEFAULT_SCHEMA
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    lint_enable: tuple[str, ...] = ()  # [tool.poststack] lint_enable: opt-in lint rules to turn on
+    lint_disable: tuple[str, ...] = ()  # [tool.poststack] lint_disable: lint rules to turn off
 
     def resolved_url(self) -> str:
         """The URL to connect to; starts the embedded server when none was configured."""
@@ -67,7 +69,8 @@ def load_settings(*, database_url: str | None = None, migrations_path: str | Pat
               else env.get("POSTSTACK_HISTORY_SCHEMA") or project.get("history_schema"))
     timeout = lock_timeout if lock_timeout is not None else env.get("POSTSTACK_LOCK_TIMEOUT",
                                                                     project.get("lock_timeout"))
-    settings = Settings(database_url=url)
+    settings = Settings(database_url=url, lint_enable=_rule_list(project, "lint_enable"),
+                        lint_disable=_rule_list(project, "lint_disable"))
     if path:
         settings = replace(settings, migrations_path=Path(path))
     if schema is not None:
@@ -81,3 +84,13 @@ def load_settings(*, database_url: str | None = None, migrations_path: str | Pat
             raise UsageError(f"--lock-timeout: {timeout!r} must be a number of seconds, 0 or more")
         settings = replace(settings, lock_timeout=value)
     return settings
+
+
+def _rule_list(project: dict[str, Any], key: str) -> tuple[str, ...]:
+    """A list of lint rule ids from [tool.poststack] (ids are checked by lint, which knows them)."""
+    value = project.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"[tool.poststack] {key}: expected a list of lint rule ids, got {value!r}")
+    return tuple(value)

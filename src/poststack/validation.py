@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from poststack.config import DEFAULT_SCHEMA
-from poststack.files import MigrationSet, SqlFile, load_migrations
+from poststack.files import Migration, MigrationSet, SqlFile, header_directives, load_migrations
 from poststack.sqltext import SqlSyntaxError, check_syntax
 
 CHECKS = ("files", "checksums", "rollbacks")
@@ -49,7 +49,9 @@ def _syntax(file: SqlFile) -> ValidationProblem | None:
 
 
 def check_files(migrations: MigrationSet) -> list[ValidationProblem]:
-    """Naming, encoding, duplicates (from discovery) and syntax of every migration and rollback file."""
+    """Naming, encoding, duplicates (from discovery) and syntax of every migration and rollback file, and
+    CONCURRENTLY in a file that runs in a transaction (PostgreSQL refuses it there, so a rollback with it
+    would fail exactly when it is needed)."""
     problems = [ValidationProblem("files", p.message, str(p.path), None, p.version)
                 for p in migrations.problems if p.code != "orphan_rollback"]
     for m in migrations:
@@ -57,7 +59,21 @@ def check_files(migrations: MigrationSet) -> list[ValidationProblem]:
             if file is not None and (problem := _syntax(file)) is not None:
                 problems.append(ValidationProblem(problem.check, problem.message, problem.path, problem.line,
                                                   m.version))
+            elif file is not None:
+                problems += _concurrently(m, file)
     return problems
+
+
+def _concurrently(migration: Migration, file: SqlFile) -> list[ValidationProblem]:
+    from poststack.lint import lint_sql
+
+    no_tx = migration.no_transaction or "poststack:no-transaction" in header_directives(file.text)
+    found = lint_sql(file.text, str(file.path), no_transaction=no_tx, enabled=_CONCURRENTLY).findings
+    return [ValidationProblem("files", f"{f.file}:{f.line}: {f.message}; {f.alternative}", f.file, f.line,
+                              migration.version) for f in found]
+
+
+_CONCURRENTLY = frozenset({"concurrently-in-transaction"})
 
 
 def check_rollbacks(migrations: MigrationSet) -> list[ValidationProblem]:

@@ -33,8 +33,8 @@ from poststack.files import Migration, MigrationSet, header_directives, load_mig
 from poststack.history import History
 from poststack.plan import RollbackStep
 from poststack.snapshot import Snapshot, snapshot
-from poststack.sqltext import SqlSyntaxError, split_statements
-from poststack.verify_locks import LockRecorder, LockTaken
+from poststack.verify_locks import LockTaken, Rewrite
+from poststack.verify_observed import StatementTiming, apply_observed
 
 STATUSES = ("passed", "failed", "error", "unverifiable", "skipped")
 SCRATCH_PREFIX = "poststack_verify_"
@@ -51,7 +51,7 @@ class MigrationVerification:
     """The verdict on one migration.
 
     ``status``: passed; failed (its rollback left ``differences``; a re-apply that then failed is in
-    ``error``); error (``phase`` apply, rollback or reapply raised ``error``); unverifiable (no rollback
+    ``error``); error (``phase`` fill, apply, rollback or reapply raised ``error``); unverifiable (no rollback
     file: applied, never rolled back; see ``reason``); skipped (an earlier migration's error left no state
     to verify it from).
     """
@@ -67,6 +67,9 @@ class MigrationVerification:
     reason: str | None = None  # why a migration is unverifiable or skipped
     locks: list[LockTaken] = field(default_factory=list)
     locks_observed: bool = True  # false for no-transaction migrations: locks end with each statement
+    rewrites: list[Rewrite] = field(default_factory=list)  # existing relations given new storage
+    statements: list[StatementTiming] = field(default_factory=list)  # per statement: duration, lock holds
+    rows: int | None = None  # with --rows: each table that existed before the migration had this many
     elapsed_ms: int = 0
 
     @property
@@ -152,8 +155,9 @@ class Verifier:
     """
 
     def __init__(self, database_url: str, migrations: MigrationSet, *,
-                 history_schema: str = DEFAULT_SCHEMA) -> None:
+                 history_schema: str = DEFAULT_SCHEMA, rows: int | None = None) -> None:
         self.migrations = migrations
+        self.rows = rows  # fill every existing table to this many rows before each verified migration
         self.history = History(history_schema)
         self.conn = connect(database_url, autocommit=True)
         self.history.ensure(self.conn)
@@ -183,6 +187,8 @@ class Verifier:
                 return result
             if migration.version in self.applied_versions():
                 raise UsageError(f"migration {migration.version_text} is already applied on the scratch database")
+            if self.rows and not self._fill(result):
+                return result
             before = self.snapshot()
             if not self._apply(migration, result, "apply") or not self._rollback_checked(migration, result, before):
                 return result
@@ -230,6 +236,18 @@ class Verifier:
                 return self._skip_if_broken(result)
         return False
 
+    def _fill(self, result: MigrationVerification) -> bool:
+        """Top every table that exists now up to ``rows`` rows (``verify --rows``)."""
+        from poststack.filler import FillError, fill_tables
+
+        try:
+            fill_tables(self.conn, self.rows or 0, exclude_schemas=(self.history.schema,))
+        except FillError as exc:
+            _fail(result, "fill", str(exc))
+            return False
+        result.rows = self.rows
+        return True
+
     def _apply(self, migration: Migration, result: MigrationVerification, phase: str, *,
                record_locks: bool = True) -> bool:
         try:
@@ -238,9 +256,9 @@ class Verifier:
                 if record_locks:
                     result.locks_observed = False
             else:
-                locks = _apply_observed(self.conn, self.history, migration)
+                seen = apply_observed(self.conn, self.history, migration)
                 if record_locks:
-                    result.locks = locks
+                    result.locks, result.rewrites, result.statements = seen.locks, seen.rewrites, seen.statements
         except MigrationFailed as exc:
             _fail(result, phase, str(exc))
             self.broken = result  # whether apply or re-apply failed, the migration is not in the schema
@@ -272,33 +290,6 @@ class Verifier:
         return True
 
 
-def _apply_observed(conn: psycopg.Connection[Any], history: History, migration: Migration) -> list[LockTaken]:
-    """The transactional apply of ``executor.apply_transactional``, one statement at a time so the locks
-    can be read in between; the statements and the history row still commit (or vanish) together."""
-    where, version_text = str(migration.path), migration.version_text
-    try:
-        statements = split_statements(migration.sql)
-    except SqlSyntaxError as exc:
-        line = f":{exc.line}" if exc.line else ""
-        raise MigrationFailed(f"{where}{line}: migration {version_text} failed: syntax error: {exc.message}",
-                              path=where, line=exc.line, sqlstate="42601") from None
-    start = time.perf_counter()
-    try:
-        with conn.transaction():
-            recorder = LockRecorder(conn, history.schema)
-            for statement in statements:
-                try:
-                    conn.execute(statement.text.encode())
-                except psycopg.Error as exc:
-                    raise executor.sql_error(exc, where=where, version_text=version_text, text=statement.text,
-                                             line_offset=statement.line - 1) from None
-                recorder.after_statement(statement.line)
-            history.insert(conn, migration, execution_ms=int((time.perf_counter() - start) * 1000))
-    except psycopg.Error as exc:  # the history write or the commit itself
-        raise executor.sql_error(exc, where=where, version_text=version_text, text=migration.sql) from None
-    return recorder.strongest()
-
-
 def _result_for(migration: Migration) -> MigrationVerification:
     return MigrationVerification(migration.version, migration.version_text, migration.name, str(migration.path))
 
@@ -326,7 +317,8 @@ def select(migrations: MigrationSet, from_version: int | None, to_version: int |
 
 def verify_migrations(database_url: str, migrations_path: str | Path, *, from_version: int | None = None,
                       to_version: int | None = None, history_schema: str = DEFAULT_SCHEMA,
-                      allow_unverifiable: bool = False, progress: Progress | None = None) -> VerifyReport:
+                      allow_unverifiable: bool = False, progress: Progress | None = None,
+                      rows: int | None = None) -> VerifyReport:
     """Verify the selected migrations on a scratch database on ``database_url``'s server.
 
     Migrations before ``from_version`` are applied (not verified) first, so each one is verified on the
@@ -339,7 +331,7 @@ def verify_migrations(database_url: str, migrations_path: str | Path, *, from_ve
     chosen = select(migrations, from_version, to_version)
     report = VerifyReport(mask_url(database_url), allow_unverifiable=allow_unverifiable)
     with ExitStack() as scratch:
-        verifier = _fresh_verifier(scratch, database_url, migrations, history_schema)
+        verifier = _fresh_verifier(scratch, database_url, migrations, history_schema, rows)
         last: MigrationVerification | None = None
         for migration in chosen:
             broken = verifier.broken
@@ -347,7 +339,7 @@ def verify_migrations(database_url: str, migrations_path: str | Path, *, from_ve
                 # The scratch schema is not what production has after ``last``, but ``last`` applies
                 # cleanly: rebuild that state on a new scratch database and go on from there.
                 scratch.close()
-                verifier = _fresh_verifier(scratch, database_url, migrations, history_schema)
+                verifier = _fresh_verifier(scratch, database_url, migrations, history_schema, rows)
                 verifier.replay_through((broken or last).version)
             result = last = verifier.verify(migration)
             report.migrations.append(result)
@@ -372,6 +364,6 @@ def verify_migration(database_url: str, migrations: MigrationSet, version: int, 
 
 
 def _fresh_verifier(stack: ExitStack, database_url: str, migrations: MigrationSet,
-                    history_schema: str) -> Verifier:
+                    history_schema: str, rows: int | None = None) -> Verifier:
     url = stack.enter_context(scratch_database(database_url))
-    return stack.enter_context(Verifier(url, migrations, history_schema=history_schema))
+    return stack.enter_context(Verifier(url, migrations, history_schema=history_schema, rows=rows))

@@ -7,6 +7,11 @@ is what the last statement added. This is the ground truth lint can only guess a
 
 A relation dropped by the migration has no pg_class row any more inside the transaction, so names are
 also read once before the migration starts and used for relations that disappeared.
+
+Rewrites are observed the same way: a table, materialized view or index that existed before the migration
+and whose ``relfilenode`` changed during a statement got new storage, i.e. was rewritten (or truncated)
+by it. ``ALTER COLUMN ... TYPE bigint`` shows up; ``varchar(10)`` to ``varchar(20)`` (a catalog-only
+change) does not.
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ _USER_RELATIONS = """
 SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid >= 16384 AND n.nspname <> 'information_schema' AND left(n.nspname, 3) <> 'pg_'"""
+
+_FILENODES = """
+SELECT c.oid, c.relfilenode, c.relkind::text FROM pg_class c
+WHERE c.oid = ANY(%s) AND c.relkind IN ('r', 'm', 'i') AND c.relfilenode <> 0"""
 
 _HELD = """
 SELECT l.relation::oid, l.mode, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
@@ -56,6 +65,22 @@ class LockTaken:
         return self.mode in BLOCKS_WRITES
 
 
+@dataclass(frozen=True)
+class Rewrite:
+    """A relation that existed before the migration and got new storage during the statement at ``line``."""
+
+    relation: str
+    kind: str  # table, materialized view, index
+    line: int
+    lock: str  # the strongest lock the migration held on it right after the statement
+
+    def describe(self) -> str:
+        return f"line {self.line}: rewrote {self.relation} ({self.lock})"
+
+
+_KINDS = {"r": "table", "m": "materialized view", "i": "index"}
+
+
 class LockRecorder:
     """Reads the locks of one transaction after each statement and keeps the first time each appeared."""
 
@@ -67,6 +92,13 @@ class LockRecorder:
         self._existing = frozenset(self.known)
         self._seen: set[tuple[int, str]] = set()
         self.taken: list[LockTaken] = []
+        self.rewrites: list[Rewrite] = []
+        self._filenodes = self._read_filenodes()
+
+    def _read_filenodes(self) -> dict[int, tuple[int, str]]:
+        with self.conn.cursor(row_factory=tuple_row) as cur:
+            rows = cur.execute(_FILENODES, [list(self._existing)]).fetchall()
+        return {oid: (node, kind) for oid, node, kind in rows}
 
     def after_statement(self, line: int) -> None:
         """Record the locks the statement starting at ``line`` added (call inside the transaction)."""
@@ -82,6 +114,25 @@ class LockRecorder:
             elif oid not in self.known:
                 self.known[oid] = relation
             self.taken.append(LockTaken(relation, mode, line, oid not in self._existing))
+        held: dict[int, str] = {}
+        for oid, mode, _name, _not_user in rows:
+            if _rank(mode) > _rank(held.get(oid, "")):
+                held[oid] = mode
+        now = self._read_filenodes()
+        for oid, (node, kind) in self._filenodes.items():
+            if oid in now and now[oid][0] != node:
+                self.rewrites.append(Rewrite(self.known[oid], _KINDS.get(kind, kind), line,
+                                             held.get(oid, "lock not held")))
+            elif oid not in now and kind == "i" and (rebuilt := self._rebuilt(self.known[oid])) is not None:
+                # ALTER COLUMN TYPE drops and recreates the indexes on the column under the same name
+                self.rewrites.append(Rewrite(self.known[oid], "index (rebuilt)", line,
+                                             held.get(rebuilt, "lock not held")))
+        self._filenodes = now
+
+    def _rebuilt(self, name: str) -> int | None:
+        """The oid of a new relation with the name a vanished index had, if any."""
+        row = self.conn.execute("SELECT to_regclass(%s)::oid", [name]).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
 
     def strongest(self) -> list[LockTaken]:
         """Per relation, the strongest mode taken (first statement that took it): the summary users read."""

@@ -107,6 +107,21 @@ def test_validate_names_the_file_and_line_of_a_syntax_error(tmp_path):
     assert f"{directory / '003_bad.sql'}:2: syntax error" in problem["message"]
 
 
+def test_validate_refuses_concurrently_in_a_transactional_rollback_and_accepts_a_no_transaction_one(tmp_path):
+    index = "CREATE INDEX CONCURRENTLY users_id_idx ON users (id);\n"
+    files = {**FILES, "002_posts.rollback.sql": "DROP TABLE posts;\n", "003_drop_idx.sql": "SELECT 1;\n",
+             "003_drop_idx.rollback.sql": "-- restore the index\n" + index}
+    directory = write(tmp_path / "m", files)
+    cli = CLITestRunner("postgresql://unused@127.0.0.1:1/x", directory)
+    result = cli.run_command("validate", ["--check-files", "--format", "json"])
+    assert result.exit_code == 1
+    [problem] = result.json["problems"]
+    assert problem["path"].endswith("003_drop_idx.rollback.sql") and problem["line"] == 2
+    assert "CONCURRENTLY" in problem["message"]
+    write(directory, {"003_drop_idx.rollback.sql": "-- poststack:no-transaction\n" + index})
+    assert cli.run_command("validate", ["--check-files"]).exit_code == 0
+
+
 def test_validate_rollbacks_both_ways(tmp_path):
     directory = write(tmp_path / "m", {**FILES, "009_gone.rollback.sql": "DROP TABLE gone;\n"})
     result = CLITestRunner("postgresql://unused@127.0.0.1:1/x", directory).run_command(

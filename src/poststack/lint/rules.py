@@ -1,309 +1,194 @@
-"""The lint rules: what in a parse tree locks or breaks a running application, and the safer way to do it.
+"""The lint rules: stable ids, default severity, why each is a hazard, and the safer way to do the same thing.
 
-Each rule looks at one statement of a migration with the context of the statements before it (which
-tables this migration created, whether ``lock_timeout`` was set, which NOT NULL checks are validated).
-Statements on a table created earlier in the same migration are never flagged: nobody else can be using
-a table that did not exist before this transaction.
+Rule ids are part of the contract (``-- poststack:lint-ignore RULE``, ``--enable RULE``, SARIF ``ruleId``):
+a rule may be reworded, never renamed. ``default=False`` marks opt-in rules (style conventions a team may
+not share); they are turned on with ``--enable RULE`` or ``lint_enable = ["RULE"]`` in ``[tool.poststack]``.
+
+``category`` decides where a rule applies: ``locking`` and ``failure`` rules also run on rollback files
+(a rollback runs in production too, and a CONCURRENTLY in a transactional rollback fails exactly when it is
+needed); ``compatibility``, ``destructive`` and ``style`` rules do not (a rollback exists to drop and
+restore things). The statement checks live in ``locking``, ``changes`` and ``style``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from pglast import ast
-from pglast.enums import AlterTableType, ConstrType, NullTestType, ObjectType
-from pglast.visitors import Visitor
+SEVERITIES = ("error", "warning", "note")
+CATEGORIES = ("locking", "failure", "compatibility", "destructive", "style", "meta")
+ROLLBACK_CATEGORIES = frozenset({"locking", "failure", "meta"})
 
 
 @dataclass(frozen=True)
 class Rule:
     id: str
-    title: str
-    alternative: str
+    title: str  # what happens, in one line
+    alternative: str  # the safer way
+    severity: str = "warning"  # error: the migration will fail or corrupt; warning: locks or breaks; note: style
+    category: str = "locking"
+    default: bool = True  # False: opt-in
+    rationale: str = ""  # why, for docs/lint.md and SARIF help
+
+
+def _r(id: str, title: str, alternative: str, rationale: str, *, severity: str = "warning",
+       category: str = "locking", default: bool = True) -> Rule:
+    return Rule(id, title, alternative, severity, category, default, rationale)
 
 
 RULES: dict[str, Rule] = {r.id: r for r in (
-    Rule("index-not-concurrent", "CREATE INDEX without CONCURRENTLY on an existing table blocks its writes",
-         "CREATE INDEX CONCURRENTLY in a migration of its own marked '-- poststack:no-transaction'"),
-    Rule("concurrently-in-transaction", "CONCURRENTLY cannot run inside a transaction block",
-         "put the statement in a migration of its own with the header '-- poststack:no-transaction'"),
-    Rule("volatile-default", "adding this column rewrites the whole table under an ACCESS EXCLUSIVE lock",
-         "add the column without a default (or with a constant one), backfill in batches, then SET DEFAULT"),
-    Rule("set-not-null", "SET NOT NULL scans the whole table under an ACCESS EXCLUSIVE lock",
-         "ADD CONSTRAINT ... CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT in a later migration, "
-         "then SET NOT NULL (PostgreSQL 12+ skips the scan) and drop the check"),
-    Rule("constraint-not-valid", "adding a validated constraint scans the table while blocking writes",
-         "ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT in a later migration (weaker lock)"),
-    Rule("column-type-change", "changing a column's type usually rewrites the table and breaks running code",
-         "add a new column, backfill it, switch the application, then drop the old column"),
-    Rule("rename-column", "renaming a column breaks every running query that uses the old name",
-         "add the new column (or a view), deploy code that uses it, and drop the old one later"),
-    Rule("rename-table", "renaming a table breaks every running query that uses the old name",
-         "create the new table or a view under the new name, switch the application, then drop the old"),
-    Rule("drop-column", "dropping a column breaks running code that still reads or writes it",
-         "stop using the column in a release first, then drop it in a later migration"),
-    Rule("drop-table", "dropping a table breaks running code that still uses it, and loses its data",
-         "stop using the table in a release first, then drop it in a later migration"),
-    Rule("missing-lock-timeout", "a strong lock request waits forever and queues every query behind it",
-         "start the migration with SET lock_timeout = '5s' (and retry on failure)"),
-    Rule("syntax-error", "the file does not parse", "fix the SQL"),
-    Rule("unknown-rule", "a lint-ignore comment names a rule that does not exist",
-         "use a rule id listed by 'poststack db lint --rules'"),
+    # -- locks and rewrites ----------------------------------------------------------------------------
+    _r("index-not-concurrent", "CREATE INDEX without CONCURRENTLY on an existing table blocks its writes",
+       "CREATE INDEX CONCURRENTLY in a migration of its own marked '-- poststack:no-transaction'",
+       "A plain index build holds a SHARE lock for the whole build: every INSERT, UPDATE and DELETE waits."),
+    _r("concurrently-in-transaction", "CONCURRENTLY cannot run inside a transaction block",
+       "put the statement in a migration of its own with the header '-- poststack:no-transaction'",
+       "PostgreSQL refuses CREATE/DROP INDEX CONCURRENTLY, REINDEX CONCURRENTLY and DETACH PARTITION "
+       "CONCURRENTLY in a transaction block; the migration (or rollback) fails when it runs.",
+       severity="error", category="failure"),
+    _r("volatile-default", "adding this column rewrites the whole table under an ACCESS EXCLUSIVE lock",
+       "add the column without a default (or with a constant one), backfill in batches, then SET DEFAULT",
+       "Since PostgreSQL 11 a constant default is stored once; a volatile default (random(), "
+       "gen_random_uuid(), nextval() of serial, identity, stored generated columns) is computed per row."),
+    _r("set-not-null", "SET NOT NULL scans the whole table under an ACCESS EXCLUSIVE lock",
+       "ADD CONSTRAINT ... CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT in a later migration, "
+       "then SET NOT NULL (PostgreSQL 12+ skips the scan) and drop the check",
+       "Reads and writes wait while every row is checked; a validated CHECK (col IS NOT NULL) lets "
+       "PostgreSQL skip the scan."),
+    _r("constraint-not-valid", "adding a validated constraint scans the table while blocking writes",
+       "ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT in a later migration (weaker lock)",
+       "A foreign key or CHECK added without NOT VALID checks every row under a lock that blocks writes "
+       "(a foreign key also locks the referenced table); VALIDATE CONSTRAINT only takes SHARE UPDATE EXCLUSIVE."),
+    _r("constraint-builds-index", "ADD PRIMARY KEY / UNIQUE / EXCLUDE builds an index under ACCESS EXCLUSIVE",
+       "CREATE UNIQUE INDEX CONCURRENTLY (no-transaction migration), then ADD CONSTRAINT ... "
+       "PRIMARY KEY/UNIQUE USING INDEX",
+       "The constraint's index is built while reads and writes wait; USING INDEX attaches an index built "
+       "concurrently in a moment."),
+    _r("column-type-change", "changing a column's type usually rewrites the table and breaks running code",
+       "add a new column, backfill it, switch the application, then drop the old column",
+       "Most type changes rewrite the table and its indexes under ACCESS EXCLUSIVE ('db verify' shows "
+       "whether this one does), and clients reading the old type may break."),
+    _r("missing-lock-timeout", "a strong lock request waits forever and queues every query behind it",
+       "start the migration with SET lock_timeout = '5s' (and retry on failure)",
+       "A migration waiting for its lock behind one long transaction makes every later query on the table "
+       "wait behind the migration: one slow report becomes an outage."),
+    _r("missing-statement-timeout", "a statement that holds a strong lock has no time limit",
+       "SET statement_timeout = '...' before the first strong lock (or per statement)",
+       "Without a cap, a strong lock is held as long as the statement runs. Opt-in: a cap also kills "
+       "legitimate long builds, so choose it per team.", default=False),
+    _r("drop-index-not-concurrent", "DROP INDEX without CONCURRENTLY locks the table against reads and writes",
+       "DROP INDEX CONCURRENTLY in a migration of its own marked '-- poststack:no-transaction'",
+       "A plain DROP INDEX takes ACCESS EXCLUSIVE on the index's table."),
+    _r("reindex-not-concurrent", "REINDEX without CONCURRENTLY blocks writes (and reads that use the index)",
+       "REINDEX ... CONCURRENTLY (PostgreSQL 12+) in a no-transaction migration",
+       "REINDEX locks out writes on the table and takes ACCESS EXCLUSIVE on the index being rebuilt."),
+    _r("detach-partition-not-concurrent", "DETACH PARTITION takes ACCESS EXCLUSIVE on the partitioned table",
+       "ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY (PostgreSQL 14+) in a no-transaction migration",
+       "Every query on the parent table waits while the partition is detached."),
+    _r("refresh-matview-not-concurrent", "REFRESH MATERIALIZED VIEW without CONCURRENTLY blocks its readers",
+       "REFRESH MATERIALIZED VIEW CONCURRENTLY (needs a unique index on the view)",
+       "A plain refresh takes ACCESS EXCLUSIVE on the view for the whole query."),
+    _r("rewrites-table", "the statement rewrites the whole table under ACCESS EXCLUSIVE",
+       "avoid in migrations: use pg_repack / pg_squeeze, or a new table filled in batches",
+       "VACUUM FULL, CLUSTER, SET TABLESPACE, SET LOGGED/UNLOGGED and SET ACCESS METHOD copy every row "
+       "while reads and writes wait."),
+    _r("write-without-where", "UPDATE or DELETE of every row locks them all until the migration commits",
+       "backfill in batches (WHERE id BETWEEN ...) outside the schema migration, or in a no-transaction one",
+       "Every row stays locked (and every row version doubled) for the whole migration transaction."),
+    _r("domain-constraint", "a constraint on a domain checks every column of that type, and cannot be "
+       "changed online later", "use a CHECK constraint on the table columns (NOT VALID, then VALIDATE)",
+       "ALTER DOMAIN ... ADD CONSTRAINT scans every table using the domain under lock; a CREATE DOMAIN "
+       "with CHECK ties every later change of the rule to such a scan."),
+    # -- migrations that fail ----------------------------------------------------------------------------
+    _r("not-null-without-default", "adding a NOT NULL column without a default fails on a non-empty table",
+       "add the column nullable (or with a constant DEFAULT), backfill, then SET NOT NULL the safe way",
+       "Existing rows would get NULL: the ALTER fails as soon as the table has a row.",
+       category="failure"),
+    _r("enum-value-used-in-transaction", "a value added by ALTER TYPE ... ADD VALUE is used in the same "
+       "transaction", "use the new value in a later migration",
+       "PostgreSQL refuses to use an enum value before the transaction that added it commits "
+       "('unsafe use of new value').", severity="error", category="failure"),
+    _r("transaction-nesting", "transaction control inside a migration poststack already wraps in a transaction",
+       "remove BEGIN/COMMIT (poststack runs each migration in one transaction), or mark the file "
+       "'-- poststack:no-transaction' and close every transaction it opens",
+       "A COMMIT inside a transactional migration commits half of it; a BEGIN left open in a "
+       "no-transaction file keeps its locks until the session ends.", severity="error", category="failure"),
+    _r("identifier-too-long", "an identifier over 63 bytes is silently truncated",
+       "use a name of at most 63 bytes",
+       "PostgreSQL cuts names to 63 bytes (NAMEDATALEN-1): two long names can collide, and the name in the "
+       "catalog differs from the one in the file.", category="failure"),
+    # -- running code breaks ------------------------------------------------------------------------------
+    _r("rename-column", "renaming a column breaks every running query that uses the old name",
+       "add the new column (or a view), deploy code that uses it, and drop the old one later",
+       "The application version still running during the deploy uses the old name.",
+       category="compatibility"),
+    _r("rename-table", "renaming a table breaks every running query that uses the old name",
+       "create the new table or a view under the new name, switch the application, then drop the old",
+       "The application version still running during the deploy uses the old name.",
+       category="compatibility"),
+    _r("drop-not-null", "dropping NOT NULL lets NULLs reach code that assumes there are none",
+       "make sure every reader handles NULL before the migration runs",
+       "Readers of the column (reports, other services) may not expect NULL.", category="compatibility"),
+    # -- data is lost -------------------------------------------------------------------------------------
+    _r("drop-column", "dropping a column breaks running code that still reads or writes it",
+       "stop using the column in a release first, then drop it in a later migration",
+       "Running code that names the column fails, and the data is gone.", category="destructive"),
+    _r("drop-table", "dropping a table breaks running code that still uses it, and loses its data",
+       "stop using the table in a release first, then drop it in a later migration",
+       "Running code that names the table fails, and the data is gone.", category="destructive"),
+    _r("truncate-cascade", "TRUNCATE ... CASCADE also empties every table that references this one",
+       "TRUNCATE the tables you mean by name, or DELETE in batches",
+       "CASCADE follows foreign keys to tables the migration does not name, under ACCESS EXCLUSIVE.",
+       category="destructive"),
+    _r("drop-schema", "dropping a schema drops everything in it", "drop the objects you mean by name",
+       "With CASCADE, every table, view and function in the schema goes; without, it fails once it has any.",
+       category="destructive"),
+    _r("drop-database", "DROP DATABASE in a migration", "drop databases by hand, never from a migration",
+       "It cannot run in a transaction and destroys a whole database.", severity="error",
+       category="destructive"),
+    _r("drop-sequence", "dropping a sequence breaks every default and insert that uses it",
+       "drop the columns or defaults that use it first, in a later release",
+       "Inserts that call nextval() on it fail.", category="destructive"),
+    _r("drop-extension", "dropping an extension drops its types, functions and operators",
+       "drop what uses the extension first; keep the extension if unsure",
+       "Columns of the extension's types and indexes using its operators depend on it.",
+       category="destructive"),
+    # -- opt-in conventions -------------------------------------------------------------------------------
+    _r("char-type", "char(n) pads with spaces and is no faster than text",
+       "text (with a CHECK on length if needed)", "char(n) compares and stores with blank padding.",
+       severity="note", category="style", default=False),
+    _r("varchar-length", "varchar(n): changing n later takes an ACCESS EXCLUSIVE lock",
+       "text with a CHECK (length(col) <= n) NOT VALID constraint you can replace online",
+       "Raising the limit is a catalog change under ACCESS EXCLUSIVE; lowering it rewrites the table.",
+       severity="note", category="style", default=False),
+    _r("timestamp-without-time-zone", "timestamp without time zone loses the offset of the values stored",
+       "timestamptz", "Values are interpreted in whatever TimeZone the session has.",
+       severity="note", category="style", default=False),
+    _r("serial-column", "serial columns have a separately owned sequence with its own permissions",
+       "GENERATED BY DEFAULT AS IDENTITY", "Identity columns keep the sequence part of the column.",
+       severity="note", category="style", default=False),
+    _r("int-primary-key", "an int or smallint key runs out (2^31 rows); widening it later rewrites the table",
+       "bigint (bigint GENERATED ... AS IDENTITY)", "Changing a key's type later rewrites the table and "
+       "every foreign key pointing at it.", severity="note", category="style", default=False),
+    _r("unqualified-name", "the object's schema depends on the search_path of the session that runs it",
+       "qualify names with their schema (app.users)",
+       "A different search_path puts the object in another schema.", severity="note", category="style",
+       default=False),
+    # -- about lint itself --------------------------------------------------------------------------------
+    _r("syntax-error", "the file does not parse", "fix the SQL", "PostgreSQL's parser rejects the file.",
+       severity="error", category="meta"),
+    _r("unknown-rule", "a lint-ignore comment names a rule that does not exist",
+       "use a rule id listed by 'poststack db lint --rules'",
+       "A typo in lint-ignore must not silently silence nothing.", severity="error", category="meta"),
 )}
 
-# Functions whose result does not change row by row (stable or immutable), common in column defaults.
-# Anything else is treated as possibly volatile: CREATE FUNCTION defaults to VOLATILE.
-NON_VOLATILE = frozenset({
-    "now", "transaction_timestamp", "statement_timestamp", "current_setting", "current_database",
-    "lower", "upper", "btrim", "trim", "concat", "length", "md5", "to_jsonb", "to_json", "jsonb_build_object",
-    "json_build_object", "jsonb_build_array", "json_build_array", "make_interval", "make_date", "to_timestamp",
-    "to_date", "array_fill", "int4range", "int8range", "tstzrange", "daterange", "numrange", "tsrange",
-})
-KNOWN_VOLATILE = frozenset({"random", "gen_random_uuid", "uuid_generate_v1", "uuid_generate_v1mc",
-                            "uuid_generate_v4", "uuidv4", "uuidv7", "clock_timestamp", "timeofday", "nextval",
-                            "txid_current", "random_normal"})
-SERIAL_TYPES = frozenset({"serial", "bigserial", "smallserial", "serial2", "serial4", "serial8"})
+DEFAULT_RULES = frozenset(r.id for r in RULES.values() if r.default)
 
 
 @dataclass(frozen=True)
 class Hit:
+    """A rule firing on one statement, and the existing table it touches (for ranking by size)."""
+
     rule: str
     line: int
     message: str
-
-
-@dataclass
-class NotNullChecks:
-    """NOT NULL checks seen so far, across migrations: the safe SET NOT NULL spans three of them."""
-
-    validated: set[tuple[str, str]] = field(default_factory=set)  # (table name, column)
-    not_valid: dict[tuple[str, str], str] = field(default_factory=dict)  # (table name, constraint) -> column
-
-
-@dataclass
-class MigrationContext:
-    """What the statements of one migration so far have done."""
-
-    no_transaction: bool
-    checks: NotNullChecks = field(default_factory=NotNullChecks)
-    created: set[tuple[str | None, str]] = field(default_factory=set)
-    lock_timeout_set: bool = False
-    lock_timeout_reported: bool = False
-
-    def is_new(self, relation: ast.RangeVar | None) -> bool:
-        if relation is None:
-            return False
-        return any(name == relation.relname and (schema is None or relation.schemaname is None
-                                                 or schema == relation.schemaname)
-                   for schema, name in self.created)
-
-
-def display(relation: ast.RangeVar) -> str:
-    return f"{relation.schemaname}.{relation.relname}" if relation.schemaname else str(relation.relname)
-
-
-def check_statement(stmt: ast.Node, line: int, ctx: MigrationContext) -> list[Hit]:
-    """All findings for one statement, updating ``ctx`` with what the statement does."""
-    hits: list[Hit] = []
-    if isinstance(stmt, ast.VariableSetStmt) and stmt.name == "lock_timeout":
-        ctx.lock_timeout_set = _nonzero_setting(stmt)
-    elif isinstance(stmt, ast.SelectStmt) and _sets_lock_timeout(stmt):
-        ctx.lock_timeout_set = True
-    elif isinstance(stmt, ast.CreateStmt | ast.CreateTableAsStmt):
-        relation = stmt.relation if isinstance(stmt, ast.CreateStmt) else stmt.into.rel
-        ctx.created.add((relation.schemaname, relation.relname))
-    elif isinstance(stmt, ast.IndexStmt):
-        hits += _index(stmt, line, ctx)
-    elif isinstance(stmt, ast.AlterTableStmt) and stmt.objtype == ObjectType.OBJECT_TABLE:
-        hits += _alter_table(stmt, line, ctx)
-    elif isinstance(stmt, ast.RenameStmt):
-        hits += _rename(stmt, line, ctx)
-    elif isinstance(stmt, ast.DropStmt):
-        hits += _drop(stmt, line, ctx)
-    hits += _concurrently(stmt, line, ctx)
-    strong = _strongly_locked(stmt, ctx)
-    if strong and not ctx.lock_timeout_set and not ctx.lock_timeout_reported:
-        ctx.lock_timeout_reported = True
-        hits.append(Hit("missing-lock-timeout", line,
-                        f"takes a strong lock on existing table {strong} without SET lock_timeout first"))
-    return hits
-
-
-def _nonzero_setting(stmt: ast.VariableSetStmt) -> bool:
-    args = stmt.args or ()
-    if not args or not isinstance(args[0], ast.A_Const) or args[0].isnull:
-        return False  # SET lock_timeout TO DEFAULT / RESET: back to the server default (usually 0)
-    value = args[0].val
-    text = str(getattr(value, "sval", getattr(value, "ival", "0")))
-    return text.strip() not in ("0", "0s", "0ms")
-
-
-def _sets_lock_timeout(stmt: ast.SelectStmt) -> bool:
-    finder = _FunctionNames()
-    finder(stmt)
-    return any(name == "set_config" and first == "lock_timeout" for name, first in finder.calls)
-
-
-class _FunctionNames(Visitor):
-    """Collects called function names (last part) with their first argument when it is a string."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str | None]] = []
-
-    def visit_FuncCall(self, ancestors: object, node: ast.FuncCall) -> None:
-        name = node.funcname[-1].sval.lower()
-        first = node.args[0] if node.args else None
-        text = first.val.sval if isinstance(first, ast.A_Const) and isinstance(first.val, ast.String) else None
-        self.calls.append((name, text))
-
-
-def _index(stmt: ast.IndexStmt, line: int, ctx: MigrationContext) -> list[Hit]:
-    if stmt.concurrent or ctx.is_new(stmt.relation):
-        return []
-    name = f"index {stmt.idxname}" if stmt.idxname else "an index"
-    return [Hit("index-not-concurrent", line,
-                f"creates {name} on existing table {display(stmt.relation)} without CONCURRENTLY: "
-                "writes to it wait until the index is built")]
-
-
-def _concurrently(stmt: ast.Node, line: int, ctx: MigrationContext) -> list[Hit]:
-    if ctx.no_transaction:
-        return []
-    concurrent = (
-        (isinstance(stmt, ast.IndexStmt | ast.DropStmt) and stmt.concurrent)
-        or (isinstance(stmt, ast.ReindexStmt)
-            and any(p.defname == "concurrently" for p in stmt.params or ()))
-        or (isinstance(stmt, ast.AlterTableStmt)
-            and any(isinstance(c.def_, ast.PartitionCmd) and c.def_.concurrent for c in stmt.cmds or ())))
-    if not concurrent:
-        return []
-    return [Hit("concurrently-in-transaction", line,
-                "CONCURRENTLY fails inside the transaction poststack wraps this migration in")]
-
-
-def _alter_table(stmt: ast.AlterTableStmt, line: int, ctx: MigrationContext) -> list[Hit]:
-    table = display(stmt.relation)
-    checks, key = ctx.checks, str(stmt.relation.relname)
-    new = ctx.is_new(stmt.relation)
-    hits = []
-    for cmd in stmt.cmds or ():
-        kind = cmd.subtype
-        if kind == AlterTableType.AT_AddConstraint and isinstance(cmd.def_, ast.Constraint):
-            _remember_not_null_check(cmd.def_, key, checks)
-            if not new:
-                hits += _added_constraint(cmd.def_, table, line)
-        elif kind == AlterTableType.AT_ValidateConstraint:
-            column = checks.not_valid.pop((key, cmd.name), None)
-            if column:
-                checks.validated.add((key, column))
-        if new:
-            continue
-        if kind == AlterTableType.AT_AddColumn and isinstance(cmd.def_, ast.ColumnDef):
-            reason = _rewrite_reason(cmd.def_)
-            if reason:
-                hits.append(Hit("volatile-default", line, f"adds column {table}.{cmd.def_.colname} {reason}"))
-        elif kind == AlterTableType.AT_SetNotNull and (key, cmd.name) not in checks.validated:
-            hits.append(Hit("set-not-null", line, f"SET NOT NULL on {table}.{cmd.name} without a validated "
-                                                  f"CHECK ({cmd.name} IS NOT NULL) scans the table"))
-        elif kind == AlterTableType.AT_AlterColumnType:
-            hits.append(Hit("column-type-change", line, f"changes the type of {table}.{cmd.name}"))
-        elif kind == AlterTableType.AT_DropColumn:
-            hits.append(Hit("drop-column", line, f"drops column {table}.{cmd.name}"))
-    return hits
-
-
-def _remember_not_null_check(con: ast.Constraint, table: str, checks: NotNullChecks) -> None:
-    """A CHECK (col IS NOT NULL) or (PostgreSQL 18) NOT NULL constraint: validated now or pending."""
-    column = None
-    if con.contype == ConstrType.CONSTR_CHECK and isinstance(con.raw_expr, ast.NullTest):
-        arg = con.raw_expr.arg
-        if (con.raw_expr.nulltesttype == NullTestType.IS_NOT_NULL and isinstance(arg, ast.ColumnRef)
-                and len(arg.fields) == 1 and isinstance(arg.fields[0], ast.String)):
-            column = arg.fields[0].sval
-    elif con.contype == ConstrType.CONSTR_NOTNULL and con.keys and len(con.keys) == 1:
-        column = con.keys[0].sval
-    if column is None:
-        return
-    if con.skip_validation:
-        checks.not_valid[(table, con.conname or "")] = column
-    else:
-        checks.validated.add((table, column))
-
-
-def _added_constraint(con: ast.Constraint, table: str, line: int) -> list[Hit]:
-    kinds = {ConstrType.CONSTR_FOREIGN: "foreign key", ConstrType.CONSTR_CHECK: "check constraint"}
-    if con.contype not in kinds or con.skip_validation:
-        return []
-    name = f" {con.conname}" if con.conname else ""
-    return [Hit("constraint-not-valid", line,
-                f"adds {kinds[con.contype]}{name} to {table} without NOT VALID: every row is checked while "
-                "writes are blocked")]
-
-
-def _rewrite_reason(column: ast.ColumnDef) -> str | None:
-    type_name = column.typeName.names[-1].sval.lower() if column.typeName else ""
-    if type_name in SERIAL_TYPES:
-        return f"of type {type_name}: its nextval() default is computed for every row (table rewrite)"
-    for con in column.constraints or ():
-        if con.contype == ConstrType.CONSTR_IDENTITY:
-            return "as an identity column: every row gets a value (table rewrite)"
-        if con.contype == ConstrType.CONSTR_GENERATED and con.generated_kind == "s":
-            return "as a stored generated column: every row is computed (table rewrite)"
-        if con.contype == ConstrType.CONSTR_DEFAULT and con.raw_expr is not None:
-            finder = _FunctionNames()
-            finder(con.raw_expr)
-            known = [name for name, _ in finder.calls if name in KNOWN_VOLATILE]
-            if known:
-                return f"with a default calling {known[0]}(), which is volatile: the table is rewritten"
-            unknown = [name for name, _ in finder.calls if name not in NON_VOLATILE]
-            if unknown:
-                return (f"with a default calling {unknown[0]}(), which may be volatile (functions are unless "
-                        "declared STABLE or IMMUTABLE): the table would be rewritten")
-    return None
-
-
-def _rename(stmt: ast.RenameStmt, line: int, ctx: MigrationContext) -> list[Hit]:
-    if stmt.relation is None or ctx.is_new(stmt.relation):
-        return []
-    table = display(stmt.relation)
-    if stmt.renameType == ObjectType.OBJECT_COLUMN and stmt.relationType == ObjectType.OBJECT_TABLE:
-        return [Hit("rename-column", line, f"renames column {table}.{stmt.subname} to {stmt.newname}")]
-    if stmt.renameType == ObjectType.OBJECT_TABLE:
-        return [Hit("rename-table", line, f"renames table {table} to {stmt.newname}")]
-    return []
-
-
-def _drop(stmt: ast.DropStmt, line: int, ctx: MigrationContext) -> list[Hit]:
-    if stmt.removeType != ObjectType.OBJECT_TABLE:
-        return []
-    hits = []
-    for parts in stmt.objects or ():
-        names = [p.sval for p in parts]
-        relation = ast.RangeVar(schemaname=names[-2] if len(names) > 1 else None, relname=names[-1])
-        if not ctx.is_new(relation):
-            hits.append(Hit("drop-table", line, f"drops table {display(relation)}"))
-    return hits
-
-
-# ALTER TABLE subcommands that take less than a ShareLock (they do not block reads or writes).
-_WEAK_ALTERS = frozenset({AlterTableType.AT_ValidateConstraint, AlterTableType.AT_SetStatistics,
-                          AlterTableType.AT_ClusterOn, AlterTableType.AT_SetRelOptions})
-
-
-def _strongly_locked(stmt: ast.Node, ctx: MigrationContext) -> str | None:
-    """The existing table this statement takes a ShareLock or stronger on, if any."""
-    relations: list[ast.RangeVar] = []
-    if isinstance(stmt, ast.AlterTableStmt) and stmt.objtype == ObjectType.OBJECT_TABLE:
-        if any(cmd.subtype not in _WEAK_ALTERS for cmd in stmt.cmds or ()):
-            relations.append(stmt.relation)
-    elif ((isinstance(stmt, ast.IndexStmt) and not stmt.concurrent)
-          or (isinstance(stmt, ast.RenameStmt | ast.CreateTrigStmt) and stmt.relation is not None)):
-        relations.append(stmt.relation)
-    elif isinstance(stmt, ast.LockStmt | ast.TruncateStmt):
-        relations.extend(stmt.relations or ())
-    elif isinstance(stmt, ast.DropStmt) and stmt.removeType == ObjectType.OBJECT_TABLE:
-        for parts in stmt.objects or ():
-            names = [p.sval for p in parts]
-            relations.append(ast.RangeVar(schemaname=names[-2] if len(names) > 1 else None, relname=names[-1]))
-    existing = [r for r in relations if not ctx.is_new(r)]
-    return display(existing[0]) if existing else None
+    table: str | None = None

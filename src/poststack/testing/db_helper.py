@@ -25,6 +25,7 @@ from poststack.history import History, HistoryRow
 from poststack.sqltext import split_statements
 
 if TYPE_CHECKING:
+    from poststack.filler import FillResult
     from poststack.snapshot import Snapshot
 
 MigrationRef = Migration | int | str | Path
@@ -170,6 +171,17 @@ class DbHelper:
         from poststack.snapshot import snapshot
 
         return snapshot(self.conn, schemas, exclude_schemas=(self.history.schema,))
+
+    # -- data at volume ---------------------------------------------------------------------------------
+    def fill(self, table: str, rows: int, *, parents: bool = True) -> list[FillResult]:
+        """Top ``table`` (``schema.name``, taken literally) up to ``rows`` synthetic rows, generated in the
+        server (``poststack.filler``): NOT NULL, UNIQUE, foreign keys, enums, domains and simple CHECKs
+        hold. Referenced tables with no rows are filled first (to ``rows`` too) unless ``parents=False``.
+        Returns one result per table filled; raises FillError naming a constraint it cannot satisfy.
+        """
+        from poststack.filler import fill
+
+        return fill(self.conn, table if "." in table else f"public.{table}", rows, parents=parents)
 
     # -- the history -----------------------------------------------------------------------------------
     def history_rows(self) -> list[HistoryRow]:
