@@ -23,7 +23,7 @@ from poststack.files import Migration
 
 LAYOUT_VERSION = 1
 STATUSES = ("applied", "running", "failed")
-SOURCES = ("migrate", "recover", "repair", "baseline", "import")
+SOURCES = ("migrate", "recover", "repair", "baseline", "import", "adopt")
 
 _DDL = """
 CREATE SCHEMA IF NOT EXISTS {schema};
@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS {schema}.migrations (
     status            text NOT NULL DEFAULT 'applied' CHECK (status IN ('applied', 'running', 'failed')),
     statements_done   integer,
     source            text NOT NULL DEFAULT 'migrate'
-                      CHECK (source IN ('migrate', 'recover', 'repair', 'baseline', 'import')),
+                      CHECK (source IN ('migrate', 'recover', 'repair', 'baseline', 'import', 'adopt')),
     applied_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
     applied_by        text NOT NULL DEFAULT current_user,
     client            text,
@@ -134,6 +134,22 @@ class History:
                    else "grant CREATE on the database, or create the schema once as its owner")
             raise AccessDenied(f"cannot create the history tables in schema {self.schema!r} as role "
                                f"{conn.info.user!r}: {exc.diag.message_primary} ({fix}); nothing was changed") from None
+
+    def allow_all_sources(self, conn: psycopg.Connection[Any]) -> None:
+        """Widen the ``source`` check of a history table created before the newest source existed.
+
+        ``CREATE TABLE IF NOT EXISTS`` never changes an existing table, so a history made by an older
+        poststack would refuse an ``adopt`` row. Call under the migration lock, in the writing transaction.
+        """
+        row = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = to_regclass(%s) "
+                           "AND conname = 'migrations_source_check'", [self.table("migrations").as_string(conn)]
+                           ).fetchone()
+        if row is not None and all(f"'{source}'" in row[0] for source in SOURCES):
+            return
+        allowed = sql.SQL(", ").join(map(sql.Literal, SOURCES))
+        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS migrations_source_check, "
+                             "ADD CONSTRAINT migrations_source_check CHECK (source IN ({}))").format(
+            self.table("migrations"), allowed))
 
     def rows(self, conn: psycopg.Connection[Any]) -> list[HistoryRow]:
         if not self.exists(conn):
