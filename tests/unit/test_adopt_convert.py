@@ -85,6 +85,9 @@ def test_multi_statement_flagged_file_of_a_single_query_tool_is_reported():
     assert [n.kind for n in notes] == [NoteKind.CHANGED_SEMANTICS]
     _, _, notes = prepare_body("CREATE TABLE a (id int);\n", m, "a.sql", True)
     assert notes == []
+    _, no_tx, notes = prepare_body("CREATE TABLE a (id int);\nCREATE INDEX CONCURRENTLY i ON a (id);\n", m, "a.sql",
+                                   False)  # golang-migrate: no flag, but it cannot have run in one transaction
+    assert no_tx and [n.kind for n in notes] == [NoteKind.INFO, NoteKind.CHANGED_SEMANTICS]
 
 
 def test_empty_bodies_become_comment_only_no_ops():

@@ -133,11 +133,12 @@ def prepare_body(body: str, m: SourceMigration, path: str, no_transaction: bool)
             notes.append(Note(NoteKind.INFO, path, f"{needs} cannot run in a transaction block: "
                                                    "marked -- poststack:no-transaction"))
         count = len(statements)
-    if no_transaction and count > 1 and m.single_query and tool_flag:
+    if no_transaction and count > 1 and m.single_query:
+        how = "the tool's flag" if tool_flag else "a statement that cannot run in a transaction"
         notes.append(Note(NoteKind.CHANGED_SEMANTICS, path,
-                          f"non-transactional with {count} statements: the tool sent them as one query string "
-                          "(which PostgreSQL runs as one implicit transaction); poststack runs them one by one "
-                          "and resumes after a failure"))
+                          f"non-transactional ({how}) with {count} statements: the tool sends a file as one query "
+                          "string (one implicit transaction, or an error with CONCURRENTLY; golang-migrate's "
+                          "x-multi-statement splits it); poststack runs them one by one and resumes after a failure"))
     header = [f"-- Adopted from {path}"] + ([NO_TRANSACTION] if no_transaction else [])
     text = "\n".join(header) + "\n"
     if statements is not None and count == 0:

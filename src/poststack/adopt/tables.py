@@ -129,8 +129,8 @@ def _golang_migrate(conn: psycopg.Connection[Any], table: sql.Composed, columns:
     current, dirty = int(rows[0][0]), bool(rows[0][1])
     if dirty:
         history.dirty[str(current)] = (f"golang-migrate's {history.table} has version {current} with dirty = true: "
-                                       "it failed part way; fix it by hand, then 'poststack db recover' or "
-                                       "'db mark' decides")
+                                       "it failed part way; finish or undo it by hand, then 'poststack db recover' "
+                                       "records it if the catalog shows it applied")
     for m in layout.migrations:
         if int(m.key) < current or (int(m.key) == current and not dirty):
             history.claims[m.key] = Claim(m.key, None, None, f"at or below version {current} (dirty={dirty})")
