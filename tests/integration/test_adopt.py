@@ -307,3 +307,16 @@ def test_same_directory_and_unknown_layout_are_bad_usage(database_url, dirs, tmp
     _, wrong = adopt(database_url, tmp_path / "out", "golang-migrate", source)
     assert wrong.exit_code == 2 and "not a golang-migrate history table" in wrong.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_changes_neither_files_nor_database(database_url, dirs):
+    source, target = dirs
+    write_tree(source, {"1_users.sql": f"-- migrate:up\n{USERS}"})
+    run_as_tool(database_url, [USERS, DBMATE_DDL, "INSERT INTO schema_migrations VALUES ('1')"])
+    cli, result = adopt(database_url, target, "dbmate", source, "--dry-run")
+    assert result.exit_code == 0 and result.json["dry_run"] and result.json["recorded"] == ["1"]
+    assert not target.exists()
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT to_regnamespace('poststack')").fetchone() == (None,)
+    help_text = cli.run_command("adopt", ["--help"]).stdout
+    assert all(tool in help_text for tool in ("flyway", "golang-migrate", "dbmate", "diesel", "yoyo", "sqitch"))
