@@ -63,9 +63,13 @@ def execute(url: str, *statements: tuple[str, Sequence[object]] | str) -> None:
                 conn.execute(statement[0], statement[1])
 
 
-def flyway_history(url: str, rows: Sequence[tuple[str | None, str, str, str, bool]]) -> None:
-    """(version, description, type, script, success) rows, installed_rank in order, as Flyway writes them."""
+def flyway_history(url: str, source: Path, rows: Sequence[tuple[str | None, str, str, str, bool]]) -> None:
+    """(version, description, type, script, success) rows, installed_rank in order, as Flyway writes them
+    (with the checksum of the script as it is in ``source``)."""
+    from poststack.adopt.flyway import checksum
+
     execute(url, FLYWAY_DDL, *[("INSERT INTO flyway_schema_history (installed_rank, version, description, type, "
                                 "script, checksum, installed_by, execution_time, success) "
-                                "VALUES (%s, %s, %s, %s, %s, 0, 'deployer', 5, %s)", [rank, *row])
+                                "VALUES (%s, %s, %s, %s, %s, %s, 'deployer', 5, %s)",
+                                [rank, *row[:4], checksum((source / row[3]).read_text()), row[4]])
                                for rank, row in enumerate(rows, start=1)])

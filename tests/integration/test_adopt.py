@@ -115,6 +115,8 @@ def test_golang_migrate_dirty_version_is_reported_never_adopted(database_url, di
     steps = {s["tool_version"]: s["action"] for s in result.json["history"]}
     assert steps == {"000001": "adopt", "000002": "adopt", "000003": "dirty"}
     assert result.json["refused"] == ["000003"]
+    dirty = result.json["history"][2]
+    assert dirty["status"] == "partial" and "missing: table public.order_lines" in dirty["evidence"]
     assert history(database_url) == [("000001", "adopt"), ("000002", "adopt")]
     loaded = load_migrations(target).by_version()
     assert "BEGIN" not in loaded[1].sql and "COMMIT" not in loaded[1].sql  # the wrapper poststack replaces
@@ -150,10 +152,10 @@ def test_flyway_versions_are_renumbered_and_repeatables_reported(database_url, d
     })
     run_as_tool(database_url, [USERS, "CREATE INDEX users_email_idx ON users (email)",
                                "INSERT INTO users VALUES (1, 'a@example.com')"])
-    flyway_history(database_url, [("1", "users", "SQL", "V1__users.sql", True),
-                                  ("1.1", "email idx", "SQL", "V1.1__email_idx.sql", True),
-                                  ("2", "seed", "SQL", "sub/V2__seed.sql", True),
-                                  ("10", "orders", "SQL", "V10__orders.sql", False)])
+    flyway_history(database_url, source, [("1", "users", "SQL", "V1__users.sql", True),
+                                          ("1.1", "email idx", "SQL", "V1.1__email_idx.sql", True),
+                                          ("2", "seed", "SQL", "sub/V2__seed.sql", True),
+                                          ("10", "orders", "SQL", "V10__orders.sql", False)])
     cli, result = adopt(database_url, target, "flyway", source)
     data = result.json
     assert result.exit_code == 1  # R__ was not carried, 10 failed in Flyway
@@ -168,6 +170,20 @@ def test_flyway_versions_are_renumbered_and_repeatables_reported(database_url, d
         assert History().row(conn, 1).applied_by == "deployer"
     assert cli.run_command("migrate").exit_code == 0  # applies 004, which Flyway failed to
     assert_round_trip(cli)
+
+
+def test_flyway_file_edited_after_it_was_applied_is_refused(database_url, dirs):
+    source, target = dirs
+    write_tree(source, {"V1__users.sql": USERS, "V2__orders.sql": "CREATE TABLE orders (id bigint);\n"})
+    run_as_tool(database_url, [USERS, "CREATE TABLE orders (id bigint)"])
+    flyway_history(database_url, source, [("1", "users", "SQL", "V1__users.sql", True),
+                                          ("2", "orders", "SQL", "V2__orders.sql", True)])
+    (source / "V2__orders.sql").write_text("CREATE TABLE orders (id bigint, note text);\n")
+    _, result = adopt(database_url, target, "flyway", source)
+    assert result.exit_code == 1
+    assert [(s["tool_version"], s["action"]) for s in result.json["history"]] == [("1", "blocked"), ("2", "refused")]
+    assert "not the file Flyway applied" in result.json["history"][1]["reason"]
+    assert history(database_url) == []
 
 
 def test_diesel_initial_setup_forces_renumbering_and_metadata_is_carried(database_url, dirs):

@@ -122,6 +122,17 @@ def test_flyway_versions_compare_by_parts(tmp_path):
         flyway.read_layout(tmp_path)
 
 
+def test_flyway_checksum_ignores_line_break_style():
+    """CRC32 of the lines without their breaks, signed: LF, CRLF and CR files agree, a final break is no line."""
+    import zlib
+
+    expected = zlib.crc32(b"SELECT 1;SELECT 2;")
+    expected -= (1 << 32) if expected >= 1 << 31 else 0
+    assert {flyway.checksum(t) for t in ("SELECT 1;\nSELECT 2;\n", "SELECT 1;\r\nSELECT 2;", "SELECT 1;\rSELECT 2;\r",
+                                         "\ufeffSELECT 1;\nSELECT 2;")} == {expected}
+    assert -(1 << 31) <= flyway.checksum("x" * 100) < 1 << 31
+
+
 def test_sqitch_reworked_change_uses_the_tagged_scripts(tmp_path):
     (tmp_path / "sqitch.plan").write_text(
         "%project=p\nf 2024-01-01T00:00:00Z A <a@x> # one\n@v1 2024-01-02T00:00:00Z A <a@x>\n"

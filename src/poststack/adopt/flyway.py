@@ -11,6 +11,7 @@ and other code migrations, SQL callbacks (``beforeMigrate.sql``...), undo files 
 from __future__ import annotations
 
 import re
+import zlib
 from pathlib import Path
 
 from poststack.adopt.model import Layout, Note, NoteKind, SourceMigration
@@ -28,6 +29,16 @@ def version_key(version: str) -> str:
     while len(parts) > 1 and parts[-1] == 0:
         parts.pop()
     return ".".join(map(str, parts))
+
+
+def checksum(text: str) -> int:
+    """Flyway's checksum of a script: CRC32 of its lines without their line breaks (as Java's readLine splits
+    them: LF, CRLF or CR), UTF-8, BOM dropped; stored as a signed 32-bit integer."""
+    lines = re.split(r"\r\n|\r|\n", text.removeprefix("\ufeff"))
+    if lines and lines[-1] == "":
+        lines.pop()  # a final line break ends the last line; it does not start another
+    value = zlib.crc32(b"".join(line.encode() for line in lines))
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def _order(key: str) -> tuple[int, ...]:

@@ -88,5 +88,6 @@ class ToolHistory:
     table: str  # schema-qualified, as found
     claims: dict[str, Claim] = field(default_factory=dict)
     dirty: dict[str, str] = field(default_factory=dict)  # key -> why (golang-migrate dirty, Flyway success=false)
+    changed: dict[str, str] = field(default_factory=dict)  # key -> why the file is not the one it applied
     unknown: list[str] = field(default_factory=list)  # keys the table has but no source file matches
     objects: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, schema, name): the tool's own

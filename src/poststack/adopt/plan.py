@@ -140,13 +140,19 @@ def _plan_history(conversion: Conversion, tool_history: ToolHistory, verdicts: d
     for c in conversion.files:
         key, claim = c.source.key, tool_history.claims.get(c.source.key)
         if key in tool_history.dirty:
+            seen = verdicts.get(c.version)  # shown, never acted on: what the failed run left
             steps.append(HistoryStep(c.source.version, c.version_text, c.name, DIRTY,
-                                     tool_history.dirty[key] + "; not adopted"))
+                                     tool_history.dirty[key] + "; not adopted" + (
+                                         f"; catalog: {seen.summary}" if seen else ""),
+                                     seen.status if seen else None, seen.evidence if seen else []))
         elif claim is None:
             late = " (older than an adopted version: migrate needs --allow-out-of-order)" if (
                 c.version < newest_claimed) else ""
             steps.append(HistoryStep(c.source.version, c.version_text, c.name, PENDING,
                                      f"{table} does not list it: pending{late}"))
+        elif key in tool_history.changed:
+            steps.append(HistoryStep(c.source.version, c.version_text, c.name, REFUSED,
+                                     f"{table} says it is applied, but {tool_history.changed[key]}"))
         elif c.version in recorded:
             steps.append(HistoryStep(c.source.version, c.version_text, c.name, ALREADY,
                                      "already in poststack's history"))
@@ -245,7 +251,7 @@ def adopt(runner: MigrationRunner, tool: str, source: Path | None = None, *, dry
         applied = {r.version for r in runner.history.rows(conn) if r.status == "applied"}
         recorded = {r.version for r in runner.history.rows(conn)}
         by_key = conversion.by_key()
-        claimed = {by_key[k].version for k in tool_history.claims if k in by_key} - recorded
+        claimed = {by_key[k].version for k in (*tool_history.claims, *tool_history.dirty) if k in by_key} - recorded
         verdicts = judge_claims(runner, conn, sorted(planned.values(), key=lambda m: m.version), claimed,
                                 recorded=applied)
         result.history = _plan_history(conversion, tool_history, verdicts, recorded, tool_history.table)

@@ -15,6 +15,7 @@ Each reader returns a ``ToolHistory`` keyed like the layout (``SourceMigration.k
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from poststack.adopt.flyway import checksum as flyway_checksum
 from poststack.adopt.flyway import version_key
 from poststack.adopt.model import Claim, Layout, ToolHistory
 from poststack.errors import UsageError
@@ -92,11 +94,13 @@ def _optional(columns: set[str], name: str) -> sql.Composable:
 
 def _flyway(conn: psycopg.Connection[Any], table: sql.Composed, columns: set[str], layout: Layout,
             history: ToolHistory) -> None:
-    query = sql.SQL("SELECT version, type, success, {}, {}, {} FROM {} ORDER BY installed_rank").format(
-        _optional(columns, "script"), _optional(columns, "installed_by"), _optional(columns, "installed_on"), table)
-    keys = {m.key for m in layout.migrations}
+    query = sql.SQL("SELECT version, type, success, {}, {}, {}, {} FROM {} ORDER BY installed_rank").format(
+        _optional(columns, "script"), _optional(columns, "installed_by"), _optional(columns, "installed_on"),
+        _optional(columns, "checksum"), table)
+    files = {m.key: m for m in layout.migrations}
+    keys = set(files)
     baseline: tuple[int, ...] | None = None
-    for version, kind, success, script, by, on in conn.execute(query):
+    for version, kind, success, script, by, on, stored in conn.execute(query):
         if version is None or kind == "SCHEMA":
             continue  # repeatables and the schema-creation marker
         key = version_key(version)
@@ -107,6 +111,11 @@ def _flyway(conn: psycopg.Connection[Any], table: sql.Composed, columns: set[str
         elif kind in _MIGRATING_TYPES and success:
             history.claims[key] = Claim(key, on, by, row)
             history.dirty.pop(key, None)
+            history.changed.pop(key, None)
+            if kind == "SQL" and stored is not None and key in files and flyway_checksum(files[key].up) != stored:
+                history.changed[key] = (f"{files[key].path} is not the file Flyway applied (checksum "
+                                        f"{flyway_checksum(files[key].up)}, flyway_schema_history has {stored}); "
+                                        "restore it, or run 'flyway repair' if the edit is intended")
         elif kind in _MIGRATING_TYPES:
             history.dirty[key] = f"flyway_schema_history has success = false for it: {row}"
             history.claims.pop(key, None)
@@ -158,12 +167,13 @@ def _per_row(key_column: str, time_column: str | None,
 def _sqitch(conn: psycopg.Connection[Any], table: sql.Composed, columns: set[str], layout: Layout,
             history: ToolHistory) -> None:
     query = sql.SQL("SELECT change, to_char(planned_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-                    "{}, {} FROM {} WHERE project = %s").format(
-        _optional(columns, "committed_at"), _optional(columns, "committer_name"), table)
+                    "{}, {}, {} FROM {} WHERE project = %s").format(
+        _optional(columns, "committed_at"), _optional(columns, "committer_name"), _optional(columns, "script_hash"),
+        table)
     by_name: dict[str, list[Any]] = {}
     for m in layout.migrations:
         by_name.setdefault(m.name, []).append(m)
-    for change, planned_at, at, by in conn.execute(query, [layout.project or ""]):
+    for change, planned_at, at, by, script_hash in conn.execute(query, [layout.project or ""]):
         candidates = by_name.get(change, [])
         if len(candidates) > 1:
             candidates = [m for m in candidates if m.planned_at == planned_at]
@@ -172,6 +182,10 @@ def _sqitch(conn: psycopg.Connection[Any], table: sql.Composed, columns: set[str
             continue
         key = candidates[0].key
         history.claims[key] = Claim(key, at, by, f"change {change!r} of project {layout.project!r}")
+        deployed = hashlib.sha1((layout.source / candidates[0].path).read_bytes()).hexdigest()  # sqitch's script_hash
+        if script_hash and script_hash != deployed:
+            history.changed[key] = (f"{candidates[0].path} is not the script sqitch deployed (sha1 {deployed}, "
+                                    f"sqitch.changes has {script_hash}); restore it, or rework the change")
 
 
 READERS: dict[str, Callable[..., None]] = {
