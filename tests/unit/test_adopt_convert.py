@@ -146,6 +146,16 @@ def test_sqitch_reworked_change_uses_the_tagged_scripts(tmp_path):
     assert layout.project == "p"
 
 
+def test_sqitch_conf_moves_the_plan_and_scripts(tmp_path):
+    (tmp_path / "sqitch.conf").write_text('[core]\n\tengine = pg\n\ttop_dir = db\n[engine "pg"]\n\ttop_dir = no\n')
+    (tmp_path / "db" / "deploy").mkdir(parents=True)
+    (tmp_path / "db" / "sqitch.plan").write_text("%project=p\na [!b other:c] 2024-01-01T00:00:00Z A <a@x>\n")
+    (tmp_path / "db" / "deploy" / "a.sql").write_text("SELECT 1;\n")
+    layout = sqitch.read_layout(tmp_path)
+    assert [m.path for m in layout.migrations] == ["db/deploy/a.sql"]
+    assert [(n.kind, n.path) for n in layout.migrations[0].notes] == [(NoteKind.NOT_CARRIED, "db/deploy/a.sql")]
+
+
 def test_yoyo_dependencies_move_a_migration_after_what_it_needs(tmp_path):
     (tmp_path / "a.sql").write_text("-- depends: b\nSELECT 1;\n")
     (tmp_path / "b.sql").write_text("-- transactional: false\nSELECT 2;\n")
