@@ -134,7 +134,9 @@ def test_refused_claim_records_nothing_and_shows_the_evidence(database_url, dirs
     assert steps == {"1": ("blocked", "present"), "2": ("refused", "absent")}
     refused = next(s for s in result.json["history"] if s["action"] == "refused")
     assert "missing: table public.orders" in refused["evidence"]
-    assert history(database_url) == []
+    with psycopg.connect(database_url) as conn:  # refused: not even the history schema was created
+        assert conn.execute("SELECT to_regnamespace('poststack')").fetchone() == (None,)
+    assert (target / "2_orders.sql").is_file()  # the files are written all the same
     text = cli.run_command("adopt", ["--from", "golang-migrate", "--source", str(source), "--dry-run"])
     assert "Not adopted 2" in text.stdout and "missing: table public.orders" in text.stdout
 
@@ -323,6 +325,8 @@ def test_same_directory_and_unknown_layout_are_bad_usage(database_url, dirs, tmp
     _, wrong = adopt(database_url, tmp_path / "out", "golang-migrate", source)
     assert wrong.exit_code == 2 and "not a golang-migrate history table" in wrong.stderr
     assert not (tmp_path / "out").exists()
+    with psycopg.connect(database_url) as conn:  # bad input: the database is as it was
+        assert conn.execute("SELECT to_regnamespace('poststack')").fetchone() == (None,)
 
 
 def test_dry_run_changes_neither_files_nor_database(database_url, dirs):

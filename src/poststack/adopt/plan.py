@@ -241,7 +241,8 @@ def adopt(runner: MigrationRunner, tool: str, source: Path | None = None, *, dry
     result = AdoptResult(tool, str(source), str(target), dry_run, conversion.numbering, conversion.reason,
                          files=file_steps, notes=[*layout.notes, *conversion.notes])
     planned = {**existing, **{c.version: _as_migration(c, target) for c in conversion.files}}
-    with runner.connection() if dry_run else runner.locked() as conn:
+    # The history tables are created only once the plan is made: bad input leaves the database as it was.
+    with runner.connection() if dry_run else runner.locked(create_history=False) as conn:
         tool_history = read_history(conn, layout, table)
         if tool_history is None:
             if not dry_run:
@@ -264,7 +265,10 @@ def adopt(runner: MigrationRunner, tool: str, source: Path | None = None, *, dry
         for version, migration in planned.items():
             if by_version.get(version) is None or by_version[version].checksum != migration.checksum:
                 raise MigrationFileError(f"{migration.path} changed while adopt was writing it; nothing was recorded")
+        if any(s.action == REFUSED for s in result.history):
+            return result  # the files are written (a later run finds them identical); the database is untouched
         claims = {by_key[k].version: c for k, c in tool_history.claims.items() if k in by_key}
+        runner.history.ensure(conn)
         _record(conn, runner.history, result.history, by_version, claims, tool, tool_history)
         if result.recorded:
             record_snapshot(conn, runner.history.schema)
