@@ -27,6 +27,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb, set_json_loads
 
+from poststack import ignored_objects
 from poststack.fingerprint import STATEMENT, catalog_fingerprint, fingerprint_of
 from poststack.snapshot import Snapshot, loads, snapshot
 
@@ -192,8 +193,11 @@ def check_drift(conn: psycopg.Connection[Any], history_schema: str, *,
         return DriftCheck(False, reason="the recorded snapshot is in a format this version does not read")
     if not is_comparable(conn, history_schema, stored):
         return DriftCheck(False, reason="the snapshot was recorded on another PostgreSQL major version")
+    live = snapshot(conn, exclude_schemas=(history_schema,))
+    # Another tool's tables that ``db adopt`` left in place are that tool's business, never drift.
+    ignore = {*ignore, *ignored_objects.exclusions(ignored_objects.read(conn, history_schema), stored.snapshot, live)}
     before = stored.snapshot.without(ignore)
-    after = snapshot(conn, exclude_schemas=(history_schema,)).without(ignore)
+    after = live.without(ignore)
     differences = before.diff(after, missing="dropped outside poststack", added="created outside poststack")
     drift = Drift(stored.after_version, stored.taken_at, differences) if differences else None
     return DriftCheck(True, drift, full=True)

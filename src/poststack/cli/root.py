@@ -47,6 +47,7 @@ DB_COMMANDS = {
     "mark": "mark_command:mark",
     "verify": "verify_commands:verify",
     "lint": "verify_commands:lint",
+    "adopt": "adopt_command:adopt_command",
 }
 SERVER_COMMANDS = {name: f"server_commands:{name}" for name in ("status", "start", "stop", "url")}
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
