@@ -36,6 +36,7 @@ class Partial:
     position: int
     done: list[str]
     not_done: list[str]
+    before_proven: bool = False  # the steps before it touch none of its objects: the catalog shows them whole
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,14 @@ class Judgement:
     @property
     def complete_through(self) -> int | None:
         """The last position proven to have run to its end: ``proven``, or the one before when the file at
-        ``proven`` ends in statements schema cannot show (it may have stopped just before them)."""
+        ``proven`` ends in statements schema cannot show (it may have stopped just before them). With a
+        half-applied step whose objects no earlier unrecorded step touches, the steps before it: on every
+        object they change the catalog equals the state before the half-applied one."""
         if self.proven is None:
-            return None
+            if self.partial is None or not self.partial.before_proven:
+                return None
+            last = self.partial.position - 1
+            return last - 1 if last > self.recorded and self.states.tail_hidden.get(last, 0) else last
         return self.proven - 1 if self.hidden_tail else self.proven
 
     @property
@@ -124,7 +130,7 @@ def judge(catalog: Snapshot, states: ReplayedStates, recorded: int) -> Judgement
     if matches:
         return Judgement(states, recorded, len(catalog), _contiguous(matches), outside=outside, views=views,
                          catalog=catalog)
-    partial = next((_partial(catalog, views, p) for p in known if p + 1 in views
+    partial = next((_partial(catalog, views, p, recorded) for p in known if p + 1 in views
                     and _between(catalog, views[p], views[p + 1])), None)
     closest = min(views, key=lambda p: (_distance(views[p], catalog), p < recorded, p), default=None)
     differences = views[closest].diff(catalog, missing="missing", added="not in the state") \
@@ -134,15 +140,8 @@ def judge(catalog: Snapshot, states: ReplayedStates, recorded: int) -> Judgement
 
 def _touched(states: ReplayedStates) -> set[tuple[str, str]]:
     """(kind, name) of every object that differs between two consecutive known states."""
-    keys: set[tuple[str, str]] = set()
     positions = sorted(states.states)
-    for before, after in itertools.pairwise(positions):
-        a, b = states.states[before].objects, states.states[after].objects
-        for kind in set(a) | set(b):
-            x, y = a.get(kind, {}), b.get(kind, {})
-            if x != y:
-                keys.update((kind, name) for name in set(x) | set(y) if x.get(name, _ABSENT) != y.get(name, _ABSENT))
-    return keys
+    return set().union(*(_changed(states.states[a], states.states[b]) for a, b in itertools.pairwise(positions)))
 
 
 def _restrict(snap: Snapshot, keys: set[tuple[str, str]], *, inside: bool = True) -> Snapshot:
@@ -183,11 +182,24 @@ def _between(catalog: Snapshot, before: Snapshot, after: Snapshot) -> bool:
     return True
 
 
-def _partial(catalog: Snapshot, views: dict[int, Snapshot], position: int) -> Partial:
+def _partial(catalog: Snapshot, views: dict[int, Snapshot], position: int, recorded: int) -> Partial:
     before, after = views[position], views[position + 1]
     done = before.diff(catalog, missing="dropped", added="created")
     not_done = catalog.diff(after, missing="still to be dropped", added="not created")
-    return Partial(position + 1, done, not_done)
+    own = _changed(before, after)
+    earlier = set().union(*(_changed(views[p], views[p + 1]) for p in range(recorded, position)
+                            if p in views and p + 1 in views))
+    complete = all(p in views for p in range(recorded, position + 1))
+    return Partial(position + 1, done, not_done, complete and not own & earlier)
+
+
+def _changed(a: Snapshot, b: Snapshot) -> set[tuple[str, str]]:
+    keys: set[tuple[str, str]] = set()
+    for kind in set(a.objects) | set(b.objects):
+        x, y = a.objects.get(kind, {}), b.objects.get(kind, {})
+        if x != y:
+            keys.update((kind, name) for name in set(x) | set(y) if x.get(name, _ABSENT) != y.get(name, _ABSENT))
+    return keys
 
 
 def _distance(state: Snapshot, catalog: Snapshot) -> int:

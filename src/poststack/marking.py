@@ -19,6 +19,7 @@ from poststack.drift import record_snapshot
 from poststack.errors import EXIT_ISSUES, EXIT_OK, UsageError
 from poststack.files import Migration
 from poststack.history import History, HistoryRow
+from poststack.ignored_objects import exclusions, read
 from poststack.judgement import judge
 from poststack.recovery import migration_of_row
 from poststack.replay import EvidenceUnavailable, replay
@@ -99,7 +100,9 @@ def _plan(conn: psycopg.Connection[Any], runner: MigrationRunner, result: MarkRe
     except EvidenceUnavailable as exc:
         result.evidence = [f"no replayed states: {exc}"]
         return files, rows
-    j = judge(snapshot(conn, exclude_schemas=(history.schema,)), states, len(applied))
+    catalog = snapshot(conn, exclude_schemas=(history.schema,))
+    catalog = catalog.without(exclusions(read(conn, history.schema), catalog))  # another tool's, after adopt
+    j = judge(catalog, states, len(applied))
     result.consistent = j.consistent
     result.outside = j.outside
     if j.consistent:

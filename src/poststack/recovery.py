@@ -31,6 +31,7 @@ from poststack.drift import record_snapshot
 from poststack.errors import EXIT_ISSUES, EXIT_OK
 from poststack.files import Migration, SqlFile
 from poststack.history import History, HistoryRow
+from poststack.ignored_objects import exclusions, read
 from poststack.judgement import Judgement, judge
 from poststack.legacy import LEGACY_TABLE, LegacyRow, legacy_migration, legacy_rows
 from poststack.replay import replay, replay_sequence
@@ -133,9 +134,15 @@ def plan_from_states(j: Judgement, steps: list[Migration], origins: dict[int, st
                           "are not this migration's (see 'poststack db diagnose')", "pending", lines,
                           origins[m.version]) for m in steps[j.recorded:]]
         refused_at = j.partial.position if j.partial is not None else j.recorded + 1
+        complete = j.complete_through or 0
         for position in range(j.recorded + 1, len(steps) + 1):
             m = steps[position - 1]
-            if position == refused_at:
+            if position <= complete:
+                out.append(_step(m, RECORD, f"the catalog equals the state after {m.version_text} on every object "
+                                 f"it and its predecessors change; {steps[refused_at - 1].version_text} after it "
+                                 "is half applied and touches none of them", "proven", _effect(j, position),
+                                 origins[m.version]))
+            elif position == refused_at:
                 out.append(_step(m, REFUSED, reason, "partial" if j.partial else "mismatch", lines,
                                  origins[m.version]))
             elif position < refused_at:
@@ -240,6 +247,7 @@ def _make_plan(conn: psycopg.Connection[Any], history: History, migrations: list
         return _Plan(result, {}, legacy)
     origins = {m.version: "file" for m in steps} | {m.version: "legacy" for m in claimed}
     catalog = snapshot(conn, exclude_schemas=(history.schema,))
+    catalog = catalog.without(exclusions(read(conn, history.schema), catalog))  # another tool's, after adopt
     states = replay(target_url, steps, start=max(len(applied) - 1, 0), dev_url=dev_url)
     judgement = judge(catalog, states, len(applied))
     result.steps += _legacy_consistent(plan_from_states(judgement, steps, origins, force=force))

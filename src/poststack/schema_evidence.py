@@ -24,6 +24,7 @@ import psycopg
 
 from poststack.files import Migration
 from poststack.history import HistoryRow
+from poststack.ignored_objects import exclusions, read
 from poststack.issues import Issue
 from poststack.judgement import Judgement, judge
 from poststack.plan import MigrationState
@@ -61,6 +62,7 @@ def judge_catalog(conn: psycopg.Connection[Any], state: MigrationState, director
         return SchemaEvidence(skipped=str(exc), steps=steps)
     if catalog is None:
         catalog = snapshot(conn, exclude_schemas=(history_schema,))
+    catalog = catalog.without(exclusions(read(conn, history_schema), catalog))  # another tool's, after adopt
     return SchemaEvidence(judge(catalog, states, len(applied)), steps=steps)
 
 
@@ -100,11 +102,22 @@ def _state_issues(evidence: SchemaEvidence, j: Judgement) -> list[Issue]:
         before = j.versions(j.recorded + 1, j.partial.position - 1)
         lines = [f"catalog lies between the states {j.label(j.partial.position - 1)} and after {m.version_text}",
                  *(f"done: {d}" for d in j.partial.done), *(f"not done: {d}" for d in j.partial.not_done)]
-        if before:
-            lines.append(f"unrecorded versions before it appear applied: {', '.join(before)}")
-        return [Issue.of("partially_applied", m.version,
-                         f"{m.filename} is partly applied ({len(j.partial.done)} change(s) done, "
-                         f"{len(j.partial.not_done)} not)", lines)]
+        found = []
+        complete = j.complete_through or 0
+        for position in range(j.recorded + 1, complete + 1):
+            earlier = steps[position - 1]
+            found.append(Issue.of("missing_tracking", earlier.version,
+                                  f"{earlier.filename} is not recorded, but the catalog shows it ran",
+                                  [f"file: {earlier.filename} has no history row",
+                                   f"catalog equals the state after {earlier.version_text} on every object it "
+                                   f"changes; {m.version_text} after it is half applied and touches none of them",
+                                   *_effect(j, position)]))
+        if before and not complete:
+            lines.append(f"unrecorded versions before it may have run too: {', '.join(before)} (they touch "
+                         "objects this one changes, so the catalog cannot show them apart)")
+        return [*found, Issue.of("partially_applied", m.version,
+                                 f"{m.filename} is partly applied ({len(j.partial.done)} change(s) done, "
+                                 f"{len(j.partial.not_done)} not)", lines)]
     where = j.label(j.closest) if j.closest is not None else "unknown"
     recorded = j.label(j.recorded)
     if j.closest is not None and j.closest < j.recorded and not j.differences:

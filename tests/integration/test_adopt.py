@@ -116,7 +116,7 @@ def test_golang_migrate_dirty_version_is_reported_never_adopted(database_url, di
     assert steps == {"000001": "adopt", "000002": "adopt", "000003": "dirty"}
     assert result.json["refused"] == ["000003"]
     dirty = result.json["history"][2]
-    assert dirty["status"] == "partial" and "missing: table public.order_lines" in dirty["evidence"]
+    assert dirty["status"] == "partial" and "not done: table public.order_lines: not created" in dirty["evidence"]
     assert history(database_url) == [("000001", "adopt"), ("000002", "adopt")]
     loaded = load_migrations(target).by_version()
     assert "BEGIN" not in loaded[1].sql and "COMMIT" not in loaded[1].sql  # the wrapper poststack replaces
@@ -131,14 +131,14 @@ def test_refused_claim_records_nothing_and_shows_the_evidence(database_url, dirs
     cli, result = adopt(database_url, target, "golang-migrate", source)
     assert result.exit_code == 1
     steps = {s["tool_version"]: (s["action"], s["status"]) for s in result.json["history"]}
-    assert steps == {"1": ("blocked", "present"), "2": ("refused", "absent")}
+    assert steps == {"1": ("blocked", "proven"), "2": ("refused", "absent")}
     refused = next(s for s in result.json["history"] if s["action"] == "refused")
-    assert "missing: table public.orders" in refused["evidence"]
+    assert "table public.orders: missing" in refused["evidence"]
     with psycopg.connect(database_url) as conn:  # refused: not even the history schema was created
         assert conn.execute("SELECT to_regnamespace('poststack')").fetchone() == (None,)
     assert (target / "2_orders.sql").is_file()  # the files are written all the same
     text = cli.run_command("adopt", ["--from", "golang-migrate", "--source", str(source), "--dry-run"])
-    assert "Not adopted 2" in text.stdout and "missing: table public.orders" in text.stdout
+    assert "Not adopted 2" in text.stdout and "table public.orders: missing" in text.stdout
 
 
 def test_flyway_versions_are_renumbered_and_repeatables_reported(database_url, dirs):
@@ -311,6 +311,7 @@ def test_history_from_an_older_poststack_accepts_adopt_rows(database_url, dirs):
         History().ensure(conn)
         conn.execute("ALTER TABLE poststack.migrations DROP CONSTRAINT migrations_source_check, ADD CONSTRAINT "
                      "migrations_source_check CHECK (source IN ('migrate', 'recover', 'repair', 'baseline', 'import'))")
+        conn.execute("COMMENT ON TABLE poststack.migrations IS 'poststack history layout 1'")  # as it wrote it
     _, result = adopt(database_url, target, "dbmate", source)
     assert result.exit_code == 0, result.stderr
     assert history(database_url) == [("1", "adopt")]

@@ -1,14 +1,12 @@
 """The one decision adopt does not make itself: is a version the other tool claims really applied?
 
-``judge_claims`` is the seam. Today it asks ``poststack.evidence.assess`` (the catalog checked object by
-object against what each migration's SQL creates and drops, as ``recover`` does). It will move to replayed
-states (``poststack.replay``: the migrations applied on a scratch database, a snapshot after each version,
-the target's catalog compared with them); only this function's body changes then, its callers do not.
-
-The verdict mirrors recover's treatment of a legacy history: a claim is accepted when the catalog shows the
-migration's effects, or when nothing in the catalog can show them (data-only SQL: accepted on the tool's
-record, and said so); it is refused when its effects are absent or only partly there, and when its SQL
-cannot be read.
+``judge_claims`` asks the replayed states (``poststack.replay``: the migrations applied on a scratch
+database, a snapshot after each version; ``poststack.judgement`` compares the target's catalog with them), as
+``recover`` does. The claimed versions are placed right after poststack's own history in the sequence: a
+claim is accepted when the catalog is the state after it or after a later version (proven), and when schema
+cannot decide it (a data-only migration, a file whose last statements change no schema) the other tool's
+record decides, and the verdict says so. It is refused when the catalog is not past its state: absent, half
+applied (object by object), or mismatched (the closest state and every difference).
 """
 
 from __future__ import annotations
@@ -19,8 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from poststack.evidence import ABSENT, PARTIAL, PRESENT, UNCHECKABLE, assess
 from poststack.files import Migration
+from poststack.ignored_objects import exclusions, read
+from poststack.judgement import Judgement, judge
+from poststack.replay import EvidenceUnavailable, replay
+from poststack.snapshot import snapshot
 
 if TYPE_CHECKING:
     from poststack.schema_migration import MigrationRunner
@@ -34,33 +35,57 @@ class Verdict:
 
     version: int
     accepted: bool
-    status: str  # present | uncheckable (accepted); absent | partial | unreadable (refused)
+    status: str  # proven | undecidable (accepted); absent | partial | mismatch | unavailable (refused)
     summary: str
     evidence: list[str] = field(default_factory=list)
 
 
+def _refusal(j: Judgement) -> tuple[str, str, list[str]]:
+    if j.partial is not None:
+        version = j.versions(j.partial.position, j.partial.position)[0]
+        return ("partial", f"the catalog lies between the states {j.label(j.partial.position - 1)} and after "
+                f"{version}: half applied",
+                [f"done: {d}" for d in j.partial.done] + [f"not done: {d}" for d in j.partial.not_done])
+    where = j.label(j.closest) if j.closest is not None else "unknown"
+    return "mismatch", f"the catalog equals no replayed state; the closest is the state {where}", j.differences
+
+
 def judge_claims(runner: MigrationRunner, conn: psycopg.Connection[Any], migrations: Sequence[Migration],
                  claimed: Collection[int], *, recorded: Collection[int] = ()) -> dict[int, Verdict]:
-    """A verdict for each claimed version, judged against all of ``migrations`` (later drops and renames
-    must be seen). ``recorded`` are versions already in poststack's history. ``runner`` gives the target (and,
-    once replay lands, its scratch database and cache)."""
-    del runner  # not needed by the catalog-model implementation
+    """A verdict for each claimed version, from the catalog judged against the replayed states of poststack's
+    history, then the claims, then the rest of ``migrations``. ``recorded`` are versions already in
+    poststack's history; ``runner`` names the target (and so where the scratch database can live)."""
     if not claimed:
         return {}
-    evidence = assess(conn, migrations, only=set(claimed), applied=recorded)
+    by_version = {m.version: m for m in migrations}
+    done = sorted(v for v in recorded if v in by_version)
+    claims = sorted(v for v in claimed if v not in recorded)
+    rest = sorted(v for v in by_version if v not in recorded and v not in claimed)
+    steps = [by_version[v] for v in (*done, *claims, *rest)]
+    position = {m.version: i for i, m in enumerate(steps, start=1)}
+    try:
+        states = replay(runner.database_url, steps, start=max(len(done) - 1, 0))
+    except EvidenceUnavailable as exc:
+        return {v: Verdict(v, False, "unavailable", f"no replayed states: {exc}") for v in claimed}
+    catalog = snapshot(conn, exclude_schemas=(runner.history.schema,))
+    catalog = catalog.without(exclusions(read(conn, runner.history.schema), catalog))
+    j = judge(catalog, states, len(done))
     verdicts: dict[int, Verdict] = {}
-    for version in claimed:
-        ev = evidence[version]
-        if ev.error:
-            verdicts[version] = Verdict(version, False, UNREADABLE, f"its SQL cannot be read: {ev.error}", ev.lines)
-        elif ev.status in (ABSENT, PARTIAL):
-            what = "none of its objects exist" if ev.status == ABSENT else "only some of its objects exist"
-            verdicts[version] = Verdict(version, False, ev.status, f"{what}: {ev.summary()}", ev.lines)
-        elif ev.status == UNCHECKABLE:
-            verdicts[version] = Verdict(version, True, UNCHECKABLE,
-                                        f"no catalog object to verify it: adopted on the tool's record alone "
-                                        f"({ev.summary()})", ev.lines)
+    complete = j.complete_through
+    for v in claimed:
+        p = position.get(v)
+        if p is None or p <= len(done):
+            verdicts[v] = Verdict(v, True, "proven", "already in poststack's history")
+        elif complete is not None and p <= complete:
+            verdicts[v] = Verdict(v, True, "proven", j.match_evidence(), [j.match_evidence()])
+        elif j.proven is not None and (p == j.proven or p in j.undecidable):
+            verdicts[v] = Verdict(v, True, "undecidable", "schema cannot show whether it ran (no schema change, "
+                                  "or a last statement that makes none): adopted on the tool's record",
+                                  [j.match_evidence()])
+        elif j.proven is not None:
+            verdicts[v] = Verdict(v, False, "absent", f"its effects are not in the catalog: {j.match_evidence()}",
+                                  j.against(p))
         else:
-            assert ev.status == PRESENT
-            verdicts[version] = Verdict(version, True, PRESENT, ev.summary(), ev.lines)
+            status, summary, lines = _refusal(j)
+            verdicts[v] = Verdict(v, False, status, summary, lines)
     return verdicts

@@ -64,7 +64,7 @@ class HistoryStep:
     name: str
     action: str  # adopt | refused | blocked | dirty | already_recorded | pending | no_file
     reason: str
-    status: str | None = None  # the evidence verdict: present | uncheckable | absent | partial | unreadable
+    status: str | None = None  # the evidence verdict: proven | undecidable | absent | partial | mismatch | unavailable
     evidence: list[str] = field(default_factory=list)
 
 
