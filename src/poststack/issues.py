@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from poststack.files import FileProblem, Migration
 from poststack.history import HistoryRow
 from poststack.lock import LockHolder
-from poststack.plan import ChangedFile, MigrationState
+from poststack.plan import ChangedFile, ChangedRollback, MigrationState
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
@@ -48,6 +48,10 @@ KINDS: dict[str, IssueKind] = {k.code: k for k in (
               "an applied file changed in meaning"),
     IssueKind("cosmetic_change", "low", True, "poststack db repair --issue-type cosmetic_change",
               "an applied file changed in comments or whitespace only"),
+    IssueKind("rollback_changed", "high", True,
+              "review the diff, then 'poststack db repair --issue-type rollback_changed --force' to record the "
+              "file, or roll back with --use-recorded (or --allow-changed)",
+              "a rollback file changed in meaning since its migration was applied"),
     IssueKind("missing_file", "medium", True, "poststack db repair --issue-type missing_file",
               "an applied migration has no file"),
     IssueKind("rollback_missing", "info", False, "add a NNN_name.rollback.sql file",
@@ -127,6 +131,41 @@ def changed_file_issues(changed: Iterable[ChangedFile], rows: dict[int, HistoryR
                             if row.semantic_checksum else "no semantic checksum recorded; any edit counts")
             message = f"{c.filename}: changed since it was applied ({row.applied_at:%Y-%m-%d %H:%M})"
         issues.append(Issue.of(c.kind, c.version, message, evidence))
+    return issues
+
+
+_DIFF_LINES = 40  # of evidence per changed rollback; the whole diff is one 'rollback --dry-run' away
+
+
+def changed_rollback_issues(changed: Iterable[ChangedRollback], rows: dict[int, HistoryRow]) -> list[Issue]:
+    """Rollback files that differ from the rollback SQL recorded at apply time.
+
+    A change of meaning is high: ``rollback`` refuses the file (running it would undo something other than
+    what the history says was applied). Comments or whitespace only are low, as for a migration file.
+    """
+    issues = []
+    for c in changed:
+        row = rows[c.version]
+        applied = row.applied_at.isoformat(timespec="seconds")
+        evidence = [f"file: {c.filename} sha256 {c.file_checksum[:12]}",
+                    f"history: rollback sha256 {c.stored_checksum[:12]} recorded when {c.version_text} was applied "
+                    f"({applied})"]
+        diff = c.diff()
+        if c.cosmetic:
+            evidence.append("semantic checksum of the recorded rollback SQL equals the file's: comments or "
+                            "whitespace only")
+            issues.append(Issue.of("rollback_changed", c.version,
+                                   f"{c.filename}: comments or whitespace changed since {c.version_text} was applied",
+                                   evidence, severity="low",
+                                   fix="poststack db repair --issue-type rollback_changed"))
+            continue
+        evidence.append("semantic checksum differs: the statements changed" if c.recorded_sql is not None
+                        else "no rollback SQL recorded to compare with; any edit counts")
+        evidence += diff[:_DIFF_LINES] + ([f"... ({len(diff) - _DIFF_LINES} more diff lines)"]
+                                          if len(diff) > _DIFF_LINES else [])
+        issues.append(Issue.of("rollback_changed", c.version,
+                               f"{c.filename}: changed in meaning since {c.version_text} was applied; rollback "
+                               "refuses it", evidence))
     return issues
 
 
