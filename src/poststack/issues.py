@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from poststack.files import FileProblem, Migration
@@ -85,6 +85,8 @@ class Issue:
     evidence: list[str] = field(default_factory=list)
     auto_fixable: bool = False
     fix: str = ""
+    # stuck_lock: the backend judged stuck (pid and session start), so a fix ends that one and no other.
+    holder: LockHolder | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, code: str, version: int | None, message: str, evidence: Iterable[str] = (), *,
@@ -262,9 +264,10 @@ def stuck_lock_issue(holder: LockHolder, *, threshold: float, now: datetime,
     for row in running:
         evidence.append(f"history: migration {row.version_text} ({row.name}) is 'running', "
                         f"{row.statements_done or 0} statement(s) done")
-    return Issue.of("stuck_lock", None,
-                    f"migration lock held for {age:.0f}s by pid {holder.pid} ({holder.application_name or 'unknown'})",
-                    evidence)
+    found = Issue.of("stuck_lock", None,
+                     f"migration lock held for {age:.0f}s by pid {holder.pid} ({holder.application_name or 'unknown'})",
+                     evidence)
+    return replace(found, holder=holder)
 
 
 def legacy_duplicate_issues(duplicates: Iterable[tuple[str, str, str]], table: str) -> list[Issue]:

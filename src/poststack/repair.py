@@ -102,9 +102,13 @@ class Repairer:
             return
         from poststack.cleaning import Cleaner
 
-        outcome = Cleaner(self.diag).end_lock_holder(dry_run=self.dry_run, command="repair")
+        if issue.holder is None:  # an Issue built by hand, without the backend it was judged on
+            self.skip(issue, "the issue does not name the backend judged stuck; run 'poststack db diagnose' again")
+            return
+        outcome = Cleaner(self.diag).end_lock_holder(dry_run=self.dry_run, command="repair", judged=issue.holder)
         if outcome is None:
-            self.skip(issue, "the lock is free now; nothing to end")
+            self.skip(issue, f"pid {issue.holder.pid}, judged stuck, no longer holds the lock; nothing was ended "
+                             "(a backend that took the lock since is left alone)")
         else:
             self.result.fixed.append(RepairAction("stuck_lock", None, "end_lock_holder", outcome))
 
