@@ -138,10 +138,25 @@ def plan_migrate(state: MigrationState, target: int | None) -> list[Migration]:
     if target not in state.migrations.by_version() and target != 0:
         raise UsageError(f"--target {target}: no migration file has version {target}")
     current = state.current_version
-    if current is not None and target < current:
+    pending = {m.version for m in state.pending}
+    if current is not None and target < current and target not in pending:
+        # Only an applied version (or 0) can be rolled back to: that is what the advice must name.
+        applied = {r.version for r in state.applied}
+        advice = (_rollback_advice(state, target) if target in applied or target == 0
+                  else "see 'poststack db migration-status'")
         raise UsageError(f"--target {target} is below the current version {state.current_version_text}; "
-                         f"use 'poststack db rollback {target}'")
+                         f"{advice}")
+    # A pending target below the current version is an out-of-order apply, refused or allowed as such.
     return [m for m in state.pending if m.version <= target]
+
+
+def _rollback_advice(state: MigrationState, target: int) -> str:
+    """'use rollback N' only when that rollback could run; else why it could not."""
+    try:
+        plan_rollback(state, target)
+    except (RollbackRefused, RollbackChanged) as exc:
+        return f"migrate cannot go down, and 'poststack db rollback {target}' would refuse: {exc}"
+    return f"use 'poststack db rollback {target}' to go down to it"
 
 
 def plan_rollback(state: MigrationState, target: int, *, allow_changed: bool = False,

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from poststack import executor
+from poststack import executor, migrate_hints
 from poststack.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_SCHEMA, validate_schema_name
 from poststack.connection import connect, mask_url
 from poststack.drift import record_snapshot
@@ -147,10 +147,10 @@ class MigrationRunner:
         if dry_run:
             with self.connection() as conn:
                 state = self.state(conn, migrations)
-                return self._checked_plan(state, target, allow_changed, allow_out_of_order, dry_run=True)
-        with self.locked() as conn:
+                return self._checked_plan(state, target, allow_changed, allow_out_of_order, dry_run=True, conn=conn)
+        with self.locked() as conn, migrate_hints.point_to_recover_on_duplicates():
             state = self.state(conn, migrations)
-            result = self._checked_plan(state, target, allow_changed, allow_out_of_order, dry_run=False)
+            result = self._checked_plan(state, target, allow_changed, allow_out_of_order, dry_run=False, conn=conn)
             with self._snapshot_after(conn, result.steps), _checksums_ahead(result.planned):
                 for migration in result.planned:
                     if progress:
@@ -163,6 +163,7 @@ class MigrationRunner:
                     result.to_version = migration.version_text
                     if progress:
                         progress("done", migration.version_text, migration.name)
+            result.to_version = _current_after(state, [s.version for s in result.steps])
             return result
 
     @contextmanager
@@ -183,7 +184,8 @@ class MigrationRunner:
             record_snapshot(conn, self.history.schema)
 
     def _checked_plan(self, state: MigrationState, target: int | None, allow_changed: bool,
-                      allow_out_of_order: bool, *, dry_run: bool) -> MigrateResult:
+                      allow_out_of_order: bool, *, dry_run: bool,
+                      conn: psycopg.Connection[Any] | None = None) -> MigrateResult:
         if state.unfinished:
             row = state.unfinished[0]
             raise StateError(f"migration {row.version_text} ({row.name}) is '{row.status}' after an interrupted "
@@ -192,22 +194,23 @@ class MigrationRunner:
         if blocking and not allow_changed:
             names = ", ".join(c.filename for c in blocking)
             raise ChecksumChanged(f"applied migration file(s) changed since they were applied: {names}; "
-                                  "restore them, run 'poststack db repair', or pass --allow-changed")
+                                  "restore them (the applied text is in the history: 'poststack db repair "
+                                  "--dry-run' shows the diff), record the files with 'poststack db repair "
+                                  "--issue-type checksum_mismatch --force', or pass --allow-changed")
         planned = plan_migrate(state, target)
         for migration in planned:
             _refuse_transaction_control(migration.sql, str(migration.path), migration.no_transaction)
         highest = max((r.version for r in state.rows), default=None)
         late = [m for m in planned if highest is not None and m.version < highest]
         if late and not allow_out_of_order:
-            raise StateError(f"migration {late[0].filename} is older than the newest applied version; "
-                             "pass --allow-out-of-order to apply it anyway")
+            raise migrate_hints.out_of_order_refusal(conn, state, late)
         warnings = [f"{c.filename}: comments or whitespace changed since it was applied (cosmetic)"
                     for c in state.changed if c.kind == "cosmetic_change"]
         warnings += [f"{c.filename}: changed since it was applied (allowed by --allow-changed)"
                      for c in blocking]
         current = state.current_version_text
-        return MigrateResult(dry_run, current, planned[-1].version_text if dry_run and planned else current,
-                             planned=planned, warnings=warnings)
+        after = _current_after(state, [m.version for m in planned]) if dry_run else current
+        return MigrateResult(dry_run, current, after, planned=planned, warnings=warnings)
 
     def rollback(self, target_version: int, *, dry_run: bool = False, progress: Progress | None = None,
                  allow_changed: bool = False, use_recorded: bool = False,
@@ -313,6 +316,13 @@ def _checksums_ahead(planned: list[Migration]) -> Iterator[None]:
         yield
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _current_after(state: MigrationState, applied: list[int]) -> str | None:
+    """The current version once ``applied`` are recorded too: the highest, so out-of-order runs keep it."""
+    written = {r.version: r.version_text for r in state.applied}
+    written.update({m.version: m.version_text for m in state.migrations if m.version in set(applied)})
+    return written[max(written)] if written else None
 
 
 def _warnings(steps: list[RollbackStep]) -> list[str]:

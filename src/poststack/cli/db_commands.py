@@ -14,7 +14,7 @@ from poststack.files import parse_version
 
 if TYPE_CHECKING:
     from poststack.migration_info import MigrationInfo
-    from poststack.schema_migration import RollbackResult
+    from poststack.schema_migration import MigrateResult, RollbackResult
 
 
 def _progress(ctx: CliContext, verb: str):  # noqa: ANN202 - a Progress callback
@@ -60,8 +60,21 @@ def migrate(ctx: CliContext, target: str | None, dry_run: bool, allow_changed: b
         click.echo(f"Nothing to apply; at version {result.from_version or 'none'}.")
         return
     total = sum(s.execution_ms or 0 for s in result.steps)
-    click.echo(f"Applied {len(result.steps)} migration(s): {result.from_version or 'none'} -> "
-               f"{result.to_version} ({total} ms).")
+    click.echo(f"Applied {len(result.steps)} migration(s) ({_applied_list(result)}): "
+               f"{_version_change(result)} ({total} ms).")
+
+
+def _applied_list(result: MigrateResult) -> str:
+    """'002, 003', marking versions applied below the version the run started at: '002 out of order, 004'."""
+    start = int(result.from_version) if result.from_version is not None else None
+    return ", ".join(s.version_text + (" out of order" if start is not None and s.version < start else "")
+                     for s in result.steps)
+
+
+def _version_change(result: MigrateResult) -> str:
+    if result.from_version == result.to_version:
+        return f"current version stays {result.to_version}"
+    return f"{result.from_version or 'none'} -> {result.to_version}"
 
 
 def confirm_or_refuse(action: str, confirm: bool) -> None:
