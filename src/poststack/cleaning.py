@@ -41,7 +41,7 @@ class CleanAction:
     version: int | None = None
     needs_force: bool = False
     details: list[str] = field(default_factory=list)
-    target: str | None = None  # the pid, or the ctid of a legacy row
+    target: str | None = None  # the pid, the ctid of a legacy row, or the identity of a failed history row
 
 
 @dataclass
@@ -117,7 +117,7 @@ class Cleaner:
                                   "applied instead of deleting it")
                 continue
             plan.actions.append(CleanAction("delete_failed_row", f"delete the {row.status} history row of {label}",
-                                            row.version, False, evidence))
+                                            row.version, False, evidence, _row_identity(row)))
 
     def _plan_duplicates(self, conn: psycopg.Connection[Any], plan: CleanPlan) -> None:
         plan.notes.append(f"{self.history.schema}.migrations keys on version: it cannot hold duplicates")
@@ -185,6 +185,11 @@ class Cleaner:
                     if row is None:
                         result.skipped.append((action, "the row is no longer failed or running"))
                         continue
+                    if action.target is not None and _row_identity(row) != action.target:
+                        # what was shown (and confirmed) is not what is there now: a later run wrote this row
+                        result.skipped.append((action, "the row changed since it was shown (another run wrote it "
+                                                       "meanwhile); run clean again to see it"))
+                        continue
                     with conn.transaction():
                         self.history.delete(conn, row.version)
                         self.history.audit(conn, command="clean", action="delete_failed_row", version=row.version,
@@ -200,6 +205,11 @@ class Cleaner:
                     result.skipped.append((action, "the row changed since it was shown"))
                     continue
                 result.done.append(action)
+
+
+def _row_identity(row: Any) -> str:
+    """Which history row an action was planned on: a rerun of the same version writes another one."""
+    return f"{row.status} {row.applied_at.isoformat()} {row.statements_done}"
 
 
 def _same_holder(holder: LockHolder | None, judged: LockHolder) -> bool:

@@ -127,3 +127,26 @@ def test_on_a_terminal_the_prompt_is_answered_under_the_lock(at_003, database_ur
     assert code == 0 and "Rolled back 2 migration(s): 003 -> 001" in text, text
     assert deployer.wait(timeout=120) == 0, deployer.communicate()
     assert versions(database_url) == [1, 2, 3, 4]
+
+
+FAILING_CIC = {"001_t.sql": "CREATE TABLE t (v int);\nINSERT INTO t VALUES (1), (1);\n",
+               "002_u.sql": "-- poststack:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY t_v_key ON t (v);\n"}
+
+
+def test_clean_does_not_delete_a_failed_row_written_after_the_plan_was_shown(make_migrations, database_url):
+    from poststack.cleaning import Cleaner
+    from poststack.errors import MigrationFailed
+    from poststack.migration_diagnostics import MigrationDiagnostics
+
+    directory = make_migrations(FAILING_CIC)
+    with pytest.raises(MigrationFailed):
+        MigrationRunner(database_url, directory).migrate()
+    cleaner = Cleaner(MigrationDiagnostics(database_url, directory))
+    plan = cleaner.plan(locks=False, failed=True, duplicates=False)
+    assert [a.version for a in plan.actions] == [2]
+    with psycopg.connect(database_url, autocommit=True) as conn:  # another run failed on 002 meanwhile
+        conn.execute("UPDATE poststack.migrations SET applied_at = applied_at + interval '1 minute' "
+                     "WHERE version = 2")
+    result = cleaner.apply(plan, force=False)
+    assert result.done == [] and "changed since it was shown" in result.skipped[0][1]
+    assert versions(database_url) == [1, 2]
