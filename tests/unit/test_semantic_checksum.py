@@ -164,3 +164,17 @@ def test_stored_text_is_judged_with_the_current_algorithm(tmp_path: Path, text: 
     # A text that does not hash to the recorded checksum is not evidence: the stored value decides.
     assert not same_meaning(text, "f" * 64, "0" * 64, current)
     assert same_meaning(text, "f" * 64, current.semantic_checksum, current)
+
+
+@pytest.mark.slow
+@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=sql_texts, where=st.integers(min_value=0), filler=fillers, which=st.integers(min_value=0))
+def test_both_properties_at_scale(text: str, where: int, filler: str, which: int) -> None:
+    """The two properties with many more examples (``--run-slow``)."""
+    test_a_comment_or_whitespace_between_any_two_tokens_never_changes_it.hypothesis.inner_test(text, where, filler)
+    candidates = [t for t in tokens(text) if mutated(text, t) is not None]
+    if candidates:
+        edited = mutated(text, candidates[which % len(candidates)])
+        after = semantic_checksum(edited) if edited is not None else None
+        if after is not None:
+            assert after != semantic_checksum(text)
