@@ -75,7 +75,16 @@ class SiblingHistories:
             prefix = self.quoted[schema] + "."
             objects.update(("table", prefix + table) for table in TABLES)
             objects.add(("sequence", prefix + "audit_log_id_seq"))
-        return snapshot.without(objects) if objects else snapshot
+        stripped = snapshot.without(objects) if objects else snapshot
+        # A shared schema stays in scope, but its own entry is the history's doing as much as the objects'
+        # (a dedicated history schema that later gains a table turns shared): only the entry goes, not what
+        # hangs off it (comments, privileges), which is still compared.
+        shared = {self.quoted[schema] for schema in self.shared} & set(stripped.objects.get("schema", {}))
+        if not shared:
+            return stripped
+        kept = dict(stripped.objects)
+        kept["schema"] = {name: attrs for name, attrs in kept["schema"].items() if name not in shared}
+        return Snapshot(kept, stripped.schemas, stripped.server_version)
 
 
 def find(conn: psycopg.Connection[Any], own: Iterable[str]) -> SiblingHistories:

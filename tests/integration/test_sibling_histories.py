@@ -76,3 +76,11 @@ def test_another_tools_migrations_table_is_still_drift(make_migrations, database
                               "CREATE TABLE flyway.audit_log (id int)")
     lines = drift(database_url, a_dir, "poststack")
     assert any("flyway.migrations" in line for line in lines) or any("schema flyway" in line for line in lines)
+
+
+def test_a_table_added_to_a_siblings_history_schema_is_drift_but_its_history_is_not(make_migrations, database_url):
+    a_dir, b_dir = make_migrations(APP_A, "a"), make_migrations({"001_b.sql": "SELECT 1;\n"}, "b")
+    MigrationRunner(database_url, b_dir, history_schema="app_b").migrate()
+    MigrationRunner(database_url, a_dir, history_schema="app_a").migrate()
+    run_by_hand(database_url, "CREATE TABLE app_b.notes (id int)")  # app_b is no longer only a history
+    assert drift(database_url, a_dir, "app_a")[1:] == ["table app_b.notes: created outside poststack"]
