@@ -20,7 +20,7 @@ import psycopg
 
 from poststack.files import load_migrations
 from poststack.legacy import LEGACY_TABLE
-from poststack.lock import LockHolder, lock_holder, migration_lock
+from poststack.lock import LockHolder, lock_holder, migration_lock, terminate_holder
 
 if TYPE_CHECKING:
     from poststack.migration_diagnostics import MigrationDiagnostics
@@ -41,7 +41,7 @@ class CleanAction:
     version: int | None = None
     needs_force: bool = False
     details: list[str] = field(default_factory=list)
-    target: str | None = None  # the pid, or the ctid of a legacy row
+    target: str | None = None  # the pid, the ctid of a legacy row, or the identity of a failed history row
 
 
 @dataclass
@@ -117,7 +117,7 @@ class Cleaner:
                                   "applied instead of deleting it")
                 continue
             plan.actions.append(CleanAction("delete_failed_row", f"delete the {row.status} history row of {label}",
-                                            row.version, False, evidence))
+                                            row.version, False, evidence, _row_identity(row)))
 
     def _plan_duplicates(self, conn: psycopg.Connection[Any], plan: CleanPlan) -> None:
         plan.notes.append(f"{self.history.schema}.migrations keys on version: it cannot hold duplicates")
@@ -136,7 +136,8 @@ class Cleaner:
                 result.skipped.append((action, "needs --force"))
         if force:
             for action in (a for a in plan.actions if a.kind == "end_lock_holder"):
-                if self.end_lock_holder(dry_run=False, command="clean", expected_pid=int(action.target or 0)):
+                if plan.lock is not None and self.end_lock_holder(dry_run=False, command="clean",
+                                                                  judged=plan.lock):
                     result.done.append(action)
                 else:
                     result.skipped.append((action, "the lock was released or taken by another backend meanwhile"))
@@ -145,18 +146,24 @@ class Cleaner:
             self._delete_rows(rows, result)
         return result
 
-    def end_lock_holder(self, *, dry_run: bool, command: str, expected_pid: int | None = None) -> str | None:
-        """Terminate the backend holding the lock, wait for it to go, audit; None when there is none."""
+    def end_lock_holder(self, *, dry_run: bool, command: str, judged: LockHolder) -> str | None:
+        """Terminate ``judged`` (the holder shown to the user), wait for it to go, audit; None when it is gone.
+
+        The backend is identified by pid *and* session start, and terminated only while it still holds the
+        lock, in one statement: a holder that released the lock, or a new healthy holder that took it since
+        (even one reusing the pid), is never ended.
+        """
         with self.diag.connection() as conn:
             holder = lock_holder(conn, self.history.schema)
-            if holder is None or (expected_pid and holder.pid != expected_pid):
+            if holder is None or (holder.pid, holder.backend_start) != (judged.pid, judged.backend_start):
                 return None
-            text = f"pid {holder.pid} holding the migration lock: {holder.describe()}"
+            text = f"pid {judged.pid} holding the migration lock: {judged.describe()}"
             if dry_run:
                 return f"would end {text}"
-            conn.execute("SELECT pg_terminate_backend(%s)", [holder.pid])
+            if not terminate_holder(conn, self.history.schema, judged):
+                return None
             deadline = time.monotonic() + 10
-            while lock_holder(conn, self.history.schema) is not None and time.monotonic() < deadline:
+            while _same_holder(lock_holder(conn, self.history.schema), judged) and time.monotonic() < deadline:
                 time.sleep(0.05)
             with migration_lock(conn, self.history.schema, self.diag.lock_timeout):
                 self.history.ensure(conn)
@@ -178,6 +185,11 @@ class Cleaner:
                     if row is None:
                         result.skipped.append((action, "the row is no longer failed or running"))
                         continue
+                    if action.target is not None and _row_identity(row) != action.target:
+                        # what was shown (and confirmed) is not what is there now: a later run wrote this row
+                        result.skipped.append((action, "the row changed since it was shown (another run wrote it "
+                                                       "meanwhile); run clean again to see it"))
+                        continue
                     with conn.transaction():
                         self.history.delete(conn, row.version)
                         self.history.audit(conn, command="clean", action="delete_failed_row", version=row.version,
@@ -193,3 +205,12 @@ class Cleaner:
                     result.skipped.append((action, "the row changed since it was shown"))
                     continue
                 result.done.append(action)
+
+
+def _row_identity(row: Any) -> str:
+    """Which history row an action was planned on: a rerun of the same version writes another one."""
+    return f"{row.status} {row.applied_at.isoformat()} {row.statements_done}"
+
+
+def _same_holder(holder: LockHolder | None, judged: LockHolder) -> bool:
+    return holder is not None and (holder.pid, holder.backend_start) == (judged.pid, judged.backend_start)

@@ -27,7 +27,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb, set_json_loads
 
-from poststack import ignored_objects
+from poststack import ignored_objects, sibling_histories
 from poststack.fingerprint import STATEMENT, catalog_fingerprint, fingerprint_of
 from poststack.snapshot import Snapshot, loads, snapshot
 
@@ -119,7 +119,8 @@ def _current_version(conn: psycopg.Connection[Any], history_schema: str) -> str 
 
 
 def record_snapshot(conn: psycopg.Connection[Any], history_schema: str) -> StoredSnapshot:
-    """Snapshot the schema (without the history schema) and store it as the current reference.
+    """Snapshot the schema (without the history schema, nor other applications' poststack histories: see
+    ``poststack.sibling_histories``) and store it as the current reference.
 
     Call once at the end of a migrate, rollback or recover run that changed something, on the connection
     that holds the migration lock (the table is created on first use, which must not race). The fingerprint
@@ -131,7 +132,8 @@ def record_snapshot(conn: psycopg.Connection[Any], history_schema: str) -> Store
         if not _has_fingerprint_column(conn, table):
             cur.execute(sql.SQL(_ADD_FINGERPRINT).format(table=table))
         fingerprint = catalog_fingerprint(conn, (history_schema,))
-        current = snapshot(conn, exclude_schemas=(history_schema,))
+        siblings = sibling_histories.find(conn, (history_schema,))
+        current = siblings.strip(snapshot(conn, exclude_schemas=siblings.exclude_schemas(history_schema)))
         version = _current_version(conn, history_schema)
         row = cur.execute(
             sql.SQL("INSERT INTO {} AS s (id, taken_at, after_version, snapshot, fingerprint) "
@@ -193,10 +195,13 @@ def check_drift(conn: psycopg.Connection[Any], history_schema: str, *,
         return DriftCheck(False, reason="the recorded snapshot is in a format this version does not read")
     if not is_comparable(conn, history_schema, stored):
         return DriftCheck(False, reason="the snapshot was recorded on another PostgreSQL major version")
-    live = snapshot(conn, exclude_schemas=(history_schema,))
-    # Another tool's tables that ``db adopt`` left in place are that tool's business, never drift.
+    # Other applications' histories are left out of both sides: a reference stored before they were
+    # recognised may still hold them. Another tool's tables that ``db adopt`` left in place are that tool's
+    # business, never drift.
+    siblings = sibling_histories.find(conn, (history_schema,))
+    live = siblings.strip(snapshot(conn, exclude_schemas=siblings.exclude_schemas(history_schema)))
     ignore = {*ignore, *ignored_objects.exclusions(ignored_objects.read(conn, history_schema), stored.snapshot, live)}
-    before = stored.snapshot.without(ignore)
+    before = siblings.strip(stored.snapshot).without(ignore)
     after = live.without(ignore)
     differences = before.diff(after, missing="dropped outside poststack", added="created outside poststack")
     drift = Drift(stored.after_version, stored.taken_at, differences) if differences else None

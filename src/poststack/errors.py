@@ -19,6 +19,8 @@ class PoststackError(Exception):
 
     code: str = "error"
     exit_code: int = EXIT_ISSUES
+    # Lines of evidence shown before the one ``error:`` line (a diff, two plans); never part of the message.
+    details: tuple[str, ...] = ()
 
 
 class UsageError(PoststackError):
@@ -98,3 +100,29 @@ class StateError(PoststackError):
 
     code = "state_error"
     exit_code = EXIT_ISSUES
+
+
+class RollbackChanged(ChecksumChanged):
+    """A rollback file's meaning changed since its migration was applied; nothing was rolled back.
+
+    ``details`` holds the unified diff of the rollback SQL recorded at apply time against the file.
+    """
+
+    code = "rollback_changed"
+
+    def __init__(self, message: str, diff: list[str]) -> None:
+        super().__init__(message)
+        self.details = tuple(diff)
+
+
+class PlanChanged(StateError):
+    """The plan made under the migration lock differs from the one that was confirmed; nothing was done.
+
+    ``details`` shows both plans.
+    """
+
+    code = "plan_changed"
+
+    def __init__(self, message: str, details: list[str]) -> None:
+        super().__init__(message)
+        self.details = tuple(details)

@@ -6,6 +6,7 @@ because a silently ignored file is a migration that silently never runs.
 
 from __future__ import annotations
 
+import difflib
 import errno
 import hashlib
 import os
@@ -46,6 +47,43 @@ def checksum_of(data: bytes) -> str:
     return hashlib.sha256(normalize_bytes(data)).hexdigest()
 
 
+def semantic_checksum_of(text: str) -> str | None:
+    """The semantic checksum of a text, or None above the size limit or when pglast cannot parse it.
+
+    pglast's JSON tree costs about 100x the text in memory: a 50 MB data load would need gigabytes and
+    could be killed mid-deploy. Above the limit any edit counts as a change in meaning, which is safe.
+    """
+    if len(text) > SEMANTIC_CHECKSUM_MAX_CHARS:
+        return None
+    return semantic_checksum(text)
+
+
+def same_meaning(recorded_text: str | None, recorded_checksum: str | None, recorded_semantic: str | None,
+                 current: SqlFile) -> bool:
+    """Whether a file means what the history recorded, when their bytes differ.
+
+    The recorded text is the evidence when it still hashes to the recorded checksum (it is then exactly what
+    ran): its semantic checksum is computed now, with the current algorithm. That is also how semantic
+    checksums stored by an older poststack (whose parse trees kept some source positions) are treated: they
+    are not compared at all while the stored text can be. Only a row whose text cannot be verified (an
+    import without SQL) falls back to the stored semantic checksum, where an algorithm difference can only
+    make a cosmetic edit look like a change of meaning: the safe direction.
+    """
+    now = current.semantic_checksum
+    if now is None:
+        return False
+    if recorded_text is not None and recorded_checksum is not None and hashlib.sha256(
+            recorded_text.encode()).hexdigest() == recorded_checksum:
+        return semantic_checksum_of(recorded_text) == now
+    return recorded_semantic is not None and recorded_semantic == now
+
+
+def unified_diff(stored: str, current: str, stored_name: str, current_name: str) -> list[str]:
+    """Lines of a unified diff between a recorded text and a file's, for evidence shown to a user."""
+    return [line.rstrip("\n") for line in difflib.unified_diff(
+        stored.splitlines(keepends=True), current.splitlines(keepends=True), stored_name, current_name)]
+
+
 def parse_version(text: str, option: str = "--target") -> int:
     """A version as the user wrote it ('002' or '2'): leading zeros do not matter."""
     value = text.strip()
@@ -83,11 +121,7 @@ class SqlFile:
 
     @cached_property
     def semantic_checksum(self) -> str | None:
-        # pglast's JSON tree costs about 100x the text in memory: a 50 MB data load would need gigabytes and
-        # could be killed mid-deploy. Above the limit any edit counts as a change in meaning, which is safe.
-        if len(self.text) > SEMANTIC_CHECKSUM_MAX_CHARS:
-            return None
-        return semantic_checksum(self.text)
+        return semantic_checksum_of(self.text)
 
 
 @dataclass(frozen=True)

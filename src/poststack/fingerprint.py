@@ -19,16 +19,16 @@ row: ``pg_aggregate`` (with its ``pg_proc`` row), ``pg_range`` and ``pg_partitio
 creation, with ``pg_type`` / ``pg_class`` rows), ``pg_am`` (an access method can be neither renamed nor
 dropped while used).
 
-Why it stays put when the schema does. Rows are counted only in the snapshot's scope: schemas other than
-the history schema, ``pg_catalog``, ``information_schema``, ``pg_toast*`` and ``pg_temp*``, so another
-session's temporary tables, TOAST tables and poststack's own history writes are invisible (objects users
-create have OIDs from 16384 up, which lets the scans skip the built-in rows). VACUUM, autovacuum and
-ANALYZE update ``pg_class`` (page counts, frozen xids) in place, which keeps ``xmin`` (checked on
-PostgreSQL 18; in place on every version since long before 13); even so ``pg_class`` is digested by the
-contents of the columns the snapshot reads rather than by ``xmin``, because TRUNCATE, VACUUM FULL,
-CLUSTER, REINDEX and REFRESH MATERIALIZED VIEW rewrite its rows (a new relfilenode) without changing the
-schema, and those run routinely. ``pg_index`` adds the validity flags to ``xmin``: CREATE INDEX
-CONCURRENTLY flips them with an in-place update on older servers.
+Why it stays put when the schema does. Rows are counted only in the snapshot's scope: schemas other than the
+history schema (and other applications' dedicated poststack history schemas), ``pg_catalog``,
+``information_schema``, ``pg_toast*`` and ``pg_temp*``, so another session's temporary tables, TOAST tables
+and poststack's own history writes are invisible (objects users create have OIDs from 16384 up, which lets the
+scans skip the built-in rows). VACUUM, autovacuum and ANALYZE update ``pg_class`` (page counts, frozen xids)
+in place, which keeps ``xmin`` (checked on PostgreSQL 18; in place on every version since long before 13);
+even so ``pg_class`` is digested by the contents of the columns the snapshot reads rather than by ``xmin``,
+because TRUNCATE, VACUUM FULL, CLUSTER, REINDEX and REFRESH MATERIALIZED VIEW rewrite its rows (a new
+relfilenode) without changing the schema, and those run routinely. ``pg_index`` adds the validity flags to
+``xmin``: CREATE INDEX CONCURRENTLY flips them with an in-place update on older servers.
 
 What still triggers a (harmless) full comparison: CLUSTER marking a new index, REINDEX CONCURRENTLY (a new
 index row), ALTER ... SET STATISTICS, CREATE OR REPLACE of an unchanged function or view, roles created or
@@ -48,10 +48,12 @@ from typing import Any
 
 import psycopg
 
+from poststack.sibling_histories import DEDICATED_NAMES
 from poststack.snapshot_queries import USER_SCHEMA
 
 # Bump when the statement below changes what it digests: a stored digest of another version never matches.
-VERSION = 3
+# 4: other applications' dedicated poststack history schemas are out of scope (see sibling_histories).
+VERSION = 4
 FIRST_USER_OID = 16384  # FirstNormalObjectId: everything initdb creates has a lower OID
 
 # Catalogs whose rows name their schema: (catalog, namespace column).
@@ -128,7 +130,7 @@ def _statement() -> str:
     # user OIDs is near zero: filters on OID ranges stay off join keys (a nested loop would rescan the range
     # per relation), and the scope by schema is an array test rather than a join.
     return (f"WITH ns AS MATERIALIZED (SELECT oid FROM pg_catalog.pg_namespace WHERE {USER_SCHEMA} "
-            "AND nspname <> ALL(%(excluded)s::pg_catalog.text[])),\n"
+            f"AND nspname <> ALL(%(excluded)s::pg_catalog.text[]) AND nspname <> ALL({DEDICATED_NAMES})),\n"
             "rel AS MATERIALIZED (SELECT c.oid, c.relkind FROM pg_catalog.pg_class c "
             f"WHERE c.relnamespace {in_scope})\n"
             "SELECT pg_catalog.string_agg(part || '=' || n || '/' || coalesce(h, 0), ' ' ORDER BY part) FROM (\n"

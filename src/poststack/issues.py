@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from poststack.files import FileProblem, Migration
 from poststack.history import HistoryRow
 from poststack.lock import LockHolder
-from poststack.plan import ChangedFile, MigrationState
+from poststack.plan import ChangedFile, ChangedRollback, MigrationState
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
@@ -51,6 +51,10 @@ KINDS: dict[str, IssueKind] = {k.code: k for k in (
               "an applied file changed in meaning"),
     IssueKind("cosmetic_change", "low", True, "poststack db repair --issue-type cosmetic_change",
               "an applied file changed in comments or whitespace only"),
+    IssueKind("rollback_changed", "high", True,
+              "review the diff, then 'poststack db repair --issue-type rollback_changed --force' to record the "
+              "file, or roll back with --use-recorded (or --allow-changed)",
+              "a rollback file changed in meaning since its migration was applied"),
     IssueKind("missing_file", "medium", True, "poststack db repair --issue-type missing_file",
               "an applied migration has no file"),
     IssueKind("rollback_missing", "info", False, "add a NNN_name.rollback.sql file",
@@ -84,6 +88,8 @@ class Issue:
     evidence: list[str] = field(default_factory=list)
     auto_fixable: bool = False
     fix: str = ""
+    # stuck_lock: the backend judged stuck (pid and session start), so a fix ends that one and no other.
+    holder: LockHolder | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, code: str, version: int | None, message: str, evidence: Iterable[str] = (), *,
@@ -130,6 +136,41 @@ def changed_file_issues(changed: Iterable[ChangedFile], rows: dict[int, HistoryR
                             if row.semantic_checksum else "no semantic checksum recorded; any edit counts")
             message = f"{c.filename}: changed since it was applied ({row.applied_at:%Y-%m-%d %H:%M})"
         issues.append(Issue.of(c.kind, c.version, message, evidence))
+    return issues
+
+
+_DIFF_LINES = 40  # of evidence per changed rollback; the whole diff is one 'rollback --dry-run' away
+
+
+def changed_rollback_issues(changed: Iterable[ChangedRollback], rows: dict[int, HistoryRow]) -> list[Issue]:
+    """Rollback files that differ from the rollback SQL recorded at apply time.
+
+    A change of meaning is high: ``rollback`` refuses the file (running it would undo something other than
+    what the history says was applied). Comments or whitespace only are low, as for a migration file.
+    """
+    issues = []
+    for c in changed:
+        row = rows[c.version]
+        applied = row.applied_at.isoformat(timespec="seconds")
+        evidence = [f"file: {c.filename} sha256 {c.file_checksum[:12]}",
+                    f"history: rollback sha256 {c.stored_checksum[:12]} recorded when {c.version_text} was applied "
+                    f"({applied})"]
+        diff = c.diff()
+        if c.cosmetic:
+            evidence.append("semantic checksum of the recorded rollback SQL equals the file's: comments or "
+                            "whitespace only")
+            issues.append(Issue.of("rollback_changed", c.version,
+                                   f"{c.filename}: comments or whitespace changed since {c.version_text} was applied",
+                                   evidence, severity="low",
+                                   fix="poststack db repair --issue-type rollback_changed"))
+            continue
+        evidence.append("semantic checksum differs: the statements changed" if c.recorded_sql is not None
+                        else "no rollback SQL recorded to compare with; any edit counts")
+        evidence += diff[:_DIFF_LINES] + ([f"... ({len(diff) - _DIFF_LINES} more diff lines)"]
+                                          if len(diff) > _DIFF_LINES else [])
+        issues.append(Issue.of("rollback_changed", c.version,
+                               f"{c.filename}: changed in meaning since {c.version_text} was applied; rollback "
+                               "refuses it", evidence))
     return issues
 
 
@@ -226,9 +267,10 @@ def stuck_lock_issue(holder: LockHolder, *, threshold: float, now: datetime,
     for row in running:
         evidence.append(f"history: migration {row.version_text} ({row.name}) is 'running', "
                         f"{row.statements_done or 0} statement(s) done")
-    return Issue.of("stuck_lock", None,
-                    f"migration lock held for {age:.0f}s by pid {holder.pid} ({holder.application_name or 'unknown'})",
-                    evidence)
+    found = Issue.of("stuck_lock", None,
+                     f"migration lock held for {age:.0f}s by pid {holder.pid} ({holder.application_name or 'unknown'})",
+                     evidence)
+    return replace(found, holder=holder)
 
 
 def legacy_duplicate_issues(duplicates: Iterable[tuple[str, str, str]], table: str) -> list[Issue]:

@@ -75,6 +75,25 @@ def lock_holder(conn: psycopg.Connection[Any], schema: str) -> LockHolder | None
     return LockHolder(row[0], row[1], row[2], row[3], row[4], row[5], row[6], list(row[7] or []), row[8])
 
 
+# Ends the backend only while it is the one that was judged (same pid, same session start) and still holds
+# the lock: one statement, so neither a released lock nor a reused pid can redirect the termination.
+_TERMINATE_JUDGED = """
+SELECT pg_terminate_backend(a.pid)
+FROM pg_stat_activity a
+WHERE a.pid = %s AND a.backend_start IS NOT DISTINCT FROM %s AND EXISTS (
+  SELECT 1 FROM pg_locks l
+  WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s
+    AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+"""
+
+
+def terminate_holder(conn: psycopg.Connection[Any], schema: str, judged: LockHolder) -> bool:
+    """End ``judged`` if, and only if, it still holds the lock; False when another backend (or none) does."""
+    high, low = _split_key(lock_key(schema))
+    row = conn.execute(_TERMINATE_JUDGED, [judged.pid, judged.backend_start, high, low]).fetchone()
+    return bool(row and row[0])
+
+
 def try_lock(conn: psycopg.Connection[Any], key: int) -> bool:
     row = conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()
     return bool(row and row[0])

@@ -15,15 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from poststack import judged_catalog
 from poststack.drift import record_snapshot
 from poststack.errors import EXIT_ISSUES, EXIT_OK, UsageError
 from poststack.files import Migration
 from poststack.history import History, HistoryRow
-from poststack.ignored_objects import exclusions, read
 from poststack.judgement import judge
 from poststack.recovery import migration_of_row
 from poststack.replay import EvidenceUnavailable, replay
-from poststack.snapshot import snapshot
 
 if TYPE_CHECKING:
     from poststack.schema_migration import MigrationRunner
@@ -100,8 +99,7 @@ def _plan(conn: psycopg.Connection[Any], runner: MigrationRunner, result: MarkRe
     except EvidenceUnavailable as exc:
         result.evidence = [f"no replayed states: {exc}"]
         return files, rows
-    catalog = snapshot(conn, exclude_schemas=(history.schema,))
-    catalog = catalog.without(exclusions(read(conn, history.schema), catalog))  # another tool's, after adopt
+    catalog = judged_catalog.read(conn, history.schema)
     j = judge(catalog, states, len(applied))
     result.consistent = j.consistent
     result.outside = j.outside

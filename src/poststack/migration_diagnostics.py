@@ -189,6 +189,7 @@ def derive_issues(facts: Facts, *, lock_age: float, directory: str) -> list[Issu
     found: list[Issue] = []
     found += checks.file_problem_issues(facts.migrations.problems, [r.version for r in state.missing_files])
     found += checks.changed_file_issues(state.changed, rows)
+    found += checks.changed_rollback_issues(state.changed_rollbacks, rows)
     found += checks.missing_file_issues(state.missing_files, directory)
     found += checks.rollback_missing_issues(facts.migrations)
     running = [r for r in state.unfinished if r.status == "running"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from poststack.errors import UsageError
+from poststack.files import Migration
+from poststack.history import HistoryRow
 from poststack.plan import MigrationState
 
 
@@ -25,6 +27,10 @@ class MigrationInfo:
     no_transaction: bool
     source: str | None
     path: str | None
+    # The rollback file against the rollback SQL recorded at apply time: unchanged | changed | cosmetic_change
+    # | not_recorded (the file came after the migration) | file_missing (recorded, no file); None when pending
+    # or when there is neither.
+    rollback_status: str | None = None
 
 
 def describe(state: MigrationState, version: int | None = None) -> list[MigrationInfo]:
@@ -32,6 +38,7 @@ def describe(state: MigrationState, version: int | None = None) -> list[Migratio
     files = state.migrations.by_version()
     rows = {r.version: r for r in state.rows}
     changed = {c.version: c.kind for c in state.changed}
+    rollbacks = {c.version: "cosmetic_change" if c.cosmetic else "changed" for c in state.changed_rollbacks}
     versions = sorted(set(files) | set(rows))
     if version is not None:
         if version not in versions:
@@ -64,5 +71,19 @@ def describe(state: MigrationState, version: int | None = None) -> list[Migratio
             no_transaction=m.no_transaction if m else bool(row and row.no_transaction),
             source=row.source if row else None,
             path=str(m.path) if m else None,
+            rollback_status=_rollback_status(m, row, rollbacks.get(v)),
         ))
     return infos
+
+
+def _rollback_status(migration: Migration | None, row: HistoryRow | None, changed: str | None) -> str | None:
+    if row is None or migration is None:
+        return None
+    has_file, recorded = migration.rollback is not None, row.rollback_checksum is not None
+    if changed:
+        return changed
+    if has_file and recorded:
+        return "unchanged"
+    if has_file:
+        return "not_recorded"
+    return "file_missing" if recorded else None

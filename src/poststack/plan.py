@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from poststack.errors import RollbackRefused, UsageError
-from poststack.files import Migration, MigrationSet, header_directives
+from poststack.errors import RollbackChanged, RollbackRefused, UsageError
+from poststack.files import Migration, MigrationSet, header_directives, same_meaning, unified_diff
 from poststack.history import HistoryRow
 
 
@@ -26,13 +26,45 @@ class ChangedFile:
 
 
 @dataclass(frozen=True)
+class ChangedRollback:
+    """An applied migration whose rollback file differs from the rollback SQL recorded when it was applied.
+
+    ``cosmetic`` is True when only comments or whitespace changed (the semantic checksum of the recorded
+    text equals the file's); a rollback file that did not exist at apply time is not a change (nothing was
+    recorded to compare it with).
+    """
+
+    version: int
+    version_text: str
+    filename: str  # the rollback file's name
+    path: str
+    cosmetic: bool
+    stored_checksum: str
+    file_checksum: str
+    recorded_sql: str | None = field(default=None, repr=False)
+    file_sql: str = field(default="", repr=False)
+
+    @property
+    def kind(self) -> str:
+        return "cosmetic" if self.cosmetic else "changed"
+
+    def diff(self) -> list[str]:
+        """The unified diff of the recorded rollback SQL against the file."""
+        if self.recorded_sql is None:
+            return [f"(the history holds no rollback SQL for {self.version_text}, only its checksum)"]
+        return unified_diff(self.recorded_sql, self.file_sql,
+                            f"history:{self.filename}", self.path)
+
+
+@dataclass(frozen=True)
 class RollbackStep:
     """One migration to undo, with the rollback SQL to run and where it came from."""
 
     row: HistoryRow
     sql: str
-    source: str  # path of the rollback file, or "history" when the file is gone and the stored text is used
+    source: str  # path of the rollback file, or "history" when the recorded text is used
     no_transaction: bool
+    warning: str | None = None  # e.g. the rollback file changed cosmetically since apply
 
 
 @dataclass
@@ -47,6 +79,7 @@ class MigrationState:
     changed: list[ChangedFile] = field(default_factory=list)
     missing_files: list[HistoryRow] = field(default_factory=list)
     out_of_order: list[Migration] = field(default_factory=list)
+    changed_rollbacks: list[ChangedRollback] = field(default_factory=list)
 
     @property
     def current_version(self) -> int | None:
@@ -70,12 +103,15 @@ def compare(migrations: MigrationSet, rows: list[HistoryRow]) -> MigrationState:
         migration = files.get(row.version)
         if migration is None:
             state.missing_files.append(row)
-        elif migration.checksum != row.checksum:
-            same_meaning = (row.semantic_checksum is not None
-                            and row.semantic_checksum == migration.semantic_checksum)
-            state.changed.append(ChangedFile(row.version, row.version_text, migration.filename,
-                                             "cosmetic_change" if same_meaning else "checksum_mismatch",
-                                             row.checksum, migration.checksum))
+        else:
+            if migration.checksum != row.checksum:
+                cosmetic = same_meaning(row.sql, row.checksum, row.semantic_checksum, migration.up)
+                state.changed.append(ChangedFile(row.version, row.version_text, migration.filename,
+                                                 "cosmetic_change" if cosmetic else "checksum_mismatch",
+                                                 row.checksum, migration.checksum))
+            changed_rollback = _changed_rollback(row, migration)
+            if changed_rollback is not None:
+                state.changed_rollbacks.append(changed_rollback)
     highest = max((r.version for r in rows), default=None)
     for migration in migrations:
         if migration.version not in recorded:
@@ -85,6 +121,16 @@ def compare(migrations: MigrationSet, rows: list[HistoryRow]) -> MigrationState:
     return state
 
 
+def _changed_rollback(row: HistoryRow, migration: Migration) -> ChangedRollback | None:
+    """The rollback file against what was recorded at apply time (byte checksum, then meaning)."""
+    rollback = migration.rollback
+    if rollback is None or row.rollback_checksum is None or rollback.checksum == row.rollback_checksum:
+        return None
+    cosmetic = same_meaning(row.rollback_sql, row.rollback_checksum, None, rollback)
+    return ChangedRollback(row.version, row.version_text, rollback.path.name, str(rollback.path), cosmetic,
+                           row.rollback_checksum, rollback.checksum, row.rollback_sql, rollback.text)
+
+
 def plan_migrate(state: MigrationState, target: int | None) -> list[Migration]:
     """The pending migrations up to and including target, in version order."""
     if target is None:
@@ -92,17 +138,39 @@ def plan_migrate(state: MigrationState, target: int | None) -> list[Migration]:
     if target not in state.migrations.by_version() and target != 0:
         raise UsageError(f"--target {target}: no migration file has version {target}")
     current = state.current_version
-    if current is not None and target < current:
+    pending = {m.version for m in state.pending}
+    if current is not None and target < current and target not in pending:
+        # Only an applied version (or 0) can be rolled back to: that is what the advice must name.
+        applied = {r.version for r in state.applied}
+        advice = (_rollback_advice(state, target) if target in applied or target == 0
+                  else "see 'poststack db migration-status'")
         raise UsageError(f"--target {target} is below the current version {state.current_version_text}; "
-                         f"use 'poststack db rollback {target}'")
+                         f"{advice}")
+    # A pending target below the current version is an out-of-order apply, refused or allowed as such.
     return [m for m in state.pending if m.version <= target]
 
 
-def plan_rollback(state: MigrationState, target: int) -> list[RollbackStep]:
+def _rollback_advice(state: MigrationState, target: int) -> str:
+    """'use rollback N' only when that rollback could run; else why it could not."""
+    try:
+        plan_rollback(state, target)
+    except (RollbackRefused, RollbackChanged) as exc:
+        return f"migrate cannot go down, and 'poststack db rollback {target}' would refuse: {exc}"
+    return f"use 'poststack db rollback {target}' to go down to it"
+
+
+def plan_rollback(state: MigrationState, target: int, *, allow_changed: bool = False,
+                  use_recorded: bool = False) -> list[RollbackStep]:
     """Applied migrations newer than target, newest first, each with its rollback SQL.
 
-    Everything is checked before anything runs: an unknown target or a missing rollback refuses the lot.
+    Everything is checked before anything runs: an unknown target, a missing rollback or a rollback file
+    whose meaning changed since apply refuses the lot. A changed file runs only with ``allow_changed``;
+    ``use_recorded`` runs the rollback SQL recorded at apply time instead of the file wherever the history
+    holds one (a rollback file written after its migration was applied has no recorded text, so it runs).
+    A cosmetic edit (comments, whitespace) runs the file, with a warning on the step.
     """
+    if allow_changed and use_recorded:
+        raise UsageError("--allow-changed and --use-recorded contradict each other; pass one of them")
     applied_versions = {r.version for r in state.applied}
     if target != 0 and target not in applied_versions:
         raise RollbackRefused(f"rollback target {target} is not an applied version (applied: "
@@ -112,18 +180,38 @@ def plan_rollback(state: MigrationState, target: int) -> list[RollbackStep]:
         raise RollbackRefused(f"migration {row.version_text} ({row.name}) is {row.status}; "
                               "run 'poststack db diagnose' before rolling back")
     files = state.migrations.by_version()
+    changed = {c.version: c for c in state.changed_rollbacks}
     steps = []
+    refused: list[ChangedRollback] = []
     for row in sorted((r for r in state.applied if r.version > target), key=lambda r: -r.version):
         migration = files.get(row.version)
-        if migration is not None and migration.rollback is not None:
-            rollback = migration.rollback
-            no_tx = migration.no_transaction or "poststack:no-transaction" in header_directives(rollback.text)
-            steps.append(RollbackStep(row, rollback.text, str(rollback.path), no_tx))
-        elif migration is None and row.rollback_sql:
+        if row.rollback_sql and (migration is None or use_recorded):
             no_tx = row.no_transaction or "poststack:no-transaction" in header_directives(row.rollback_sql)
             steps.append(RollbackStep(row, row.rollback_sql, "history", no_tx))
+        elif migration is not None and migration.rollback is not None:
+            rollback = migration.rollback
+            no_tx = migration.no_transaction or "poststack:no-transaction" in header_directives(rollback.text)
+            change = changed.get(row.version)
+            warning = None
+            if change is not None and change.cosmetic:
+                warning = f"{change.filename}: comments or whitespace changed since {row.version_text} was applied"
+            elif change is not None and allow_changed:
+                warning = (f"{change.filename}: changed since {row.version_text} was applied "
+                           "(allowed by --allow-changed)")
+            elif change is not None:
+                refused.append(change)
+            steps.append(RollbackStep(row, rollback.text, str(rollback.path), no_tx, warning))
         else:
             where = migration.filename if migration else f"version {row.version_text}"
-            raise RollbackRefused(f"{where}: no rollback file ({row.version_text}_{row.name}.rollback.sql); "
-                                  "nothing was rolled back")
+            recorded = (" (the history holds the rollback SQL recorded at apply time: pass --use-recorded "
+                        "to run it)" if row.rollback_sql else "")
+            raise RollbackRefused(f"{where}: no rollback file ({row.version_text}_{row.name}.rollback.sql)"
+                                  f"{recorded}; nothing was rolled back")
+    if refused:
+        names = ", ".join(c.filename for c in refused)
+        diff = [line for c in refused for line in c.diff()]
+        raise RollbackChanged(f"rollback file(s) changed in meaning since their migration was applied: {names}; "
+                              "nothing was rolled back. Review the diff (recorded -> file), then pass "
+                              "--allow-changed to run the file(s) or --use-recorded to run the rollback SQL "
+                              "recorded at apply time", diff)
     return steps

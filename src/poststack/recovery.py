@@ -27,15 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from poststack import judged_catalog
 from poststack.drift import record_snapshot
 from poststack.errors import EXIT_ISSUES, EXIT_OK
 from poststack.files import Migration, SqlFile
 from poststack.history import History, HistoryRow
-from poststack.ignored_objects import exclusions, read
 from poststack.judgement import Judgement, judge
 from poststack.legacy import LEGACY_TABLE, LegacyRow, legacy_migration, legacy_rows
 from poststack.replay import replay, replay_sequence
-from poststack.snapshot import snapshot
 
 if TYPE_CHECKING:
     from poststack.schema_migration import MigrationRunner
@@ -246,8 +245,7 @@ def _make_plan(conn: psycopg.Connection[Any], history: History, migrations: list
     if not claimed and not pending:
         return _Plan(result, {}, legacy)
     origins = {m.version: "file" for m in steps} | {m.version: "legacy" for m in claimed}
-    catalog = snapshot(conn, exclude_schemas=(history.schema,))
-    catalog = catalog.without(exclusions(read(conn, history.schema), catalog))  # another tool's, after adopt
+    catalog = judged_catalog.read(conn, history.schema)
     states = replay(target_url, steps, start=max(len(applied) - 1, 0), dev_url=dev_url)
     judgement = judge(catalog, states, len(applied))
     result.steps += _legacy_consistent(plan_from_states(judgement, steps, origins, force=force))

@@ -9,7 +9,6 @@ database ran the old text and re-recording claims otherwise.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -20,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from poststack.errors import PoststackError
-from poststack.files import checksum_of, load_migrations
+from poststack.files import checksum_of, load_migrations, unified_diff
 from poststack.history import HistoryRow
 from poststack.issues import Issue
 from poststack.lock import migration_lock
@@ -28,7 +27,8 @@ from poststack.lock import migration_lock
 if TYPE_CHECKING:
     from poststack.migration_diagnostics import Facts, MigrationDiagnostics
 
-LOCKED_CODES = ("cosmetic_change", "checksum_mismatch", "missing_file", "failed_migration", "invalid_index")
+LOCKED_CODES = ("cosmetic_change", "checksum_mismatch", "rollback_changed", "missing_file", "failed_migration",
+                "invalid_index")
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class RepairAction:
 
     code: str
     version: int | None
-    action: str  # rechecksum | restore_file | mark_applied | retry | drop_invalid_index | recover |
+    action: str  # rechecksum | rerecord_rollback | restore_file | mark_applied | retry | drop_invalid_index | recover |
     #              end_lock_holder
     description: str
     details: list[str] = field(default_factory=list)
@@ -64,11 +64,6 @@ class RepairResult:
 class _Plan:
     action: RepairAction
     apply: Callable[[psycopg.Connection[Any]], None]
-
-
-def unified_diff(stored: str, current: str, stored_name: str, current_name: str) -> list[str]:
-    return [line.rstrip("\n") for line in difflib.unified_diff(
-        stored.splitlines(keepends=True), current.splitlines(keepends=True), stored_name, current_name)]
 
 
 class Repairer:
@@ -107,9 +102,13 @@ class Repairer:
             return
         from poststack.cleaning import Cleaner
 
-        outcome = Cleaner(self.diag).end_lock_holder(dry_run=self.dry_run, command="repair")
+        if issue.holder is None:  # an Issue built by hand, without the backend it was judged on
+            self.skip(issue, "the issue does not name the backend judged stuck; run 'poststack db diagnose' again")
+            return
+        outcome = Cleaner(self.diag).end_lock_holder(dry_run=self.dry_run, command="repair", judged=issue.holder)
         if outcome is None:
-            self.skip(issue, "the lock is free now; nothing to end")
+            self.skip(issue, f"pid {issue.holder.pid}, judged stuck, no longer holds the lock; nothing was ended "
+                             "(a backend that took the lock since is left alone)")
         else:
             self.result.fixed.append(RepairAction("stuck_lock", None, "end_lock_holder", outcome))
 
@@ -154,7 +153,8 @@ class Repairer:
 
     def _plan(self, conn: psycopg.Connection[Any], facts: Facts, issue: Issue) -> _Plan | None:
         handler = {"cosmetic_change": self._rechecksum, "checksum_mismatch": self._rechecksum,
-                   "missing_file": self._restore_file, "failed_migration": self._unfinished,
+                   "rollback_changed": self._rerecord_rollback, "missing_file": self._restore_file,
+                   "failed_migration": self._unfinished,
                    "invalid_index": self._unfinished}[issue.code]
         return handler(conn, facts, issue)
 
@@ -213,6 +213,39 @@ class Repairer:
         action = RepairAction(issue.code, version, "rechecksum",
                               f"re-record checksum of {migration.filename} ({row.checksum[:12]} -> "
                               f"{migration.checksum[:12]})", diff)
+        return _Plan(action, write)
+
+    def _rerecord_rollback(self, conn: psycopg.Connection[Any], facts: Facts, issue: Issue) -> _Plan | None:
+        """Record the rollback file as the migration's rollback: its checksum and text replace the recorded ones.
+
+        A cosmetic edit is recorded freely; a change of meaning needs --force, because from then on
+        'rollback' runs the new text without asking.
+        """
+        version = issue.version
+        change = next((c for c in facts.state.changed_rollbacks if c.version == version), None)
+        migration = facts.migrations.get(version) if version is not None else None
+        if change is None or migration is None or migration.rollback is None:
+            self.skip(issue, "no longer found (fixed meanwhile?)")
+            return None
+        row = facts.rows[change.version]
+        rollback = migration.rollback
+        diff = change.diff()
+        changes: dict[str, Any] = {"rollback_checksum": rollback.checksum, "rollback_sql": rollback.text}
+        if change.cosmetic:
+            reason = "rollback file changed in comments or whitespace only; re-recorded its checksum and text"
+        else:
+            if not self.force:
+                self.skip(issue, "the rollback file changed in meaning; review the diff, then pass --force to "
+                                 "record it as this migration's rollback", diff)
+                return None
+            reason = ("rollback file changed in meaning; recorded with --force. Diff (recorded -> file):\n"
+                      + "\n".join(diff))
+        after = replace(row, **changes)
+        write = self._audited_write("repair", "rerecord_rollback", row, after, reason,
+                                    lambda c: self.history.update(c, change.version, **changes))
+        action = RepairAction(issue.code, change.version, "rerecord_rollback",
+                              f"re-record rollback {change.filename} ({change.stored_checksum[:12]} -> "
+                              f"{change.file_checksum[:12]})", diff)
         return _Plan(action, write)
 
     def _restore_file(self, conn: psycopg.Connection[Any], facts: Facts, issue: Issue) -> _Plan | None:

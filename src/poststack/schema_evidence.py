@@ -22,14 +22,14 @@ from typing import Any
 
 import psycopg
 
+from poststack import judged_catalog
 from poststack.files import Migration
 from poststack.history import HistoryRow
-from poststack.ignored_objects import exclusions, read
 from poststack.issues import Issue
 from poststack.judgement import Judgement, judge
 from poststack.plan import MigrationState
 from poststack.replay import EvidenceUnavailable, replay, replay_sequence
-from poststack.snapshot import Snapshot, snapshot
+from poststack.snapshot import Snapshot
 
 CHECKS = ("missing_tracking", "partially_applied", "schema_mismatch")
 
@@ -61,8 +61,7 @@ def judge_catalog(conn: psycopg.Connection[Any], state: MigrationState, director
     except EvidenceUnavailable as exc:
         return SchemaEvidence(skipped=str(exc), steps=steps)
     if catalog is None:
-        catalog = snapshot(conn, exclude_schemas=(history_schema,))
-    catalog = catalog.without(exclusions(read(conn, history_schema), catalog))  # another tool's, after adopt
+        catalog = judged_catalog.read(conn, history_schema)
     return SchemaEvidence(judge(catalog, states, len(applied)), steps=steps)
 
 

@@ -6,7 +6,7 @@ deployers can never plan from the same stale state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -15,16 +15,24 @@ from typing import Any
 
 import psycopg
 
-from poststack import executor
+from poststack import executor, migrate_hints
 from poststack.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_SCHEMA, validate_schema_name
 from poststack.connection import connect, mask_url
 from poststack.drift import record_snapshot
-from poststack.errors import ChecksumChanged, MigrationFileError, StateError
+from poststack.errors import ChecksumChanged, ConfirmationRequired, MigrationFileError, PlanChanged, StateError
 from poststack.files import Migration, MigrationSet, load_migrations, transaction_control
 from poststack.history import History, HistoryRow
 from poststack.lock import LockHolder, lock_holder, migration_lock
 from poststack.migration_info import MigrationInfo, describe
-from poststack.plan import ChangedFile, MigrationState, RollbackStep, compare, plan_migrate, plan_rollback
+from poststack.plan import (
+    ChangedFile,
+    ChangedRollback,
+    MigrationState,
+    RollbackStep,
+    compare,
+    plan_migrate,
+    plan_rollback,
+)
 
 Progress = Callable[[str, str, str], None]  # (event, version_text, name): "start"/"done" of each step
 
@@ -57,6 +65,19 @@ class RollbackResult:
     to_version: str | None
     steps: list[StepResult] = field(default_factory=list)
     planned: list[RollbackStep] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def planned_versions(self) -> list[int]:
+        return [s.row.version for s in self.planned]
+
+    def describe(self) -> str:
+        """The plan as the prompt shows it: 'roll back 2 migration(s) (003, 002)'."""
+        names = ", ".join(s.row.version_text for s in self.planned)
+        return f"roll back {len(self.planned)} migration(s) ({names})"
+
+
+ConfirmRollback = Callable[[RollbackResult], bool]  # called under the lock with the plan that will run
 
 
 @dataclass
@@ -73,6 +94,7 @@ class MigrationStatus:
     unfinished: list[HistoryRow]
     out_of_order: list[Migration]
     lock: LockHolder | None
+    changed_rollbacks: list[ChangedRollback] = field(default_factory=list)
 
 
 class MigrationRunner:
@@ -125,10 +147,10 @@ class MigrationRunner:
         if dry_run:
             with self.connection() as conn:
                 state = self.state(conn, migrations)
-                return self._checked_plan(state, target, allow_changed, allow_out_of_order, dry_run=True)
-        with self.locked() as conn:
+                return self._checked_plan(state, target, allow_changed, allow_out_of_order, dry_run=True, conn=conn)
+        with self.locked() as conn, migrate_hints.point_to_recover_on_duplicates():
             state = self.state(conn, migrations)
-            result = self._checked_plan(state, target, allow_changed, allow_out_of_order, dry_run=False)
+            result = self._checked_plan(state, target, allow_changed, allow_out_of_order, dry_run=False, conn=conn)
             with self._snapshot_after(conn, result.steps), _checksums_ahead(result.planned):
                 for migration in result.planned:
                     if progress:
@@ -141,6 +163,7 @@ class MigrationRunner:
                     result.to_version = migration.version_text
                     if progress:
                         progress("done", migration.version_text, migration.name)
+            result.to_version = _current_after(state, [s.version for s in result.steps])
             return result
 
     @contextmanager
@@ -161,7 +184,8 @@ class MigrationRunner:
             record_snapshot(conn, self.history.schema)
 
     def _checked_plan(self, state: MigrationState, target: int | None, allow_changed: bool,
-                      allow_out_of_order: bool, *, dry_run: bool) -> MigrateResult:
+                      allow_out_of_order: bool, *, dry_run: bool,
+                      conn: psycopg.Connection[Any] | None = None) -> MigrateResult:
         if state.unfinished:
             row = state.unfinished[0]
             raise StateError(f"migration {row.version_text} ({row.name}) is '{row.status}' after an interrupted "
@@ -170,37 +194,57 @@ class MigrationRunner:
         if blocking and not allow_changed:
             names = ", ".join(c.filename for c in blocking)
             raise ChecksumChanged(f"applied migration file(s) changed since they were applied: {names}; "
-                                  "restore them, run 'poststack db repair', or pass --allow-changed")
+                                  "restore them (the applied text is in the history: 'poststack db repair "
+                                  "--dry-run' shows the diff), record the files with 'poststack db repair "
+                                  "--issue-type checksum_mismatch --force', or pass --allow-changed")
         planned = plan_migrate(state, target)
         for migration in planned:
             _refuse_transaction_control(migration.sql, str(migration.path), migration.no_transaction)
         highest = max((r.version for r in state.rows), default=None)
         late = [m for m in planned if highest is not None and m.version < highest]
         if late and not allow_out_of_order:
-            raise StateError(f"migration {late[0].filename} is older than the newest applied version; "
-                             "pass --allow-out-of-order to apply it anyway")
+            raise migrate_hints.out_of_order_refusal(conn, state, late)
         warnings = [f"{c.filename}: comments or whitespace changed since it was applied (cosmetic)"
                     for c in state.changed if c.kind == "cosmetic_change"]
         warnings += [f"{c.filename}: changed since it was applied (allowed by --allow-changed)"
                      for c in blocking]
         current = state.current_version_text
-        return MigrateResult(dry_run, current, planned[-1].version_text if dry_run and planned else current,
-                             planned=planned, warnings=warnings)
+        after = _current_after(state, [m.version for m in planned]) if dry_run else current
+        return MigrateResult(dry_run, current, after, planned=planned, warnings=warnings)
 
-    def rollback(self, target_version: int, *, dry_run: bool = False,
-                 progress: Progress | None = None) -> RollbackResult:
-        """Undo applied migrations newer than target_version (0 = all), newest first."""
+    def rollback(self, target_version: int, *, dry_run: bool = False, progress: Progress | None = None,
+                 allow_changed: bool = False, use_recorded: bool = False,
+                 confirm: ConfirmRollback | None = None, expected: Sequence[int] | None = None) -> RollbackResult:
+        """Undo applied migrations newer than target_version (0 = all), newest first.
+
+        The plan is made under the migration lock, and ``confirm`` (a prompt) sees that very plan while the
+        lock is held, so what runs is what was confirmed: a deployer applying a migration meanwhile waits
+        for the lock instead of slipping its version into the rollback. A caller that confirmed a plan
+        earlier (a dry run shown to a person) passes its versions as ``expected``: a different plan under
+        the lock is refused with both shown (PlanChanged). A False from ``confirm`` refuses
+        (ConfirmationRequired); either way nothing was rolled back.
+        """
         migrations = self.load()
+        options = {"allow_changed": allow_changed, "use_recorded": use_recorded}
         if dry_run:
             with self.connection() as conn:
                 state = self.state(conn, migrations)
-                steps = _checked_rollback(state, target_version)
+                steps = _checked_rollback(state, target_version, **options)
                 return RollbackResult(True, state.current_version_text, _target_text(state, target_version),
-                                      planned=steps)
+                                      planned=steps, warnings=_warnings(steps))
         with self.locked(create_history=False) as conn:
             state = self.state(conn, migrations)
-            steps = _checked_rollback(state, target_version)
-            result = RollbackResult(False, state.current_version_text, state.current_version_text, planned=steps)
+            steps = _checked_rollback(state, target_version, **options)
+            result = RollbackResult(False, state.current_version_text, state.current_version_text, planned=steps,
+                                    warnings=_warnings(steps))
+            if expected is not None and list(expected) != result.planned_versions:
+                raise PlanChanged(
+                    "the rollback plan changed since it was confirmed (the history moved meanwhile); nothing was "
+                    "rolled back: review the new plan and run the rollback again",
+                    [f"confirmed: {_versions(list(expected), state)}",
+                     f"now, under the lock: {_versions(result.planned_versions, state)}"])
+            if confirm is not None and steps and not confirm(result):
+                raise ConfirmationRequired(f"{result.describe()}: not confirmed")
             with self._snapshot_after(conn, result.steps):
                 for step in steps:
                     row = step.row
@@ -222,7 +266,7 @@ class MigrationRunner:
             holder = lock_holder(conn, self.history.schema)
         return MigrationStatus(mask_url(self.database_url), exists, state.current_version_text, state.applied,
                                state.pending, state.changed, state.missing_files, state.unfinished,
-                               state.out_of_order, holder)
+                               state.out_of_order, holder, state.changed_rollbacks)
 
     def info(self, version: int | None = None) -> list[MigrationInfo]:
         migrations = self.load()
@@ -262,8 +306,9 @@ def _refuse_transaction_control(text: str, where: str, no_transaction: bool) -> 
                                  problem="transaction_control")
 
 
-def _checked_rollback(state: MigrationState, target: int) -> list[RollbackStep]:
-    steps = plan_rollback(state, target)
+def _checked_rollback(state: MigrationState, target: int, *, allow_changed: bool,
+                      use_recorded: bool) -> list[RollbackStep]:
+    steps = plan_rollback(state, target, allow_changed=allow_changed, use_recorded=use_recorded)
     for step in steps:
         _refuse_transaction_control(step.sql, step.source, step.no_transaction)
     return steps
@@ -286,6 +331,23 @@ def _checksums_ahead(planned: list[Migration]) -> Iterator[None]:
         yield
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _current_after(state: MigrationState, applied: list[int]) -> str | None:
+    """The current version once ``applied`` are recorded too: the highest, so out-of-order runs keep it."""
+    written = {r.version: r.version_text for r in state.applied}
+    written.update({m.version: m.version_text for m in state.migrations if m.version in set(applied)})
+    return written[max(written)] if written else None
+
+
+def _warnings(steps: list[RollbackStep]) -> list[str]:
+    return [s.warning for s in steps if s.warning]
+
+
+def _versions(versions: list[int], state: MigrationState) -> str:
+    """Versions as written ('003, 002'), or 'nothing'."""
+    written = {r.version: r.version_text for r in state.rows}
+    return ", ".join(written.get(v, str(v)) for v in versions) or "nothing"
 
 
 def _target_text(state: MigrationState, target: int) -> str | None:

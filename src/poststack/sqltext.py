@@ -62,10 +62,18 @@ def split_statements(sql: str) -> list[Statement]:
     return statements
 
 
-# Source positions in libpg_query's JSON tree, removed in two passes that each start with a literal (which
-# Python's re scans for quickly): every key after a comma, then one that opens an object. Quotes inside JSON
-# strings are escaped, so a SQL literal can never match.
-_KEY = r'"(?:location|stmt_location|stmt_len)":-?\d+'
+# Every source position in libpg_query's JSON tree: the fields pglast declares as ``ParseLoc`` (character
+# offsets of a node, of a DefElem's argument such as a function body, of an IN list's parentheses, of a
+# subscription's connection string...) and ``stmt_len``. Kept as an explicit list because an alternation of
+# literals is twice as fast as a generic ``[a-z_]*location`` pattern on this hot path; a unit test checks it
+# against pglast's node definitions, so a pglast upgrade that adds a position field fails loudly. Only integer
+# values match: ``CreateTableSpaceStmt.location`` is a directory (a string) and is meaning.
+POSITION_KEYS = ("location", "stmt_location", "stmt_len", "arg_location", "rexpr_list_start", "rexpr_list_end",
+                 "list_start", "list_end", "conninfo_location", "name_location", "payload_location")
+# Removed in two passes that each start with a literal (which Python's re scans for quickly): every key after
+# a comma, then one that opens an object. Quotes inside JSON strings are escaped, so a SQL literal can never
+# match.
+_KEY = '"(?:' + "|".join(POSITION_KEYS) + ')":-?\\d+'
 _LATER_POSITIONS = re.compile(rf",{_KEY}")
 _FIRST_POSITION = re.compile(rf"\{{{_KEY},?")
 _PARSER_VERSION = re.compile(r'^\{"version":\d+,?')
@@ -75,8 +83,10 @@ _PARSER_VERSION = re.compile(r'^\{"version":\d+,?')
 def semantic_checksum(sql: str) -> str | None:
     """sha256 of the parse tree without source positions: equal for edits of comments and whitespace only.
 
-    The tree's JSON text is edited with a regular expression rather than loaded and re-dumped: this runs
-    for every migration applied, and a Python round trip of the tree cost twenty times the parse itself.
+    Every source position is removed (see POSITION_KEYS), so a comment or whitespace between any two tokens
+    never changes it, while any change of a literal, identifier or keyword does. The tree's JSON text is
+    edited with a regular expression rather than loaded and re-dumped: this runs for every migration
+    applied, and a Python round trip of the tree cost twenty times the parse itself.
     Returns None for text pglast cannot parse; callers then fall back to the byte checksum.
     """
     pg_parser = _parser()

@@ -2,18 +2,23 @@
 
 ``files``: every file is named right, readable, and parses with pglast (PostgreSQL's own parser), with the
 file and line of a syntax error. ``rollbacks``: every migration has a rollback and every rollback belongs to
-a migration. ``checksums``: every applied migration's file still has the checksum recorded when it ran (this
-one needs the database, and is the only one that connects).
+a migration; given a database, also that no applied migration's rollback file changed in meaning since it
+was applied (``rollback`` would refuse it). ``checksums``: every applied migration's file still has the
+checksum recorded when it ran (this one always needs the database).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from poststack.config import DEFAULT_SCHEMA
 from poststack.files import Migration, MigrationSet, SqlFile, header_directives, load_migrations
 from poststack.sqltext import SqlSyntaxError, check_syntax
+
+if TYPE_CHECKING:
+    from poststack.plan import MigrationState
 
 CHECKS = ("files", "checksums", "rollbacks")
 
@@ -85,16 +90,22 @@ def check_rollbacks(migrations: MigrationSet) -> list[ValidationProblem]:
     return problems
 
 
-def check_checksums(migrations: MigrationSet, database_url: str, history_schema: str) -> list[ValidationProblem]:
-    """Applied migrations whose file is gone or differs from what was applied (cosmetic edits included:
-    the recorded checksum no longer matches, and 'repair' re-records it)."""
+def _state(migrations: MigrationSet, database_url: str, history_schema: str) -> MigrationState:
     from poststack.connection import connect
     from poststack.history import History
     from poststack.plan import compare
 
-    history = History(history_schema)
     with connect(database_url, autocommit=True) as conn:
-        state = compare(migrations, history.rows(conn))
+        return compare(migrations, History(history_schema).rows(conn))
+
+
+def check_checksums(migrations: MigrationSet, database_url: str | None = None, history_schema: str = DEFAULT_SCHEMA,
+                    *, state: MigrationState | None = None) -> list[ValidationProblem]:
+    """Applied migrations whose file is gone or differs from what was applied (cosmetic edits included:
+    the recorded checksum no longer matches, and 'repair' re-records it)."""
+    if state is None:
+        assert database_url is not None
+        state = _state(migrations, database_url, history_schema)
     problems = []
     for c in state.changed:
         path = migrations.directory / c.filename
@@ -109,10 +120,25 @@ def check_checksums(migrations: MigrationSet, database_url: str, history_schema:
     return problems
 
 
+def check_recorded_rollbacks(state: MigrationState) -> list[ValidationProblem]:
+    """Rollback files whose meaning changed since their migration was applied: 'rollback' refuses them.
+
+    Cosmetic edits pass here (rollback runs them, with a warning); diagnose reports them as low.
+    """
+    return [ValidationProblem("rollbacks", f"{c.path}: changed in meaning since {c.version_text} was applied "
+                              f"(recorded {c.stored_checksum[:12]}, file {c.file_checksum[:12]}); rollback refuses "
+                              "it: see 'poststack db diagnose'", c.path, None, c.version)
+            for c in state.changed_rollbacks if not c.cosmetic]
+
+
 def validate(migrations_path: str | Path, *, files: bool = True, rollbacks: bool = True,
              checksums: bool = True, database_url: str | None = None,
              history_schema: str = DEFAULT_SCHEMA) -> ValidationResult:
-    """Run the chosen checks. Raises MigrationFileError (exit 2) when the directory cannot be read."""
+    """Run the chosen checks. Raises MigrationFileError (exit 2) when the directory cannot be read.
+
+    ``rollbacks`` compares the rollback files with the history only when a database is given (or the
+    checksums check connects anyway); without one it stays a check of the files alone.
+    """
     migrations = load_migrations(migrations_path)
     chosen = [name for name, wanted in zip(CHECKS, (files, checksums, rollbacks), strict=True) if wanted]
     result = ValidationResult(chosen, len(migrations))
@@ -120,13 +146,17 @@ def validate(migrations_path: str | Path, *, files: bool = True, rollbacks: bool
         result.problems += check_files(migrations)
     if rollbacks:
         result.problems += check_rollbacks(migrations)
-    if checksums:
-        if database_url is None:
-            from poststack import embedded
+    if checksums and database_url is None:
+        from poststack import embedded
 
-            database_url = embedded.default_url()
+        database_url = embedded.default_url()
+    if database_url is not None and (checksums or rollbacks):
         from poststack.connection import mask_url
 
         result.database = mask_url(database_url)
-        result.problems += check_checksums(migrations, database_url, history_schema)
+        state = _state(migrations, database_url, history_schema)
+        if rollbacks:
+            result.problems += check_recorded_rollbacks(state)
+        if checksums:
+            result.problems += check_checksums(migrations, state=state)
     return result

@@ -122,11 +122,14 @@ def test_validate_refuses_concurrently_in_a_transactional_rollback_and_accepts_a
     assert cli.run_command("validate", ["--check-files"]).exit_code == 0
 
 
-def test_validate_rollbacks_both_ways(tmp_path):
+def test_validate_rollbacks_both_ways(tmp_path, monkeypatch):
     directory = write(tmp_path / "m", {**FILES, "009_gone.rollback.sql": "DROP TABLE gone;\n"})
-    result = CLITestRunner("postgresql://unused@127.0.0.1:1/x", directory).run_command(
-        "validate", ["--check-rollbacks"])
-    assert result.exit_code == 1
+    for name in ("POSTSTACK_DATABASE_URL", "DATABASE_URL"):  # no database configured: the files alone
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = CLITestRunner("postgresql://unused@127.0.0.1:1/x", directory).run_raw(
+        ["--migrations-path", str(directory), "db", "validate", "--check-rollbacks"])
+    assert result.exit_code == 1, result
     assert "002_posts.sql: no rollback file" in result.stdout and "009_gone.rollback.sql" in result.stdout
 
 

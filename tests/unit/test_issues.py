@@ -30,7 +30,8 @@ def holder(app: str, connection_age: float | None) -> LockHolder:
 
 def test_catalog_covers_every_design_code_with_a_known_severity():
     assert set(ISSUE_CODES) == {
-        "missing_tracking", "partially_applied", "checksum_mismatch", "cosmetic_change", "missing_file",
+        "missing_tracking", "partially_applied", "checksum_mismatch", "cosmetic_change", "rollback_changed",
+        "missing_file",
         "rollback_missing", "stuck_lock", "failed_migration", "invalid_index", "out_of_order",
         "duplicate_version", "invalid_filename", "schema_drift", "schema_mismatch"}
     assert all(kind.severity in SEVERITIES and kind.fix for kind in KINDS.values())

@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from poststack import judged_catalog
 from poststack.files import Migration
-from poststack.ignored_objects import exclusions, read
 from poststack.judgement import Judgement, judge
 from poststack.replay import EvidenceUnavailable, replay
-from poststack.snapshot import snapshot
 
 if TYPE_CHECKING:
     from poststack.schema_migration import MigrationRunner
@@ -67,8 +66,7 @@ def judge_claims(runner: MigrationRunner, conn: psycopg.Connection[Any], migrati
         states = replay(runner.database_url, steps, start=max(len(done) - 1, 0))
     except EvidenceUnavailable as exc:
         return {v: Verdict(v, False, "unavailable", f"no replayed states: {exc}") for v in claimed}
-    catalog = snapshot(conn, exclude_schemas=(runner.history.schema,))
-    catalog = catalog.without(exclusions(read(conn, runner.history.schema), catalog))
+    catalog = judged_catalog.read(conn, runner.history.schema)
     j = judge(catalog, states, len(done))
     verdicts: dict[int, Verdict] = {}
     complete = j.complete_through

@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="poststack", standalone_mode=False)
     except PoststackError as exc:
+        for line in exc.details:  # evidence first (a diff, both plans), then the one error line
+            print(f"  {line.translate(_ESCAPES)}", file=sys.stderr)
         _fail(str(exc), exc.exit_code, verbose)
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,6 +11,10 @@ from poststack.cli import render
 from poststack.cli.context import CliContext, format_option, pass_ctx
 from poststack.errors import ConfirmationRequired
 from poststack.files import parse_version
+
+if TYPE_CHECKING:
+    from poststack.migration_info import MigrationInfo
+    from poststack.schema_migration import MigrateResult, RollbackResult
 
 
 def _progress(ctx: CliContext, verb: str):  # noqa: ANN202 - a Progress callback
@@ -55,17 +60,33 @@ def migrate(ctx: CliContext, target: str | None, dry_run: bool, allow_changed: b
         click.echo(f"Nothing to apply; at version {result.from_version or 'none'}.")
         return
     total = sum(s.execution_ms or 0 for s in result.steps)
-    click.echo(f"Applied {len(result.steps)} migration(s): {result.from_version or 'none'} -> "
-               f"{result.to_version} ({total} ms).")
+    click.echo(f"Applied {len(result.steps)} migration(s) ({_applied_list(result)}): "
+               f"{_version_change(result)} ({total} ms).")
+
+
+def _applied_list(result: MigrateResult) -> str:
+    """'002, 003', marking versions applied below the version the run started at: '002 out of order, 004'."""
+    start = int(result.from_version) if result.from_version is not None else None
+    return ", ".join(s.version_text + (" out of order" if start is not None and s.version < start else "")
+                     for s in result.steps)
+
+
+def _version_change(result: MigrateResult) -> str:
+    if result.from_version == result.to_version:
+        return f"current version stays {result.to_version}"
+    return f"{result.from_version or 'none'} -> {result.to_version}"
 
 
 def confirm_or_refuse(action: str, confirm: bool) -> None:
-    """Destructive commands ask on a terminal and refuse without one unless --confirm was given."""
+    """Destructive commands ask on a terminal and refuse without one unless --confirm was given.
+
+    The question goes to stderr, so a ``--format json`` run keeps stdout for the JSON document.
+    """
     if confirm:
         return
     if not sys.stdin.isatty():
         raise ConfirmationRequired(f"{action}: refusing without --confirm (stdin is not a terminal)")
-    if not click.confirm(f"{action}?", default=False):
+    if not click.confirm(f"{action}?", default=False, err=True):
         raise ConfirmationRequired(f"{action}: not confirmed")
 
 
@@ -73,18 +94,30 @@ def confirm_or_refuse(action: str, confirm: bool) -> None:
 @click.argument("target")
 @click.option("--dry-run", is_flag=True, help="Print what would be rolled back and the SQL; change nothing.")
 @click.option("--confirm", is_flag=True, help="Do not ask; required when stdin is not a terminal.")
+@click.option("--allow-changed", is_flag=True,
+              help="Run rollback files although their meaning changed since their migration was applied.")
+@click.option("--use-recorded", is_flag=True,
+              help="Run the rollback SQL recorded when each migration was applied instead of the files.")
 @format_option
 @pass_ctx
-def rollback(ctx: CliContext, target: str, dry_run: bool, confirm: bool, fmt: str) -> None:
-    """Roll back every applied migration newer than TARGET (an applied version, or 0 for all)."""
+def rollback(ctx: CliContext, target: str, dry_run: bool, confirm: bool, allow_changed: bool, use_recorded: bool,
+             fmt: str) -> None:
+    """Roll back every applied migration newer than TARGET (an applied version, or 0 for all).
+
+    The plan is made and confirmed under the migration lock: what runs is what the prompt showed.
+    """
     target_version = parse_version(target, "TARGET")
     runner = ctx.runner()
-    plan = runner.rollback(target_version, dry_run=True)
+    options = {"allow_changed": allow_changed, "use_recorded": use_recorded}
     if dry_run:
+        plan = runner.rollback(target_version, dry_run=True, **options)
+        for warning in plan.warnings:
+            ctx.say(f"warning: {warning}")
         if fmt == "json":
             render.echo_json({"dry_run": True, "from_version": plan.from_version, "to_version": plan.to_version,
                               "planned": [{"version": s.row.version, "version_text": s.row.version_text,
-                                           "name": s.row.name, "source": s.source} for s in plan.planned]})
+                                           "name": s.row.name, "source": s.source} for s in plan.planned],
+                              "warnings": plan.warnings})
             return
         if not plan.planned:
             click.echo("Nothing to roll back.")
@@ -92,15 +125,22 @@ def rollback(ctx: CliContext, target: str, dry_run: bool, confirm: bool, fmt: st
             click.echo(f"-- would roll back {step.row.version_text} {step.row.name}: {step.source}")
             click.echo(step.sql.rstrip() + "\n")
         return
-    if not plan.planned:
-        click.echo(f"Nothing to roll back; at version {plan.from_version or 'none'}.")
-        return
-    names = ", ".join(s.row.version_text for s in plan.planned)
-    confirm_or_refuse(f"roll back {len(plan.planned)} migration(s) ({names})", confirm)
-    result = runner.rollback(target_version, progress=None if fmt == "json" else _progress(ctx, "rolling back"))
+
+    def ask(plan: RollbackResult) -> bool:
+        for warning in plan.warnings:
+            ctx.say(f"warning: {warning}")
+        confirm_or_refuse(plan.describe(), confirm)  # under the lock: this plan is the one that runs
+        return True
+
+    result = runner.rollback(target_version, confirm=ask,
+                             progress=None if fmt == "json" else _progress(ctx, "rolling back"), **options)
     if fmt == "json":
         render.echo_json({"dry_run": False, "from_version": result.from_version,
-                          "to_version": result.to_version, "rolled_back": result.steps})
+                          "to_version": result.to_version, "rolled_back": result.steps,
+                          "warnings": result.warnings})
+        return
+    if not result.steps:
+        click.echo(f"Nothing to roll back; at version {result.from_version or 'none'}.")
         return
     click.echo(f"Rolled back {len(result.steps)} migration(s): {result.from_version} -> "
                f"{result.to_version or 'none'}.")
@@ -127,6 +167,8 @@ def migration_status(ctx: CliContext, fmt: str) -> None:
             "unfinished": [{"version": r.version, "version_text": r.version_text, "name": r.name,
                             "status": r.status, "error": r.error} for r in st.unfinished],
             "out_of_order": [m.version for m in st.out_of_order],
+            "changed_rollbacks": [{"version": c.version, "version_text": c.version_text, "file": c.path,
+                                   "kind": c.kind} for c in st.changed_rollbacks],
             "lock": st.lock})
         return
     click.echo(f"Database: {st.database}")
@@ -140,6 +182,9 @@ def migration_status(ctx: CliContext, fmt: str) -> None:
         render.table(None, ["version", "name", "status", "applied at"], rows)
     for c in st.changed:
         click.echo(f"changed: {c.filename} ({c.kind.replace('_', ' ')})")
+    for cr in st.changed_rollbacks:
+        what = "comments or whitespace only" if cr.cosmetic else "meaning changed; rollback refuses it"
+        click.echo(f"changed rollback: {cr.filename} ({what})")
     for r in st.missing_files:
         click.echo(f"missing file: version {r.version_text} {r.name} is applied but has no file")
     click.echo(f"Lock: held by {st.lock.describe()}" if st.lock else "Lock: free")
@@ -158,8 +203,15 @@ def migration_info(ctx: CliContext, version: str | None, fmt: str) -> None:
     render.table(None, ["version", "name", "description", "status", "checksum", "applied at", "by", "ms",
                         "rollback"],
                  [(i.version_text, i.name, i.description, i.status, render.short(i.checksum or i.file_checksum),
-                   render.when(i.applied_at), i.applied_by, i.execution_ms, "yes" if i.has_rollback else "no")
+                   render.when(i.applied_at), i.applied_by, i.execution_ms, _rollback_cell(i))
                   for i in infos])
+
+
+def _rollback_cell(info: MigrationInfo) -> str:
+    cell = "yes" if info.has_rollback else "no"
+    if info.rollback_status in ("changed", "cosmetic_change"):
+        cell += " (changed)" if info.rollback_status == "changed" else " (cosmetic edit)"
+    return cell
 
 
 def register(group: click.Group) -> None:

@@ -148,7 +148,9 @@ def repair(ctx: CliContext, dry_run: bool, force: bool, types: tuple[str, ...], 
 @click.command()
 @click.option("--check-files", is_flag=True, help="Names, encoding and pglast syntax of every file (no database).")
 @click.option("--check-checksums", is_flag=True, help="Applied migrations still match their files (connects).")
-@click.option("--check-rollbacks", is_flag=True, help="Every migration has a rollback and vice versa (no database).")
+@click.option("--check-rollbacks", is_flag=True,
+              help="Every migration has a rollback and vice versa; with a database URL, also that no rollback "
+                   "file changed in meaning since its migration was applied.")
 @format_option
 @pass_ctx
 def validate(ctx: CliContext, check_files: bool, check_checksums: bool, check_rollbacks: bool, fmt: str) -> None:
@@ -158,9 +160,10 @@ def validate(ctx: CliContext, check_files: bool, check_checksums: bool, check_ro
     everything = not (check_files or check_checksums or check_rollbacks)
     s = ctx.settings
     checksums = everything or check_checksums
+    # --check-rollbacks alone connects only to a database that was named: it never starts the embedded server
+    url = s.resolved_url() if checksums else s.database_url
     result = run_validate(s.migrations_path, files=everything or check_files, checksums=checksums,
-                          rollbacks=everything or check_rollbacks,
-                          database_url=s.resolved_url() if checksums else None, history_schema=s.history_schema)
+                          rollbacks=everything or check_rollbacks, database_url=url, history_schema=s.history_schema)
     if fmt == "json":
         render.echo_json({"ok": result.ok, "checks": result.checks, "migrations": result.migrations,
                           "database": result.database, "problems": result.problems})

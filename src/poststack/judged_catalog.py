@@ -1,0 +1,21 @@
+"""The target's catalog as the replayed states are compared with it: without what is not the migrations' to own.
+
+Left out: poststack's own history schema, other applications' poststack histories on the same database
+(``sibling_histories``) and another tool's tables that ``db adopt`` left in place (``ignored_objects``). Every
+judgement (diagnose, recover, mark, adopt) reads the catalog through here, so all four agree on what they see.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from poststack import ignored_objects, sibling_histories
+from poststack.snapshot import Snapshot, snapshot
+
+
+def read(conn: psycopg.Connection[Any], history_schema: str) -> Snapshot:
+    siblings = sibling_histories.find(conn, (history_schema,))
+    catalog = siblings.strip(snapshot(conn, exclude_schemas=siblings.exclude_schemas(history_schema)))
+    return catalog.without(ignored_objects.exclusions(ignored_objects.read(conn, history_schema), catalog))
