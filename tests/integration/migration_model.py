@@ -261,8 +261,8 @@ class Model:
         recorded = j.versions(j.recorded + 1, j.proven)
         for version in recorded:
             self.record(version)
-        if recorded:  # the history moved to a new version; the catalog recover vouched for is the reference
-            self.take_snapshot()
+        if recorded and not j.outside:  # the catalog is exactly the new version's state: the reference
+            self.take_snapshot()  # (with hand tables it is not, and they must stay visible as drift)
         return recorded, False
 
     def repair(self, force: bool) -> None:

@@ -120,15 +120,18 @@ def machine_for(server: TestServer, workdir: Callable[[], Path]) -> type[RuleBas
             self.model.write(self.directory, version)
 
         @precondition(lambda self: any(v not in self.model.untracked for v in self.model.pending))
-        @rule(data=st.data(), then_migrate=st.booleans())
-        def apply_by_hand(self, data: st.DataObject, then_migrate: bool) -> None:
-            """A DBA runs a pending file's SQL in psql: objects, no history row. A migrate right after it
-            (rules are drawn in random subsets, so the pair would otherwise be rare) meets those objects."""
+        @rule(data=st.data(), then=st.sampled_from(["nothing", "migrate", "recover"]))
+        def apply_by_hand(self, data: st.DataObject, then: str) -> None:
+            """A DBA runs a pending file's SQL in psql: objects, no history row. A migrate right after it meets
+            those objects; a recover right after it judges them (rules are drawn in random subsets, so the
+            pairs would otherwise be rare)."""
             version = data.draw(st.sampled_from([v for v in self.model.pending if v not in self.model.untracked]))
             apply_untracked(self.url, load_migrations(self.directory).by_version()[version])
             self.model.apply_by_hand(version)
-            if then_migrate:
+            if then == "migrate":
                 self.migrate(None)
+            elif then == "recover":
+                self.recover()
 
         @rule()
         def create_table_by_hand(self) -> None:
@@ -174,6 +177,7 @@ def machine_for(server: TestServer, workdir: Callable[[], Path]) -> type[RuleBas
         def recover(self) -> None:
             before = self.model.judge()
             expected, refused = self.model.recover()
+            event(f"recover: {'refused' if refused else 'records' if expected else 'records nothing'}")
             result = self.runner.recover()
             assert [s.version for s in result.recorded] == expected, (before, result.steps)
             assert bool(result.refused) is refused, (before, result.steps)
