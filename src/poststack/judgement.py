@@ -14,12 +14,18 @@ Only objects some migration changes are evidence. An object every state has alik
 states begin, the ``public`` schema's grants) or none has (a table made by hand) cannot tell one state from
 another, so it takes no part in the match; where the catalog differs on such objects, the judgement lists
 them apart (``outside``): drift to report, never a reason to doubt which migrations ran. (Without this, one
-``REVOKE CREATE ON SCHEMA public`` by a DBA would make every state unprovable.)
+``REVOKE CREATE ON SCHEMA public`` by a DBA would make every state unprovable.) One exception keeps this from
+hiding a half-applied file: an object a migration creates and drops again within the file (a staging table, a
+column renamed away) is in no state, yet its presence shows the file stopped part way. So an object whose name
+(or whose table's name) appears in the SQL of a replayed migration is always evidence; only objects no
+replayed migration names are set apart. This errs one way only: towards refusing.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +128,8 @@ class Judgement:
 def judge(catalog: Snapshot, states: ReplayedStates, recorded: int) -> Judgement:
     """Compare ``catalog`` with every known state from ``recorded`` on (see the module docstring)."""
     touched = _touched(states)
+    named = _words(states.steps[p - 1].sql for p in states.states if p > 0)
+    touched |= {key for key in _differing(catalog, states, touched) if _mentioned(key, named)}
     outside = _outside(catalog, states, touched)
     catalog = _restrict(catalog, touched)
     views = {p: _restrict(s, touched) for p, s in states.states.items()}
@@ -142,6 +150,39 @@ def _touched(states: ReplayedStates) -> set[tuple[str, str]]:
     """(kind, name) of every object that differs between two consecutive known states."""
     positions = sorted(states.states)
     return set().union(*(_changed(states.states[a], states.states[b]) for a, b in itertools.pairwise(positions)))
+
+
+_WORD = re.compile(r"[a-z_][a-z0-9_$]*")
+_KIND_WORDS = frozenset({"on", "table", "view", "index", "sequence", "function", "type", "column", "schema",
+                         "materialized", "foreign", "procedure", "aggregate", "trigger", "policy", "constraint"})
+
+
+def _words(texts: Iterable[str]) -> set[str]:
+    """Every identifier-like word of the replayed SQL, lowercased (unquoted identifiers fold to lower case)."""
+    return {w for text in texts for w in _WORD.findall(text.lower())}
+
+
+def _mentioned(key: tuple[str, str], words: set[str]) -> bool:
+    """Whether a replayed migration's SQL names the object, or the table it belongs to."""
+    tokens = [t.strip('"').lower() for t in re.split(r"[\s.()]+", key[1]) if t]
+    tokens = [t for t in tokens if t not in _KIND_WORDS]
+    # tokens[0] is the schema (for a schema, the object itself: never evidence); tokens[1] the object, or the
+    # table a column, constraint, trigger or policy belongs to, which decides for what hangs off it.
+    return len(tokens) > 1 and tokens[1] in words
+
+
+def _differing(catalog: Snapshot, states: ReplayedStates, touched: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Keys outside ``touched`` where the catalog differs from the (common) value of every state."""
+    if not states.states:
+        return set()
+    reference = states.states[max(states.states)]
+    keys: set[tuple[str, str]] = set()
+    for kind in set(catalog.objects) | set(reference.objects):
+        c, r = catalog.objects.get(kind, {}), reference.objects.get(kind, {})
+        if c != r:
+            keys.update((kind, n) for n in set(c) | set(r)
+                        if (kind, n) not in touched and c.get(n, _ABSENT) != r.get(n, _ABSENT))
+    return keys
 
 
 def _restrict(snap: Snapshot, keys: set[tuple[str, str]], *, inside: bool = True) -> Snapshot:

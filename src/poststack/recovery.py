@@ -128,10 +128,6 @@ def plan_from_states(j: Judgement, steps: list[Migration], origins: dict[int, st
     unproven = set(j.undecidable)
     if proven is None:
         reason, lines = _refusal_evidence(j)
-        if j.partial is None and j.closest == j.recorded and j.unknown_after is None:
-            return [_step(m, PENDING, "pending: the catalog is closest to the recorded state; its differences "
-                          "are not this migration's (see 'poststack db diagnose')", "pending", lines,
-                          origins[m.version]) for m in steps[j.recorded:]]
         refused_at = j.partial.position if j.partial is not None else j.recorded + 1
         complete = j.complete_through or 0
         for position in range(j.recorded + 1, len(steps) + 1):

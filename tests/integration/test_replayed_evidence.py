@@ -249,3 +249,17 @@ def test_a_file_stopped_before_its_data_only_tail_is_not_recorded_as_complete(pr
     assert result.steps[1].status == "undecidable" and "ran to its end" in result.steps[1].reason
     tracking = diag.diagnose().of("missing_tracking")
     assert [(i.version, i.fix) for i in tracking] == [(2, "if it did: poststack db mark 002")]
+
+
+def test_a_staging_table_left_by_a_half_applied_file_is_evidence_not_drift(project):
+    load = ("CREATE TABLE staging (id int);\nINSERT INTO t SELECT id FROM staging;\nDROP TABLE staging;\n"
+            "ALTER TABLE t ADD COLUMN loaded boolean;")
+    runner, _, helper = project({"001_t.sql": "CREATE TABLE t (id int);", "002_load.sql": load})
+    runner.migrate(target=1)
+    helper.execute("CREATE TABLE staging (id int)")  # 002 stopped after its first statement
+    helper.execute("CREATE TABLE hand_made (id int)")  # no migration names it: drift, not evidence
+    result = runner.recover()
+    assert [a for _, a in actions(result)] == ["refused"]
+    assert "table public.staging: not in the state" in result.steps[0].evidence
+    assert not any("hand_made" in line for line in result.steps[0].evidence)
+    assert [r.version for r in helper.history_rows()] == [1]
