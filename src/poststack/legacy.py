@@ -71,6 +71,14 @@ def matches_file(row: LegacyRow, migration: Migration) -> bool:
     return stored in (migration.checksum, seed_checksum(migration.path))
 
 
+def has_legacy_table(conn: psycopg.Connection[Any]) -> bool:
+    """Whether ``public.schema_migrations`` exists with the seed's layout (the columns recover reads)."""
+    found = conn.execute(
+        "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 "
+        "AND NOT a.attisdropped", [f'"{LEGACY_SCHEMA}"."{LEGACY_NAME}"']).fetchall()
+    return bool(found) and set(_REQUIRED) <= {r[0] for r in found}
+
+
 def legacy_rows(conn: psycopg.Connection[Any], files: dict[int, Migration]) -> list[LegacyRow] | None:
     """The legacy rows in version order, or None when there is no table of that layout."""
     found = conn.execute(

@@ -29,12 +29,13 @@ import psycopg
 
 from poststack import judged_catalog
 from poststack.drift import record_snapshot
-from poststack.errors import EXIT_ISSUES, EXIT_OK
+from poststack.errors import EXIT_ISSUES, EXIT_OK, MigrationFileError
 from poststack.files import Migration, SqlFile
 from poststack.history import History, HistoryRow
 from poststack.judgement import Judgement, judge
 from poststack.legacy import LEGACY_TABLE, LegacyRow, legacy_migration, legacy_rows
 from poststack.replay import replay, replay_sequence
+from poststack.sqltext import SqlSyntaxError, split_statements
 
 if TYPE_CHECKING:
     from poststack.schema_migration import MigrationRunner
@@ -237,6 +238,12 @@ def _make_plan(conn: psycopg.Connection[Any], history: History, migrations: list
     applied = [migration_of_row(r, directory, files.get(r.version)) for r in history_rows]
     claimed = [legacy_migration(r, directory) for v, r in sorted(legacy.items()) if v not in recorded]
     pending = [m for v, m in sorted(files.items()) if v not in recorded and v not in legacy]
+    for m in pending:  # an unparsable file is a file error, named with its line, before anything replays
+        try:
+            split_statements(m.sql)
+        except SqlSyntaxError as exc:
+            where = f"{m.path}:{exc.line}" if exc.line else str(m.path)
+            raise MigrationFileError(f"{where}: {exc.message} (recover reads every untracked migration)") from None
     steps = replay_sequence(applied, claimed) + sorted(pending, key=lambda m: m.version)
     if not claimed and not pending:
         return _Plan(result, {}, legacy)

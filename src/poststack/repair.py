@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from poststack.errors import PoststackError
-from poststack.files import checksum_of, load_migrations, unified_diff
+from poststack.files import checksum_of, load_migrations, semantic_checksum_of, unified_diff
 from poststack.history import HistoryRow
 from poststack.issues import Issue
 from poststack.lock import migration_lock
@@ -199,8 +199,11 @@ class Repairer:
                             str(migration.path))
         changes: dict[str, Any] = {"checksum": migration.checksum, "semantic_checksum": migration.semantic_checksum}
         if issue.code == "cosmetic_change":
-            changes["sql"] = migration.sql  # same statements: keeping the new text keeps a restore byte-exact
             reason = "comments or whitespace changed; semantic checksum equal; re-recorded the file's checksum"
+            if semantic_checksum_of(row.sql) == migration.semantic_checksum:
+                changes["sql"] = migration.sql  # same statements: keeping the new text keeps a restore byte-exact
+            else:  # the stored text is what ran (a change of meaning accepted earlier): it stays the record
+                reason += "; kept the stored SQL, which is what ran and differs in meaning from the file"
         else:
             if not self.force:
                 self.skip(issue, "the file changed in meaning and the database ran the stored text; review the "

@@ -98,11 +98,14 @@ class ReplayedStates:
 
 # -- keys and the cache ----------------------------------------------------------------------------------
 def chain_keys(steps: Sequence[Migration], major: int) -> list[str]:
-    """The cache key of every prefix: position 0 (no migration) to len(steps)."""
-    digest = hashlib.sha256(f"poststack {__version__} replay 2 pg{major}".encode())
+    """The cache key of every prefix: position 0 (no migration) to len(steps), from the texts replayed."""
+    digest = hashlib.sha256(f"poststack {__version__} replay 3 pg{major}".encode())
     keys = [digest.hexdigest()]
     for m in steps:
-        digest.update(f"\n{m.version}:{int(m.no_transaction)}:{m.checksum}".encode())
+        # The text replayed, never a recorded checksum: a history row can keep the SQL that ran under the
+        # checksum of a file accepted later (repair --force), and that state must not pass for the file's.
+        text = hashlib.sha256(m.sql.encode()).hexdigest()
+        digest.update(f"\n{m.version}:{int(m.no_transaction)}:{text}".encode())
         keys.append(digest.hexdigest())
     return keys
 

@@ -263,3 +263,54 @@ def test_a_staging_table_left_by_a_half_applied_file_is_evidence_not_drift(proje
     assert "table public.staging: not in the state" in result.steps[0].evidence
     assert not any("hand_made" in line for line in result.steps[0].evidence)
     assert [r.version for r in helper.history_rows()] == [1]
+
+
+def test_a_cached_state_is_never_taken_for_another_text(postgres_server, tmp_path, monkeypatch):
+    """repair --force keeps the SQL that ran but takes the file's checksum: a state replayed from that row
+    must not be reused for the file's (different) text on another database of the same project."""
+    from poststack.testing.server import create_database, drop_database
+
+    monkeypatch.setenv("POSTSTACK_REPLAY_CACHE", str(tmp_path / "cache"))
+    directory = tmp_path / "m"
+    directory.mkdir()
+    old, new = ("CREATE TABLE t1 (id int, knob int DEFAULT 0);\n", "CREATE TABLE t1 (id int, knob int DEFAULT 1);\n")
+    (directory / "001_t1.sql").write_text(old)
+    (directory / "002_t2.sql").write_text("CREATE TABLE t2 (id int);\n")
+    names = [create_database(postgres_server, "pa"), create_database(postgres_server, "pb")]
+    production, staging = (postgres_server.database_url(n) for n in names)
+    try:
+        MigrationRunner(production, directory).migrate(target=1)
+        (directory / "001_t1.sql").write_text(new)
+        diag = MigrationDiagnostics(production, directory)
+        diag.repair(diag.diagnose().issues, force=True)  # rechecksum: row.sql old, row.checksum new
+        with psycopg.connect(production, autocommit=True) as conn:
+            conn.execute("CREATE TABLE t2 (id int)")
+        diag.diagnose()  # replays [row 001, file 002]
+        with psycopg.connect(staging, autocommit=True) as conn:
+            conn.execute(old)  # the OLD text ran here; the file says DEFAULT 1
+        result = MigrationRunner(staging, directory).recover(dry_run=True)
+        assert [(s.version, s.action) for s in result.steps] == [(1, "refused"), (2, "blocked")]
+    finally:
+        for name in names:
+            drop_database(postgres_server, name)
+
+
+def test_a_cosmetic_edit_after_an_accepted_change_keeps_the_sql_that_ran(project):
+    runner, diag, helper = project({"001_t1.sql": "CREATE TABLE t1 (id int, knob int DEFAULT 0);\n",
+                                    "002_t2.sql": "CREATE TABLE t2 (id int);\n"})
+    runner.migrate(target=1)
+    path = runner.migrations_path / "001_t1.sql"
+    path.write_text("CREATE TABLE t1 (id int, knob int DEFAULT 1);\n")
+    diag.repair(diag.diagnose().issues, force=True)  # the change of meaning accepted: the old text stays
+    path.write_text("-- a comment\nCREATE TABLE t1 (id int, knob int DEFAULT 1);\n")
+    diag.repair(diag.diagnose().issues)
+    assert "DEFAULT 0" in helper.history_rows()[0].sql  # still what ran
+    helper.apply_untracked(2)
+    assert ("missing_tracking", 2) in issues(diag)  # the replay of the history is still the catalog
+
+
+def test_the_legacy_history_table_is_history_not_drift(project):
+    _runner, diag, helper = project({"001_t.sql": "CREATE TABLE t (id int);", "002_u.sql": "CREATE TABLE u (id int);"})
+    helper.execute("CREATE TABLE public.schema_migrations (version text PRIMARY KEY, checksum text)")
+    helper.apply_untracked(1)
+    assert issues(diag) == [("missing_tracking", 1)]
