@@ -20,6 +20,7 @@ from poststack import __version__
 from poststack.connection import client_identity
 from poststack.errors import AccessDenied, UsageError
 from poststack.files import Migration
+from poststack.identifiers import Identifier, regclass_text
 
 LAYOUT_VERSION = 1
 STATUSES = ("applied", "running", "failed")
@@ -109,7 +110,7 @@ class History:
 
     def __init__(self, schema: str = "poststack") -> None:
         self.schema = schema
-        self._schema_id = sql.Identifier(schema)
+        self._schema_id = Identifier(schema)  # survives a % in the name (see poststack.identifiers)
         self._inserts: dict[tuple[str, ...], bytes] = {}
 
     def table(self, name: str) -> sql.Composed:
@@ -117,7 +118,7 @@ class History:
 
     def exists(self, conn: psycopg.Connection[Any]) -> bool:
         row = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                           [sql.SQL("{}.migrations").format(self._schema_id).as_string(conn)]).fetchone()
+                           [regclass_text(self.schema, "migrations")]).fetchone()
         return bool(row and row[0])
 
     def ensure(self, conn: psycopg.Connection[Any]) -> None:

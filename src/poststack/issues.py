@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from poststack.files import FileProblem, Migration
+from poststack.files import FileProblem, Migration, version_of
 from poststack.history import HistoryRow
 from poststack.lock import LockHolder
 from poststack.plan import ChangedFile, MigrationState
@@ -233,7 +233,7 @@ def legacy_duplicate_issues(duplicates: Iterable[tuple[str, str, str]], table: s
     by_version: dict[str, list[str]] = {}
     for _ctid, version, data in duplicates:
         by_version.setdefault(version, []).append(data)
-    return [Issue.of("duplicate_version", int(v) if v.isdigit() else None,
+    return [Issue.of("duplicate_version", version_of(v),
                      f"legacy history {table} has {len(rows) + 1} rows for version {v}",
                      [f"{table}: extra row {data}" for data in rows] + ["the earliest applied row is kept"],
                      auto_fixable=False, fix="poststack db clean --duplicates")

@@ -45,17 +45,17 @@ def migrate(ctx: CliContext, target: str | None, dry_run: bool, allow_changed: b
         return
     if dry_run:
         if not result.planned:
-            click.echo(f"Nothing to apply (current version: {result.from_version or 'none'}).")
+            render.line(f"Nothing to apply (current version: {result.from_version or 'none'}).")
         for m in result.planned:
             mode = " (no transaction)" if m.no_transaction else ""
-            click.echo(f"-- would apply {m.version_text} {m.name}{mode}: {m.path}")
-            click.echo(m.sql.rstrip() + "\n")
+            render.line(f"-- would apply {m.version_text} {m.name}{mode}: {m.path}")
+            render.block(m.sql.rstrip() + "\n")
         return
     if not result.steps:
-        click.echo(f"Nothing to apply; at version {result.from_version or 'none'}.")
+        render.line(f"Nothing to apply; at version {result.from_version or 'none'}.")
         return
     total = sum(s.execution_ms or 0 for s in result.steps)
-    click.echo(f"Applied {len(result.steps)} migration(s): {result.from_version or 'none'} -> "
+    render.line(f"Applied {len(result.steps)} migration(s): {result.from_version or 'none'} -> "
                f"{result.to_version} ({total} ms).")
 
 
@@ -87,13 +87,13 @@ def rollback(ctx: CliContext, target: str, dry_run: bool, confirm: bool, fmt: st
                                            "name": s.row.name, "source": s.source} for s in plan.planned]})
             return
         if not plan.planned:
-            click.echo("Nothing to roll back.")
+            render.line("Nothing to roll back.")
         for step in plan.planned:
-            click.echo(f"-- would roll back {step.row.version_text} {step.row.name}: {step.source}")
-            click.echo(step.sql.rstrip() + "\n")
+            render.line(f"-- would roll back {step.row.version_text} {step.row.name}: {step.source}")
+            render.block(step.sql.rstrip() + "\n")
         return
     if not plan.planned:
-        click.echo(f"Nothing to roll back; at version {plan.from_version or 'none'}.")
+        render.line(f"Nothing to roll back; at version {plan.from_version or 'none'}.")
         return
     names = ", ".join(s.row.version_text for s in plan.planned)
     confirm_or_refuse(f"roll back {len(plan.planned)} migration(s) ({names})", confirm)
@@ -102,7 +102,7 @@ def rollback(ctx: CliContext, target: str, dry_run: bool, confirm: bool, fmt: st
         render.echo_json({"dry_run": False, "from_version": result.from_version,
                           "to_version": result.to_version, "rolled_back": result.steps})
         return
-    click.echo(f"Rolled back {len(result.steps)} migration(s): {result.from_version} -> "
+    render.line(f"Rolled back {len(result.steps)} migration(s): {result.from_version} -> "
                f"{result.to_version or 'none'}.")
 
 
@@ -129,8 +129,8 @@ def migration_status(ctx: CliContext, fmt: str) -> None:
             "out_of_order": [m.version for m in st.out_of_order],
             "lock": st.lock})
         return
-    click.echo(f"Database: {st.database}")
-    click.echo(f"Current version: {st.current_version or 'none'}; {len(st.applied)} applied, "
+    render.line(f"Database: {st.database}")
+    render.line(f"Current version: {st.current_version or 'none'}; {len(st.applied)} applied, "
                f"{len(st.pending)} pending")
     rows = [(r.version_text, r.name, "applied", render.when(r.applied_at)) for r in st.applied]
     rows += [(r.version_text, r.name, r.status, render.when(r.applied_at)) for r in st.unfinished]
@@ -139,10 +139,10 @@ def migration_status(ctx: CliContext, fmt: str) -> None:
     if rows:
         render.table(None, ["version", "name", "status", "applied at"], rows)
     for c in st.changed:
-        click.echo(f"changed: {c.filename} ({c.kind.replace('_', ' ')})")
+        render.line(f"changed: {c.filename} ({c.kind.replace('_', ' ')})")
     for r in st.missing_files:
-        click.echo(f"missing file: version {r.version_text} {r.name} is applied but has no file")
-    click.echo(f"Lock: held by {st.lock.describe()}" if st.lock else "Lock: free")
+        render.line(f"missing file: version {r.version_text} {r.name} is applied but has no file")
+    render.line(f"Lock: held by {st.lock.describe()}" if st.lock else "Lock: free")
 
 
 @click.command("migration-info")

@@ -48,16 +48,16 @@ def verification_json(report: VerifyReport) -> dict[str, Any]:
     }
 
 
-def _detail(m: MigrationVerification) -> str:
+def _detail(m: MigrationVerification) -> render.Lines:
     lines = list(m.differences)
     if m.error:
         lines.append(m.error)
     if m.reason:
         lines.append(m.reason)
-    return "\n".join(lines)
+    return render.Lines(lines)
 
 
-def _locks(m: MigrationVerification) -> str:
+def _locks(m: MigrationVerification) -> render.Lines | str:
     """Locks on relations that existed before: those are what running applications wait on."""
     if not m.locks_observed:
         return "(not observable: runs outside a transaction)"
@@ -65,7 +65,7 @@ def _locks(m: MigrationVerification) -> str:
     new = sum(1 for lock in m.locks if lock.new_relation)
     if new:
         lines.append(f"+{new} on relations it created")
-    return "\n".join(lines)
+    return render.Lines(lines)
 
 
 @click.command()
@@ -98,7 +98,7 @@ def verify(ctx: CliContext, from_version: str | None, to_version: str | None, al
             render.table(None, ["version", "name", "status", "details", "locks"],
                          [(m.version_text, m.name, m.status, _detail(m), _locks(m)) for m in report.migrations])
         summary = ", ".join(f"{report.count(st)} {st}" for st in STATUSES if report.count(st))
-        click.echo(f"Verified {len(report.migrations)} migration(s): {summary or 'nothing to verify'}.")
+        render.line(f"Verified {len(report.migrations)} migration(s): {summary or 'nothing to verify'}.")
     _exit_if(not report.ok)
 
 
@@ -130,9 +130,9 @@ def lint(ctx: CliContext, list_rules: bool, fmt: str) -> None:
         render.echo_json(lint_json(report))
     else:
         for finding in report.findings:
-            click.echo(finding.describe())
+            render.line(finding.describe())
         ignored = f" ({report.ignored} silenced by lint-ignore)" if report.ignored else ""
-        click.echo(f"Linted {report.files} migration(s): {len(report.findings)} finding(s){ignored}.")
+        render.line(f"Linted {report.files} migration(s): {len(report.findings)} finding(s){ignored}.")
     _exit_if(not report.ok)
 
 
