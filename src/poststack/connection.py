@@ -11,6 +11,7 @@ import getpass
 import os
 import re
 import socket
+from difflib import SequenceMatcher
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -27,7 +28,8 @@ _URI_IN_TEXT = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s"']*""")
 # whole); inside other text (a message) it ends at white space, and scrub() removes the rest by value.
 _KV_PASSWORD = re.compile(r"((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|.*?)(?=\s+[A-Za-z_]+\s*=|\s*$)",
                           re.IGNORECASE)
-_KV_PASSWORD_IN_TEXT = re.compile(r"((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
+_KV_PASSWORD_IN_TEXT = re.compile(r"((?:ssl)?password\s*=\s*)(?!\*\*\*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)",
+                                  re.IGNORECASE)
 _QUERY_PASSWORD = re.compile(r"(password=)[^&\s\"']*", re.IGNORECASE)
 _QUOTED = re.compile(r'"([^"]*)"')
 _SHORT_SECRET = 4  # shorter secrets are replaced only as whole quoted or delimited tokens, not inside words
@@ -121,10 +123,19 @@ def scrub_secrets(message: str, url: str | None) -> str:
 
     def quoted(match: re.Match[str]) -> str:
         token = match.group(1)
-        hidden = token and any(token in s for s in secrets)
+        hidden = token and any(_overlaps(token, s) for s in secrets)
         return '"***"' if hidden else match.group()
 
     return mask_text(_QUOTED.sub(quoted, message))
+
+
+def _overlaps(token: str, secret: str) -> bool:
+    """Whether a token libpq quoted holds part of the secret: libpq cuts an unencoded password at its own
+    delimiters, so the token may be a piece of it ('#%x@host' of 'p@ss:w/rd?#%x')."""
+    if token in secret or secret in token:
+        return True
+    size = SequenceMatcher(None, token, secret, autojunk=False).find_longest_match().size
+    return size >= min(3, len(secret))
 
 
 def client_identity() -> str:

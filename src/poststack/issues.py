@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from poststack.files import FileProblem, Migration, version_of
+from poststack.files import FileProblem, Migration, migration_file_name, version_of
 from poststack.history import HistoryRow
 from poststack.lock import LockHolder
 from poststack.plan import ChangedFile, MigrationState
@@ -134,11 +134,20 @@ def missing_file_issues(rows: Iterable[HistoryRow], directory: str) -> list[Issu
     issues = []
     for row in rows:
         stored = "stored SQL available" + (" (and rollback SQL)" if row.rollback_sql else "")
+        evidence = [f"history: version {row.version_text} {row.name}, status {row.status}, source {row.source}",
+                    f"directory {directory}: no {row.version_text}_{row.name}.sql", stored]
+        # The history row names the file repair would write: a name that is not a valid migration file name
+        # ('../x', '/elsewhere', '²') is never turned into a path, so repair cannot fix this one.
+        restorable = (migration_file_name(row.version_text, row.name) is not None
+                      and version_of(row.version_text) == row.version)
+        if not restorable:
+            evidence.append(f"history row version {row.version}: version_text {row.version_text!r} and name "
+                            f"{row.name!r} do not form a valid migration file name; repair will not write it")
         issues.append(Issue.of(
             "missing_file", row.version,
             f"migration {row.version_text} ({row.name}) is recorded as {row.status} but has no file",
-            [f"history: version {row.version_text} {row.name}, status {row.status}, source {row.source}",
-             f"directory {directory}: no {row.version_text}_{row.name}.sql", stored]))
+            evidence, auto_fixable=None if restorable else False,
+            fix=None if restorable else "restore the file by hand under a valid NNN_name.sql name"))
     return issues
 
 
