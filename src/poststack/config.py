@@ -56,7 +56,8 @@ def pyproject_table(start: Path) -> dict[str, Any]:
             tool = data.get("tool", {})
             table = tool.get("poststack", {}) if isinstance(tool, dict) else None
             if not isinstance(table, dict):
-                raise UsageError(f"{candidate}: [tool.poststack] must be a table, not {type(table or tool).__name__}")
+                wrong = tool if not isinstance(tool, dict) else table
+                raise UsageError(f"{candidate}: [tool.poststack] must be a table, not {_toml_type(wrong)}")
             return _typed(dict(table), candidate)
     return {}
 
