@@ -188,7 +188,7 @@ def unfinished_issue(row: HistoryRow, *, lock_free: bool, objects: list[str]) ->
 
 # -- the lock ----------------------------------------------------------------------------------------------
 
-_LOCK_STAMP = re.compile(r"lock@(\d\d):(\d\d):(\d\d)Z")
+_LOCK_STAMP = re.compile(r"lock@([0-9]{2}):([0-9]{2}):([0-9]{2})Z")  # not \d: any client sets application_name
 
 
 def lock_age_seconds(holder: LockHolder, now: datetime) -> tuple[float | None, str]:

@@ -80,6 +80,7 @@ ROWS = [
     Bad("superscript_file", ("migrate",), 2, "²_x.sql: not a valid migration file name", {"²_x.sql": "SELECT 1;"}),
     Bad("arabic_indic_lock_timeout", ("migrate", "--lock-timeout", "\u0661"), 2,
         "--lock-timeout: '\u0661' is not a number"),
+    Bad("nan_lock_age", ("diagnose", "--lock-age", "nan"), 2, "--lock-age: 'nan' is not a number of seconds"),
     Bad("env_connect_timeout", ("migrate",), 2, "POSTSTACK_CONNECT_TIMEOUT: 'abc' is not a whole number of seconds",
         setup=environment(POSTSTACK_CONNECT_TIMEOUT="abc")),
     # -- item 5/6: pyproject.toml values of the wrong type -------------------------------------------------

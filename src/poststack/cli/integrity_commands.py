@@ -16,6 +16,7 @@ import click
 from poststack.cli import render
 from poststack.cli.context import CliContext, format_option, pass_ctx
 from poststack.cli.db_commands import confirm_or_refuse
+from poststack.config import parse_seconds
 from poststack.errors import EXIT_ISSUES, UsageError
 from poststack.issues import ISSUE_CODES, SEVERITIES, Issue
 from poststack.migration_diagnostics import DEFAULT_LOCK_AGE, DiagnosisResult, MigrationDiagnostics
@@ -64,16 +65,16 @@ def _print_issue(issue: Issue) -> None:
 @click.option("--severity", default="low", show_default=True, metavar="LEVEL",
               help=f"Show (and fail on) issues at or above this level: {', '.join(SEVERITIES)}.")
 @click.option("--type", "types", multiple=True, metavar="CODE", help="Only these issue codes (repeatable).")
-@click.option("--lock-age", type=float, default=DEFAULT_LOCK_AGE, show_default=True, metavar="SECONDS",
+@click.option("--lock-age", default=str(DEFAULT_LOCK_AGE), show_default=True, metavar="SECONDS",
               help="A lock held longer than this is reported as stuck_lock.")
 @format_option
 @pass_ctx
-def diagnose(ctx: CliContext, severity: str, types: tuple[str, ...], lock_age: float, fmt: str) -> None:
+def diagnose(ctx: CliContext, severity: str, types: tuple[str, ...], lock_age: str, fmt: str) -> None:
     """Find disagreements between the files, the history and the real schema, with the evidence."""
     codes = _codes(types, "--type")
     if severity not in SEVERITIES:
         raise UsageError(f"--severity: {severity!r} is not one of {', '.join(SEVERITIES)}")
-    full = _diagnostics(ctx, lock_age).diagnose()
+    full = _diagnostics(ctx, parse_seconds(lock_age, "--lock-age")).diagnose()  # ASCII, not nan
     result = full.filtered(severity, codes)
     if fmt == "json":
         render.echo_json(diagnosis_json(result, severity, codes))
