@@ -136,6 +136,24 @@ class History:
             raise AccessDenied(f"cannot create the history tables in schema {self.schema!r} as role "
                                f"{conn.info.user!r}: {exc.diag.message_primary} ({fix}); nothing was changed") from None
 
+    def schema_exists(self, conn: psycopg.Connection[Any]) -> bool:
+        row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", [self.schema]).fetchone()
+        return bool(row and row[0])
+
+    def remove_if_empty(self, conn: psycopg.Connection[Any], *, drop_schema: bool) -> None:
+        """Drop the history tables (and the schema) again when nothing was ever recorded in them.
+
+        For a run that created them and then failed before recording anything: exit 5 promises no trace.
+        """
+        with conn.transaction():
+            row = conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {}) AND NOT EXISTS (SELECT 1 FROM {})")
+                               .format(self.table("migrations"), self.table("audit_log"))).fetchone()
+            if not row or not row[0]:
+                return
+            conn.execute(sql.SQL("DROP TABLE {}, {}").format(self.table("audit_log"), self.table("migrations")))
+            if drop_schema:
+                conn.execute(sql.SQL("DROP SCHEMA {}").format(self._schema_id))  # RESTRICT: only if empty
+
     def rows(self, conn: psycopg.Connection[Any]) -> list[HistoryRow]:
         if not self.exists(conn):
             return []

@@ -107,6 +107,8 @@ ROWS = [
         "poststack", {"003_tags.sql": "CREATE TABLE tags (id int);"}, applied="002", setup=role()),
     Bad("clean_locks_superuser_holder", ("clean", "--locks", "--force", "--confirm"), 3,
         "insufficient privilege: ", applied="002", setup=both(lock_held, role())),
+    Bad("fresh_history_first_migration_fails", ("migrate", "--history-schema", "other_history"), 5,
+        'migration 001 failed: relation "users" already exists', applied="002"),
     Bad("schema_information_schema", ("migrate", "--history-schema", "information_schema"), 2,
         "'information_schema' is reserved: a system schema, left out by pg_dump"),
     Bad("schema_pg_toast", ("migrate", "--history-schema", "pg_toast"), 2, "'pg_toast' is reserved"),
