@@ -178,27 +178,39 @@ def connect(url: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Con
             connect_timeout=timeout,
             **kwargs,
         )
-    except psycopg.ProgrammingError as exc:  # malformed conninfo
-        raise ConnectError(f"invalid database URL {mask_url(url)}: {scrub(str(exc), url)}") from None
-    except (UnicodeDecodeError, ValueError) as exc:  # '%cd' decodes to a byte that is not UTF-8
-        raise ConnectError(f"invalid database URL {mask_url(url)}: a percent-encoded value is not UTF-8 "
-                           f"text ({type(exc).__name__})") from None
+    except (psycopg.ProgrammingError, UnicodeDecodeError, ValueError) as exc:  # malformed; '%cd' is not UTF-8
+        raise _invalid(url, exc) from None
     except psycopg.OperationalError as exc:
         raise ConnectError(f"cannot connect to {mask_url(url)}: {scrub(str(exc), url)}") from None
 
 
 def with_database(url: str, dbname: str) -> str:
     """The same server and credentials, another database: keeps the URL form when given a URL."""
-    if "://" in url:
-        parts = urlsplit(url)
-        return urlunsplit((parts.scheme, parts.netloc, "/" + quote(dbname, safe=""), parts.query, parts.fragment))
-    return pg_conninfo.make_conninfo(url, dbname=dbname)
+    try:
+        if "://" in url:
+            parts = urlsplit(url)  # ValueError for an IPv6 typo ('[::1')
+            return urlunsplit((parts.scheme, parts.netloc, "/" + quote(dbname, safe=""), parts.query,
+                               parts.fragment))
+        return pg_conninfo.make_conninfo(url, dbname=dbname)
+    except (psycopg.ProgrammingError, UnicodeDecodeError, ValueError) as exc:
+        raise _invalid(url, exc) from None
 
 
 def database_of(url: str) -> str:
     """The database a URL points at (libpq defaults to the user name)."""
-    params = pg_conninfo.conninfo_to_dict(url)
+    try:
+        params = pg_conninfo.conninfo_to_dict(url)
+    except (psycopg.ProgrammingError, UnicodeDecodeError, ValueError) as exc:
+        raise _invalid(url, exc) from None
     return str(params.get("dbname") or params.get("user") or getpass.getuser())
+
+
+def _invalid(url: str, exc: Exception) -> ConnectError:
+    """The one error for a URL that cannot be parsed, whoever tried to parse it."""
+    if isinstance(exc, psycopg.ProgrammingError):
+        return ConnectError(f"invalid database URL {mask_url(url)}: {scrub(str(exc), url)}")
+    return ConnectError(f"invalid database URL {mask_url(url)}: a percent-encoded value is not UTF-8 text "
+                        f"({type(exc).__name__})")
 
 
 def server_version(conn: psycopg.Connection[Any]) -> int:

@@ -53,6 +53,10 @@ ROWS = [
         setup=url("postgresql://u:Ipv6S3cret@[::1/app"), secret=("Ipv6S3cret",)),
     Bad("url_percent_not_utf8", ("migration-status",), 3, "a percent-encoded value is not UTF-8",
         setup=url("postgresql://u:%cd%ffpw@127.0.0.1/app"), secret=("%cd%ffpw",)),
+    Bad("verify_percent_not_utf8", ("verify",), 3, "a percent-encoded value is not UTF-8",
+        setup=url("postgresql://u:%cd%ffpw@127.0.0.1/app"), secret=("%cd%ffpw",)),
+    Bad("verify_ipv6_typo", ("verify",), 3, 'looking for matching "]"', setup=url("postgresql://u:V6s3cret@[::1/a"),
+        secret=("V6s3cret",)),
     Bad("keywords_space_in_password", ("migration-status",), 3, "invalid database URL host=127.0.0.1 port=1 "
         "password=***", setup=url("host=127.0.0.1 port=1 password=my secret"), secret=("secret",)),
     Bad("pyproject_unparseable_url", ("migration-status",), 3, "invalid database URL postgresql://app:***@",
