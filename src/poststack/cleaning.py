@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from poststack.files import load_migrations
+from poststack.files import load_migrations, version_of
 from poststack.legacy import LEGACY_TABLE
 from poststack.lock import LockHolder, lock_holder, migration_lock, terminate_holder
 
@@ -124,7 +124,7 @@ class Cleaner:
         for ctid, version, data in legacy_duplicates(conn):
             plan.actions.append(CleanAction("delete_duplicate_row",
                                             f"delete duplicate row of version {version} from {LEGACY_TABLE}",
-                                            int(version) if version.isdigit() else None, False, [data], ctid))
+                                            version_of(version), False, [data], ctid))
         if not any(a.kind == "delete_duplicate_row" for a in plan.actions):
             plan.notes.append(f"{LEGACY_TABLE}: no duplicate rows (or no such table)")
 

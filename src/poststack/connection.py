@@ -17,39 +17,11 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psycopg
 from psycopg import conninfo as pg_conninfo
 
-from poststack.errors import ConnectError
+from poststack.errors import ConnectError, UsageError
+from poststack.masking import mask_text, mask_url, password_of, scrub, scrub_secrets, scrub_unparsed, secrets_of
 
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-# libpq's URI userinfo: user ':' password '@', ending before the first '/'; greedy to the last '@' before it.
-_URI_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^/\s]*(?=@)")
-_URI_QUERY_PASSWORD = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
-
-
-def mask_url(url: str | None) -> str:
-    """Return the URL with any password replaced by ``***`` so it can be printed, logged or put in JSON."""
-    if not url:
-        return ""
-    if "://" in url:
-        # Regexes rather than urlsplit, which ends the password at an unencoded '#' or '?' that libpq keeps
-        # (and so printed the rest of it), and missed a URL inside a longer text such as '--database-url=...'.
-        return _URI_QUERY_PASSWORD.sub(r"\1***", _URI_PASSWORD.sub(r"\1***", url))
-    return _KV_PASSWORD.sub(r"\1***", url)
-
-
-def password_of(url: str) -> str | None:
-    """The password a URL carries, so it can be scrubbed from messages that might echo it."""
-    try:
-        return pg_conninfo.conninfo_to_dict(url).get("password") or None
-    except psycopg.ProgrammingError:
-        return None
-
-
-def scrub(message: str, url: str | None) -> str:
-    """Remove the URL's password from a message (driver errors may quote the connection string)."""
-    password = password_of(url) if url else None
-    if password:
-        message = message.replace(password, "***")
-    return " ".join(message.split())
+__all__ = ["connect", "database_of", "mask_text", "mask_url", "password_of", "scrub", "scrub_secrets",
+           "secrets_of", "with_database"]  # the masking functions keep their historical import path here
 
 
 def client_identity() -> str:
@@ -73,34 +45,58 @@ def application_name() -> str:
     return name if len(name) <= 63 else "poststack …" + name[-51:]
 
 
+def connect_timeout() -> int:
+    """POSTSTACK_CONNECT_TIMEOUT in whole seconds (default 10), ASCII digits only."""
+    text = os.environ.get("POSTSTACK_CONNECT_TIMEOUT", "10").strip()
+    if not re.fullmatch(r"[0-9]{1,6}", text):
+        raise UsageError(f"POSTSTACK_CONNECT_TIMEOUT: {text!r} is not a whole number of seconds")
+    return int(text)
+
+
 def connect(url: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection[Any]:
     """Connect with poststack's application_name; raise ConnectError with a masked, one-line reason."""
+    timeout = connect_timeout()
     try:
         return psycopg.connect(
             url,
             autocommit=autocommit,
             application_name=application_name(),
-            connect_timeout=int(os.environ.get("POSTSTACK_CONNECT_TIMEOUT", "10")),
+            connect_timeout=timeout,
             **kwargs,
         )
-    except psycopg.ProgrammingError as exc:  # malformed conninfo
-        raise ConnectError(f"invalid database URL {mask_url(url)}: {scrub(str(exc), url)}") from None
+    except (psycopg.ProgrammingError, UnicodeDecodeError, ValueError) as exc:  # malformed; '%cd' is not UTF-8
+        raise _invalid(url, exc) from None
     except psycopg.OperationalError as exc:
         raise ConnectError(f"cannot connect to {mask_url(url)}: {scrub(str(exc), url)}") from None
 
 
 def with_database(url: str, dbname: str) -> str:
     """The same server and credentials, another database: keeps the URL form when given a URL."""
-    if "://" in url:
-        parts = urlsplit(url)
-        return urlunsplit((parts.scheme, parts.netloc, "/" + quote(dbname, safe=""), parts.query, parts.fragment))
-    return pg_conninfo.make_conninfo(url, dbname=dbname)
+    try:
+        if "://" in url:
+            parts = urlsplit(url)  # ValueError for an IPv6 typo ('[::1')
+            return urlunsplit((parts.scheme, parts.netloc, "/" + quote(dbname, safe=""), parts.query,
+                               parts.fragment))
+        return pg_conninfo.make_conninfo(url, dbname=dbname)
+    except (psycopg.ProgrammingError, UnicodeDecodeError, ValueError) as exc:
+        raise _invalid(url, exc) from None
 
 
 def database_of(url: str) -> str:
     """The database a URL points at (libpq defaults to the user name)."""
-    params = pg_conninfo.conninfo_to_dict(url)
+    try:
+        params = pg_conninfo.conninfo_to_dict(url)
+    except (psycopg.ProgrammingError, UnicodeDecodeError, ValueError) as exc:
+        raise _invalid(url, exc) from None
     return str(params.get("dbname") or params.get("user") or getpass.getuser())
+
+
+def _invalid(url: str, exc: Exception) -> ConnectError:
+    """The one error for a URL that cannot be parsed, whoever tried to parse it."""
+    if isinstance(exc, psycopg.ProgrammingError):
+        return ConnectError(f"invalid database URL {mask_url(url)}: {scrub_unparsed(str(exc), url)}")
+    return ConnectError(f"invalid database URL {mask_url(url)}: a percent-encoded value is not UTF-8 text "
+                        f"({type(exc).__name__})")
 
 
 def server_version(conn: psycopg.Connection[Any]) -> int:

@@ -29,6 +29,7 @@ from psycopg.types.json import Jsonb, set_json_loads
 
 from poststack import ignored_objects, sibling_histories
 from poststack.fingerprint import STATEMENT, catalog_fingerprint, fingerprint_of
+from poststack.identifiers import Identifier, regclass_text
 from poststack.snapshot import Snapshot, loads, snapshot
 
 TABLE = "schema_snapshot"
@@ -104,13 +105,14 @@ class _Header:
 
 
 def _table(history_schema: str) -> sql.Composed:
-    return sql.SQL("{}.{}").format(sql.Identifier(history_schema), sql.Identifier(TABLE))
+    return sql.SQL("{}.{}").format(Identifier(history_schema), sql.Identifier(TABLE))
 
 
 def _current_version(conn: psycopg.Connection[Any], history_schema: str) -> str | None:
     """The newest applied version as written, read from the history table (None when nothing is applied)."""
-    migrations = sql.SQL("{}.{}").format(sql.Identifier(history_schema), sql.Identifier("migrations"))
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [migrations.as_string(conn)]).fetchone()
+    migrations = sql.SQL("{}.{}").format(Identifier(history_schema), sql.Identifier("migrations"))
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                          [regclass_text(history_schema, "migrations")]).fetchone()
     if not exists or not exists[0]:
         return None
     row = conn.execute(sql.SQL("SELECT version_text FROM {} WHERE status = 'applied' "
@@ -129,7 +131,7 @@ def record_snapshot(conn: psycopg.Connection[Any], history_schema: str) -> Store
     table = _table(history_schema)
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
         cur.execute(sql.SQL(_DDL).format(table=table))
-        if not _has_fingerprint_column(conn, table):
+        if not _has_fingerprint_column(conn, history_schema):
             cur.execute(sql.SQL(_ADD_FINGERPRINT).format(table=table))
         fingerprint = catalog_fingerprint(conn, (history_schema,))
         siblings = sibling_histories.find(conn, (history_schema,))
@@ -149,7 +151,7 @@ def record_snapshot(conn: psycopg.Connection[Any], history_schema: str) -> Store
 def stored_snapshot(conn: psycopg.Connection[Any], history_schema: str) -> StoredSnapshot | None:
     """The recorded reference, or None when none was recorded or its format is not readable."""
     table = _table(history_schema)
-    if not _table_exists(conn, table):
+    if not _table_exists(conn, history_schema):
         return None
     with conn.cursor(row_factory=tuple_row) as cur:
         set_json_loads(loads, cur)  # megabytes of JSON at scale: parsed without the cyclic GC
@@ -214,13 +216,13 @@ def is_comparable(conn: psycopg.Connection[Any], history_schema: str, stored: St
     return same_major and stored.after_version == _current_version(conn, history_schema)
 
 
-def _table_exists(conn: psycopg.Connection[Any], table: sql.Composed) -> bool:
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [table.as_string(conn)]).fetchone()
+def _table_exists(conn: psycopg.Connection[Any], history_schema: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [regclass_text(history_schema, TABLE)]).fetchone()
     return bool(row and row[0])
 
 
-def _has_fingerprint_column(conn: psycopg.Connection[Any], table: sql.Composed) -> bool:
-    row = conn.execute(_HAS_FINGERPRINT_QUERY, {"snapshots": table.as_string(conn)}).fetchone()
+def _has_fingerprint_column(conn: psycopg.Connection[Any], history_schema: str) -> bool:
+    row = conn.execute(_HAS_FINGERPRINT_QUERY, {"snapshots": regclass_text(history_schema, TABLE)}).fetchone()
     return bool(row and row[0])
 
 
@@ -229,8 +231,9 @@ def _stored_header(conn: psycopg.Connection[Any], history_schema: str) -> _Heade
     fingerprint, or None when no snapshot was recorded. Two round trips: on a small database the check
     costs more in latency than in work, and diagnose must stay close to status there too."""
     table = _table(history_schema)
-    migrations = sql.SQL("{}.{}").format(sql.Identifier(history_schema), sql.Identifier("migrations"))
-    names = {"snapshots": table.as_string(conn), "migrations": migrations.as_string(conn)}
+    migrations = sql.SQL("{}.{}").format(Identifier(history_schema), sql.Identifier("migrations"))
+    names = {"snapshots": regclass_text(history_schema, TABLE),
+             "migrations": regclass_text(history_schema, "migrations")}
     present = conn.execute(_PRESENT, names).fetchone()
     if not present or not present[0]:
         return None

@@ -18,8 +18,13 @@ from pathlib import Path
 from poststack.errors import MigrationFileError, UsageError
 from poststack.sqltext import SqlSyntaxError, Statement, semantic_checksum, split_statements
 
-MIGRATION_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_\-.]*?)(?P<rollback>\.rollback)?\.sql$")
+# [0-9], never \d: Python's \d, str.isdigit() and int() accept any Unicode digit (Arabic-Indic, superscripts),
+# and a version must be the same number to every tool that reads the file name.
+MIGRATION_NAME = re.compile(
+    r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_\-.]*?)(?P<rollback>\.rollback)?\.sql$")
+# \d on purpose here: a name starting with any Unicode digit looks like a migration and is reported, not skipped.
 _LOOKS_LIKE = re.compile(r"^\d|\.sql$", re.IGNORECASE)
+_VERSION_TEXT = re.compile(r"[0-9]+")
 _DIRECTIVE = re.compile(r"^--\s*(?P<key>description|poststack:[a-z-]+)\s*:?\s*(?P<value>.*)$", re.IGNORECASE)
 _BOM = b"\xef\xbb\xbf"
 MAX_VERSION = 2**63 - 1  # versions are stored as bigint
@@ -82,14 +87,32 @@ def unified_diff(stored: str, current: str, stored_name: str, current_name: str)
     """Lines of a unified diff between a recorded text and a file's, for evidence shown to a user."""
     return [line.rstrip("\n") for line in difflib.unified_diff(
         stored.splitlines(keepends=True), current.splitlines(keepends=True), stored_name, current_name)]
+def version_of(text: str | None) -> int | None:
+    """The integer of a version text made of ASCII digits, else None (also for '²', '٣' and over bigint)."""
+    if text is None or not _VERSION_TEXT.fullmatch(text):
+        return None
+    value = int(text)
+    return value if value <= MAX_VERSION else None
 
 
 def parse_version(text: str, option: str = "--target") -> int:
-    """A version as the user wrote it ('002' or '2'): leading zeros do not matter."""
-    value = text.strip()
-    if not value.isdigit():
-        raise UsageError(f"{option}: {text!r} is not a version (expected digits, e.g. 002)")
-    return int(value)
+    """A version as the user wrote it ('002' or '2'): leading zeros do not matter; ASCII digits only."""
+    value = version_of(text.strip())
+    if value is None:
+        if _VERSION_TEXT.fullmatch(text.strip()):
+            raise UsageError(f"{option}: {text!r} is larger than {MAX_VERSION} (the history's bigint)")
+        raise UsageError(f"{option}: {text!r} is not a version (expected ASCII digits, e.g. 002)")
+    return value
+
+
+def migration_file_name(version_text: str, name: str, *, rollback: bool = False) -> str | None:
+    """The file name a migration of this version and name has, or None when that is not a valid migration
+    file name (a history row's '../x' or '/elsewhere' must never become a path)."""
+    filename = f"{version_text}_{name}{'.rollback' if rollback else ''}.sql"
+    match = MIGRATION_NAME.fullmatch(filename)
+    if match is None or (match["version"], match["name"], bool(match["rollback"])) != (version_text, name, rollback):
+        return None
+    return filename
 
 
 @dataclass(frozen=True)

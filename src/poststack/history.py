@@ -20,6 +20,7 @@ from poststack import __version__
 from poststack.connection import client_identity
 from poststack.errors import AccessDenied, UsageError
 from poststack.files import Migration
+from poststack.identifiers import Identifier, regclass_text
 
 LAYOUT_VERSION = 2
 STATUSES = ("applied", "running", "failed")
@@ -115,7 +116,7 @@ class History:
 
     def __init__(self, schema: str = "poststack") -> None:
         self.schema = schema
-        self._schema_id = sql.Identifier(schema)
+        self._schema_id = Identifier(schema)  # survives a % in the name (see poststack.identifiers)
         self._inserts: dict[tuple[str, ...], bytes] = {}
 
     def table(self, name: str) -> sql.Composed:
@@ -123,7 +124,7 @@ class History:
 
     def exists(self, conn: psycopg.Connection[Any]) -> bool:
         row = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                           [sql.SQL("{}.migrations").format(self._schema_id).as_string(conn)]).fetchone()
+                           [regclass_text(self.schema, "migrations")]).fetchone()
         return bool(row and row[0])
 
     def ensure(self, conn: psycopg.Connection[Any]) -> None:
@@ -162,6 +163,24 @@ class History:
                     conn.execute(sql.SQL(statement).format(schema=self._schema_id))
             conn.execute(sql.SQL("COMMENT ON TABLE {}.migrations IS {}").format(
                 self._schema_id, sql.Literal(f"poststack history layout {LAYOUT_VERSION}")))
+
+    def schema_exists(self, conn: psycopg.Connection[Any]) -> bool:
+        row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", [self.schema]).fetchone()
+        return bool(row and row[0])
+
+    def remove_if_empty(self, conn: psycopg.Connection[Any], *, drop_schema: bool) -> None:
+        """Drop the history tables (and the schema) again when nothing was ever recorded in them.
+
+        For a run that created them and then failed before recording anything: exit 5 promises no trace.
+        """
+        with conn.transaction():
+            row = conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {}) AND NOT EXISTS (SELECT 1 FROM {})")
+                               .format(self.table("migrations"), self.table("audit_log"))).fetchone()
+            if not row or not row[0]:
+                return
+            conn.execute(sql.SQL("DROP TABLE {}, {}").format(self.table("audit_log"), self.table("migrations")))
+            if drop_schema:
+                conn.execute(sql.SQL("DROP SCHEMA {}").format(self._schema_id))  # RESTRICT: only if empty
 
     def rows(self, conn: psycopg.Connection[Any]) -> list[HistoryRow]:
         if not self.exists(conn):

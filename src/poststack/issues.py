@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from poststack.files import FileProblem, Migration
+from poststack.files import FileProblem, Migration, migration_file_name, version_of
 from poststack.history import HistoryRow
 from poststack.lock import LockHolder
 from poststack.plan import ChangedFile, ChangedRollback, MigrationState
@@ -178,11 +178,20 @@ def missing_file_issues(rows: Iterable[HistoryRow], directory: str) -> list[Issu
     issues = []
     for row in rows:
         stored = "stored SQL available" + (" (and rollback SQL)" if row.rollback_sql else "")
+        evidence = [f"history: version {row.version_text} {row.name}, status {row.status}, source {row.source}",
+                    f"directory {directory}: no {row.version_text}_{row.name}.sql", stored]
+        # The history row names the file repair would write: a name that is not a valid migration file name
+        # ('../x', '/elsewhere', '²') is never turned into a path, so repair cannot fix this one.
+        restorable = (migration_file_name(row.version_text, row.name) is not None
+                      and version_of(row.version_text) == row.version)
+        if not restorable:
+            evidence.append(f"history row version {row.version}: version_text {row.version_text!r} and name "
+                            f"{row.name!r} do not form a valid migration file name; repair will not write it")
         issues.append(Issue.of(
             "missing_file", row.version,
             f"migration {row.version_text} ({row.name}) is recorded as {row.status} but has no file",
-            [f"history: version {row.version_text} {row.name}, status {row.status}, source {row.source}",
-             f"directory {directory}: no {row.version_text}_{row.name}.sql", stored]))
+            evidence, auto_fixable=None if restorable else False,
+            fix=None if restorable else "restore the file by hand under a valid NNN_name.sql name"))
     return issues
 
 
@@ -223,7 +232,7 @@ def unfinished_issue(row: HistoryRow, *, lock_free: bool, objects: list[str]) ->
 
 # -- the lock ----------------------------------------------------------------------------------------------
 
-_LOCK_STAMP = re.compile(r"lock@(\d\d):(\d\d):(\d\d)Z")
+_LOCK_STAMP = re.compile(r"lock@([0-9]{2}):([0-9]{2}):([0-9]{2})Z")  # not \d: any client sets application_name
 
 
 def lock_age_seconds(holder: LockHolder, now: datetime) -> tuple[float | None, str]:
@@ -278,7 +287,7 @@ def legacy_duplicate_issues(duplicates: Iterable[tuple[str, str, str]], table: s
     by_version: dict[str, list[str]] = {}
     for _ctid, version, data in duplicates:
         by_version.setdefault(version, []).append(data)
-    return [Issue.of("duplicate_version", int(v) if v.isdigit() else None,
+    return [Issue.of("duplicate_version", version_of(v),
                      f"legacy history {table} has {len(rows) + 1} rows for version {v}",
                      [f"{table}: extra row {data}" for data in rows] + ["the earliest applied row is kept"],
                      auto_fixable=False, fix="poststack db clean --duplicates")

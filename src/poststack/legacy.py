@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from poststack.files import Migration, SqlFile
+from poststack.files import Migration, SqlFile, version_of
 
 LEGACY_SCHEMA, LEGACY_NAME = "public", "schema_migrations"
 LEGACY_TABLE = f"{LEGACY_SCHEMA}.{LEGACY_NAME}"
@@ -96,7 +96,7 @@ def legacy_rows(conn: psycopg.Connection[Any], files: dict[int, Migration]) -> l
     rows = []
     for version_text, checksum, description, applied_at, ms, applied_by, sql_up, sql_down in conn.execute(query):
         text = (version_text or "").strip()
-        version = int(text) if text.isdigit() else None
+        version = version_of(text)  # ASCII digits only: int("²") raises, "٤" would pass as 4
         rows.append(LegacyRow(version, text, description, applied_at, ms, checksum or "", applied_by, sql_up,
                               sql_down, files.get(version) if version is not None else None))
     return sorted(rows, key=lambda r: (r.version is None, r.version or 0, r.version_text))

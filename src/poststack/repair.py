@@ -9,6 +9,7 @@ database ran the old text and re-recording claims otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,14 @@ import psycopg
 from psycopg import sql
 
 from poststack.errors import PoststackError
-from poststack.files import checksum_of, load_migrations, semantic_checksum_of, unified_diff
+from poststack.files import (
+    checksum_of,
+    load_migrations,
+    migration_file_name,
+    semantic_checksum_of,
+    unified_diff,
+    version_of,
+)
 from poststack.history import HistoryRow
 from poststack.issues import Issue
 from poststack.lock import migration_lock
@@ -255,9 +263,11 @@ class Repairer:
         version = issue.version
         assert version is not None
         row = facts.rows[version]
-        directory = facts.migrations.directory
-        up = directory / f"{row.version_text}_{row.name}.sql"
-        down = directory / f"{row.version_text}_{row.name}.rollback.sql"
+        paths = restore_paths(facts.migrations.directory, row)
+        if isinstance(paths, str):
+            self.skip(issue, paths)
+            return None
+        up, down = paths
         targets = [(up, row.sql)] + ([(down, row.rollback_sql)] if row.rollback_sql and not down.exists() else [])
         clash = [str(p) for p, _ in targets if p.exists()]
         if clash:
@@ -352,8 +362,35 @@ def _recorded_versions(outcome: Any) -> list[int]:
     return [getattr(m, "version", m) for m in getattr(outcome, "recorded", [])]
 
 
+def restore_paths(directory: Path, row: HistoryRow) -> tuple[Path, Path] | str:
+    """Where a missing file of this history row is restored, or why it is not.
+
+    version_text and name come from the history table, which anyone with write access to it controls: a
+    row with version_text '/elsewhere/OUTSIDE' or a name with '../' must not choose where repair writes. So
+    both must form a valid migration file name (no '/', no '..' component, ASCII digits for the version) of
+    the row's own version, and the path must resolve inside the migrations directory (no symlink out).
+    """
+    label = f"history row version {row.version} (version_text {row.version_text!r}, name {row.name!r})"
+    up_name = migration_file_name(row.version_text, row.name)
+    down_name = migration_file_name(row.version_text, row.name, rollback=True)
+    if up_name is None or down_name is None or version_of(row.version_text) != row.version:
+        return (f"{label} does not form a valid migration file name (NNN_name.sql); will not write a file "
+                "named after it: restore the file by hand")
+    root = directory.resolve()
+    for name in (up_name, down_name):
+        resolved = (root / name).resolve()
+        if resolved.parent != root:
+            return (f"{label}: {directory / name} resolves outside the migrations directory ({resolved}); "
+                    "will not write it")
+    return directory / up_name, directory / down_name
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write beside the target and rename: a crash never leaves a truncated migration file behind."""
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(data)
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()  # a leftover, or a planted symlink: removing it never touches what it points at
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
     os.replace(partial, path)

@@ -148,7 +148,8 @@ class MigrationRunner:
             with self.connection() as conn:
                 state = self.state(conn, migrations)
                 return self._checked_plan(state, target, allow_changed, allow_out_of_order, dry_run=True, conn=conn)
-        with self.locked() as conn, migrate_hints.point_to_recover_on_duplicates():
+        with self.locked(create_history=False) as conn, self._history_kept_only_if_used(conn), \
+                migrate_hints.point_to_recover_on_duplicates():
             state = self.state(conn, migrations)
             result = self._checked_plan(state, target, allow_changed, allow_out_of_order, dry_run=False, conn=conn)
             with self._snapshot_after(conn, result.steps), _checksums_ahead(result.planned):
@@ -165,6 +166,21 @@ class MigrationRunner:
                         progress("done", migration.version_text, migration.name)
             result.to_version = _current_after(state, [s.version for s in result.steps])
             return result
+
+    @contextmanager
+    def _history_kept_only_if_used(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        """Create the history tables; when this run created them and fails before recording anything (a
+        first migration whose SQL fails), remove them again, so the failure leaves no empty schema behind."""
+        schema_existed = self.history.schema_exists(conn)
+        created = not self.history.exists(conn)
+        self.history.ensure(conn)
+        try:
+            yield
+        except BaseException:
+            if created and not conn.broken:
+                with suppress(psycopg.Error):  # never hide the failure that stopped the run
+                    self.history.remove_if_empty(conn, drop_schema=not schema_existed)
+            raise
 
     @contextmanager
     def _snapshot_after(self, conn: psycopg.Connection[Any], steps: list[StepResult]) -> Iterator[None]:

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from poststack import executor
+from poststack import executor, scratch_databases
 from poststack.config import DEFAULT_SCHEMA
 from poststack.connection import connect, database_of, mask_url, with_database
 from poststack.errors import ConnectError, MigrationFailed, UsageError
@@ -37,7 +37,7 @@ from poststack.verify_locks import LockTaken, Rewrite
 from poststack.verify_observed import StatementTiming, apply_observed
 
 STATUSES = ("passed", "failed", "error", "unverifiable", "skipped")
-SCRATCH_PREFIX = "poststack_verify_"
+SCRATCH_PREFIX = scratch_databases.SCRATCH_PREFIX
 
 
 class ScratchDatabaseError(ConnectError):
@@ -133,6 +133,7 @@ def scratch_database(url: str) -> Iterator[str]:
             user = conn.info.user
             raise ScratchDatabaseError(f"role {user!r} on {mask_url(url)} may not create databases (CREATEDB); "
                                        "verify needs a scratch database: grant CREATEDB or use another URL")
+        scratch_databases.drop_stale(conn)  # left by a verify killed with -9: provably its own, else kept
         name = SCRATCH_PREFIX + uuid.uuid4().hex[:12]
         try:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -140,6 +141,7 @@ def scratch_database(url: str) -> Iterator[str]:
             raise ScratchDatabaseError(f"cannot create scratch database {name} on {mask_url(url)}: "
                                        f"{(exc.diag.message_primary or str(exc)).strip()}") from None
         try:
+            scratch_databases.mark(conn, name)
             yield with_database(url, name)
         finally:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -10,9 +10,11 @@ recover and diagnose judge the catalog against replayed states (``poststack.judg
 them too, abstractly: a migration's objects are one unit, known by the ``knob`` of the text that made it
 (each text puts its knob in a column default, a view or a sequence start, so two texts never leave the same
 objects). The sequence is the applied rows (their stored text) in version order, then the pending files;
-state(i) holds the units of its first i steps. Only the units of the steps from the one before the recorded
-position on tell states apart (``touched``); hand-made tables and the earlier applied units are compared
-apart (``outside``) and reported as drift, never as a reason to doubt which migrations ran.
+state(i) holds the units of its first i steps. The states are replayed from the step before the recorded
+position on; the units of the steps after it tell states apart (``touched``), and so does any object whose
+table a replayed step names (the first replayed step's own unit, if the catalog has it otherwise). Tables
+no migration names (made by hand) and the earlier applied units are compared apart (``outside``): drift,
+never a reason to doubt which migrations ran. A catalog that equals no state is refused.
 """
 
 from __future__ import annotations
@@ -41,9 +43,6 @@ ROLLBACKS = {
     5: "DROP TABLE t5;\nDROP SEQUENCE s5;\n",
 }
 NAMES = {1: "t1", 2: "t2", 3: "t3", 4: "v4", 5: "s5"}
-# Catalog objects (snapshot entries) of each migration: what a state counts when it has the unit and another
-# does not. Two texts of one migration differ in exactly one object (the knob's). Measured on PostgreSQL.
-SIZES = {1: 3, 2: 7, 3: 4, 4: 1, 5: 3}
 _KNOB = re.compile(r"DEFAULT (\d+)\)|START (\d+) |(\d+) AS knob")
 
 Units = frozenset[tuple[int, int]]  # (version, knob of the text that made its objects)
@@ -72,7 +71,6 @@ class Judged:
     recorded: int  # h, the number of applied rows
     sequence: list[tuple[int, int]]  # (version, knob) of each step
     proven: int | None
-    closest: int | None
     outside: bool  # differences on objects no migration touches (hand tables, earlier applied units)
 
     def versions(self, first: int, last: int) -> list[int]:
@@ -167,25 +165,20 @@ class Model:
         """The catalog against the states of applied rows (stored text) then pending files (their text)."""
         sequence = [(v, self.stored[v]) for v in sorted(self.applied)] + [(v, self.knob[v]) for v in self.pending]
         h = len(self.applied)
-        start = max(h - 1, 0)
+        start = max(h - 1, 0)  # the first state replayed
         touched = {v for v, _ in sequence[start:]}
-        catalog = {v: k for v, k in self.catalog if v in touched}
-        earlier = sequence[:start]  # applied units every known state has alike
-        outside = self.hand_tables > 0 or any(self.made.get(v) != k for v, k in earlier)
+        earlier = sequence[:start]  # applied units every replayed state has alike
+        differing = {v for v, k in earlier if self.made.get(v) != k}
+        named = {sequence[start - 1][0]} & differing if start else set()  # the first replayed step names its table
+        catalog = {v: k for v, k in self.catalog if v in touched | named}
+        outside = self.hand_tables > 0 or bool(differing - named)
 
         def state(p: int) -> dict[int, int]:
-            return dict(sequence[start:p])
+            return dict(sequence[start:p]) | {v: k for v, k in earlier if v in named}
 
-        def distance(p: int) -> int:
-            s = state(p)
-            return sum(SIZES[v] if (v in s) != (v in catalog) else int(s[v] != catalog[v])
-                       for v in set(s) | set(catalog))
-
-        positions = range(start, len(sequence) + 1)
-        proven = next((p for p in positions if p >= h and state(p) == catalog), None)
         # A catalog between two states would have half a unit: each unit is all or nothing here, so it never is.
-        closest = None if proven is not None else min(positions, key=lambda p: (distance(p), p < h, p))
-        return Judged(h, sequence, proven, closest, outside)
+        proven = next((p for p in range(h, len(sequence) + 1) if state(p) == catalog), None)
+        return Judged(h, sequence, proven, outside)
 
     def expected_issues(self) -> set[tuple[str, int | None]]:
         issues: set[tuple[str, int | None]] = set()
@@ -251,13 +244,13 @@ class Model:
 
         Nothing while a row is unfinished. Else the versions up to the state the catalog equals (on the
         objects migrations touch): a contiguous run of the pending ones, each applied with the text now in
-        its file. No match: refused, unless the closest state is the recorded one (all stay pending).
+        its file. No match: refused, with the differences.
         """
         if self.failed or not self.pending:
             return [], False
         j = self.judge()
         if j.proven is None:
-            return [], j.closest != j.recorded
+            return [], True
         recorded = j.versions(j.recorded + 1, j.proven)
         for version in recorded:
             self.record(version)
@@ -271,10 +264,8 @@ class Model:
         changed_schema = bool(self.failed)  # a failed row whose objects all exist is marked applied
         reference_clean = self.reference() and not self.drift()
         for version, kinds in list(self.edits.items()):
-            if "real" not in kinds:
-                self.stored[version] = self.knob[version]  # a cosmetic change: the row takes the file's text
             if "real" not in kinds or force:
-                self.edits.pop(version)  # (--force keeps the stored text: the database ran that one)
+                self.edits.pop(version)  # the stored text stays in meaning: the database ran that one
         for version in sorted(self.failed):
             self.failed.discard(version)
             self.applied.add(version)

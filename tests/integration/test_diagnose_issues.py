@@ -247,13 +247,21 @@ def test_hand_applied_column_and_function_are_tracking_not_drift(tmp_path, datab
     assert evidence[1].startswith("catalog equals the state after 002: ")
     assert "its effect: column public.a.b: created" in evidence
     assert "its effect: function public.a_count(integer): created" in evidence
-    # A column of no migration decides nothing about 002 and is drift; 002's own objects are not drift.
-    execute(database_url, "ALTER TABLE a ADD COLUMN c int")
+    # A table no migration names decides nothing about 002 and is drift; 002's own objects are not drift.
+    execute(database_url, "CREATE TABLE by_hand (id int)")
     result = diag.diagnose().filtered("low")
     assert sorted((i.code, i.version) for i in result.issues) == [("missing_tracking", 2), ("schema_drift", None)]
     drift = result.of("schema_drift")[0].evidence
-    assert "column public.a.c: not from a migration" in drift
+    assert "table public.by_hand: not from a migration" in drift
     assert not any("a.b" in line or "a_count" in line for line in drift)
+    # A column added by hand to a migration's table is evidence: the catalog is no state now, so nothing is
+    # proven, and poststack's reference (the snapshot after 001) accounts for every change, 002's included.
+    execute(database_url, "ALTER TABLE a ADD COLUMN c int")
+    result = diag.diagnose().filtered("low")
+    assert [(i.code, i.version) for i in result.issues] == [("schema_drift", None)]
+    drift = result.issues[0].evidence
+    assert "column public.a.c: created outside poststack" in drift
+    assert "column public.a.b: created outside poststack" in drift
 
 
 def test_schema_mismatch_without_a_stored_reference(project, database_url):

@@ -14,7 +14,7 @@ import pytest
 
 from poststack.cli import recover_command
 from poststack.cli.root import db
-from poststack.errors import LockTimeout, MigrationFailed
+from poststack.errors import LockTimeout, MigrationFailed, MigrationFileError
 from poststack.files import load_migrations
 from poststack.history import History
 from poststack.lock import lock_key, try_lock
@@ -103,20 +103,23 @@ def test_half_applied_migration_is_never_recorded_and_the_report_names_what_is_m
     helper.apply_untracked(1)
     helper.execute(SESSIONS.splitlines()[0])  # only the table of 002: no index, no function
     result = runner.recover()
-    # Nothing is recorded past an exact match, so not even 001, whose state the catalog is past.
-    assert actions(result) == [(1, "blocked"), (2, "refused"), (3, "blocked"), (4, "blocked")]
+    # 002 touches none of 001's objects, on which the catalog is 001's state: 001 is proven, 002 refused.
+    assert actions(result) == [(1, "record"), (2, "refused"), (3, "blocked"), (4, "blocked")]
     assert result.exit_code == 1
-    assert recorded(helper) == [] and audit(helper) == []
+    assert recorded(helper) == [(1, "recover")]
+    assert result.steps[0].status == "proven"
+    assert result.steps[0].reason == ("the catalog equals the state after 001 on every object it and its "
+                                      "predecessors change; 002 after it is half applied and touches none of them")
     refused = result.refused[0]
     assert refused.status == "partial"
     assert refused.reason == ("partially applied: the catalog lies between the states after 001 and after 002")
     assert refused.evidence == ["done: table public.sessions: created",
                                 "not done: index public.sessions_account_idx: not created",
                                 "not done: function public.expire_sessions(): not created"]
-    assert "002 is half applied" in result.steps[0].reason
-    # Finished by hand, the catalog is the state after 002: both are proven.
+    assert [s.reason for s in result.steps[2:]] == ["not examined: refused at 002"] * 2
+    # Finished by hand, the catalog is the state after 002: proven.
     helper.execute("\n".join(SESSIONS.splitlines()[1:]))
-    assert actions(runner.recover())[:2] == [(1, "record"), (2, "record")]
+    assert actions(runner.recover())[:1] == [(2, "record")]
 
 
 def test_later_migration_present_after_an_absent_one_is_refused_not_guessed(project):
@@ -159,14 +162,15 @@ def test_a_table_made_by_hand_under_a_migrations_name_is_evidence_against_it(pro
     assert recorded(helper) == []
 
 
-def test_differences_closest_to_the_recorded_state_leave_everything_pending(project):
-    """Nothing proven and nothing refused: the catalog is nearest the recorded state (diagnose reports why)."""
+def test_a_catalog_closest_to_the_recorded_state_is_still_refused(project):
+    """No state matches: the differences are shown, even when no migration seems to have run."""
     runner, helper, _ = project
     helper.execute("CREATE TABLE accounts (id int)")  # 001's table name, not 001's table
     result = runner.recover()
-    assert actions(result) == [(1, "pending"), (2, "pending"), (3, "pending"), (4, "pending")]
-    assert {s.status for s in result.steps} == {"pending"} and result.exit_code == 0
-    assert result.steps[0].evidence == ["table public.accounts: not in the state"]
+    assert actions(result) == [(1, "refused"), (2, "blocked"), (3, "blocked"), (4, "blocked")]
+    assert result.refused[0].status == "mismatch" and result.exit_code == 1
+    assert "the closest is the state before any migration (1 difference(s))" in result.refused[0].reason
+    assert result.refused[0].evidence == ["table public.accounts: not in the state"]
     assert recorded(helper) == []
 
 
@@ -258,8 +262,15 @@ def test_force_records_nothing_on_a_fresh_database(make_migrations, database_url
     assert actions(result) == [(1, "pending"), (2, "pending")] and result.recorded == []
 
 
+def test_unparsable_untracked_file_is_a_file_error(make_migrations, database_url):
+    directory = make_migrations({"001_bad.sql": "CREATE TABLE (;"})
+    with pytest.raises(MigrationFileError, match=r"001_bad\.sql:1: "):
+        MigrationRunner(database_url, directory).recover()
+
+
 def test_a_migration_that_fails_to_replay_is_never_recorded(make_migrations, database_url):
-    directory = make_migrations({"001_t.sql": "CREATE TABLE t (a int);", "002_bad.sql": "CREATE TABLE (;"})
+    directory = make_migrations({"001_t.sql": "CREATE TABLE t (a int);",
+                                 "002_bad.sql": "ALTER TABLE nowhere ADD COLUMN b int;"})  # parses, cannot run
     runner = MigrationRunner(database_url, directory)
     assert actions(runner.recover(dry_run=True)) == [(1, "pending"), (2, "pending")]
     with DbHelper(database_url, directory) as helper:
@@ -268,7 +279,7 @@ def test_a_migration_that_fails_to_replay_is_never_recorded(make_migrations, dat
         assert actions(result) == [(1, "refused"), (2, "blocked")] and result.exit_code == 1
         reason = result.refused[0].reason
         assert "states after position 1 are unknown: " in reason
-        assert "002_bad.sql" in reason and "syntax error" in reason
+        assert "002_bad.sql" in reason and '"nowhere" does not exist' in reason
         assert result.refused[0].evidence == ["column public.t.a: type changed from integer to bigint"]
         assert recorded(helper) == []
         helper.execute("DROP TABLE t")
@@ -355,7 +366,7 @@ def test_cli_json_and_exit_codes(cli):
     helper.execute(SESSIONS.splitlines()[0])
     dry = runner.run_command("recover", ["--dry-run", "--format", "json"])
     assert dry.exit_code == 1, dry
-    assert dry.json["dry_run"] is True and dry.json["recorded"] == [] and dry.json["refused"] == ["002"]
+    assert dry.json["dry_run"] is True and dry.json["recorded"] == ["001"] and dry.json["refused"] == ["002"]
     step = dry.json["steps"][1]
     assert step["action"] == "refused" and step["status"] == "partial"
     assert "not done: index public.sessions_account_idx: not created" in step["evidence"]
@@ -364,11 +375,11 @@ def test_cli_json_and_exit_codes(cli):
     assert table.exit_code == 1, table
     assert "Refused 002 sessions" in table.stdout
     assert "not done: function public.expire_sessions(): not created" in table.stdout
-    assert recorded(helper) == []
+    assert recorded(helper) == [(1, "recover")]
     helper.execute("\n".join(SESSIONS.splitlines()[1:]))  # finished by hand: now proven, exit 0
     done = runner.run_command("recover", ["--format", "json"])
     assert done.exit_code == 0, done
-    assert done.json["recorded"] == ["001", "002"] and recorded(helper) == [(1, "recover"), (2, "recover")]
+    assert done.json["recorded"] == ["002"] and recorded(helper) == [(1, "recover"), (2, "recover")]
 
 
 def test_cli_nothing_to_do_exits_zero_and_bad_files_exit_two(cli, make_migrations, database_url):

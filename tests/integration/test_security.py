@@ -97,7 +97,9 @@ def test_library_objects_show_masked_urls(database_url, make_migrations) -> None
 
 # -- identifiers ---------------------------------------------------------------------------------------------
 HOSTILE_SCHEMAS = ['a"b', "x; DROP TABLE sentinel; --", "it's", "schéma_ü", " ", "Mixed Case", "a.b",
-                   "$1", "h" * 63, "é" * 31]
+                   "$1", "h" * 63, "é" * 31,
+                   # '%' met psycopg's placeholder parsing in every query that also took parameters (issue 11)
+                   "a%sb", "100%", "%%", "%(x)s", "a\\0025b"]
 
 
 @pytest.mark.parametrize("schema", HOSTILE_SCHEMAS, ids=lambda s: repr(s)[:20])
@@ -120,7 +122,7 @@ def test_hostile_history_schema_names_are_quoted_everywhere(schema, database_url
         assert db.table_exists("sentinel") and not db.schema_exists("poststack")
 
 
-@pytest.mark.parametrize("schema", ["a\x00b", "", "pg_toast", "h" * 64])
+@pytest.mark.parametrize("schema", ["a\x00b", "", "pg_toast", "h" * 64, "information_schema", "pg_temp_1"])
 def test_library_refuses_schema_names_postgresql_cannot_hold(schema, database_url, make_migrations) -> None:
     """NUL cannot come through argv or the environment, but it can through the Python API."""
     with pytest.raises(UsageError, match="--history-schema"):

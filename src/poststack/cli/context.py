@@ -28,7 +28,9 @@ class CliContext:
     def say(self, message: str) -> None:
         """Progress and notes for humans: stderr, so stdout stays clean for JSON and pipes."""
         if self.verbosity >= 0:
-            click.echo(message, err=True)
+            from poststack.cli.render import line
+
+            line(message, err=True)
 
 
 pass_ctx = click.make_pass_decorator(CliContext)

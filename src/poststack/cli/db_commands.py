@@ -50,17 +50,17 @@ def migrate(ctx: CliContext, target: str | None, dry_run: bool, allow_changed: b
         return
     if dry_run:
         if not result.planned:
-            click.echo(f"Nothing to apply (current version: {result.from_version or 'none'}).")
+            render.line(f"Nothing to apply (current version: {result.from_version or 'none'}).")
         for m in result.planned:
             mode = " (no transaction)" if m.no_transaction else ""
-            click.echo(f"-- would apply {m.version_text} {m.name}{mode}: {m.path}")
-            click.echo(m.sql.rstrip() + "\n")
+            render.line(f"-- would apply {m.version_text} {m.name}{mode}: {m.path}")
+            render.block(m.sql.rstrip() + "\n")
         return
     if not result.steps:
-        click.echo(f"Nothing to apply; at version {result.from_version or 'none'}.")
+        render.line(f"Nothing to apply; at version {result.from_version or 'none'}.")
         return
     total = sum(s.execution_ms or 0 for s in result.steps)
-    click.echo(f"Applied {len(result.steps)} migration(s) ({_applied_list(result)}): "
+    render.line(f"Applied {len(result.steps)} migration(s) ({_applied_list(result)}): "
                f"{_version_change(result)} ({total} ms).")
 
 
@@ -120,10 +120,10 @@ def rollback(ctx: CliContext, target: str, dry_run: bool, confirm: bool, allow_c
                               "warnings": plan.warnings})
             return
         if not plan.planned:
-            click.echo("Nothing to roll back.")
+            render.line("Nothing to roll back.")
         for step in plan.planned:
-            click.echo(f"-- would roll back {step.row.version_text} {step.row.name}: {step.source}")
-            click.echo(step.sql.rstrip() + "\n")
+            render.line(f"-- would roll back {step.row.version_text} {step.row.name}: {step.source}")
+            render.block(step.sql.rstrip() + "\n")
         return
 
     def ask(plan: RollbackResult) -> bool:
@@ -142,7 +142,7 @@ def rollback(ctx: CliContext, target: str, dry_run: bool, confirm: bool, allow_c
     if not result.steps:
         click.echo(f"Nothing to roll back; at version {result.from_version or 'none'}.")
         return
-    click.echo(f"Rolled back {len(result.steps)} migration(s): {result.from_version} -> "
+    render.line(f"Rolled back {len(result.steps)} migration(s): {result.from_version} -> "
                f"{result.to_version or 'none'}.")
 
 
@@ -171,8 +171,8 @@ def migration_status(ctx: CliContext, fmt: str) -> None:
                                    "kind": c.kind} for c in st.changed_rollbacks],
             "lock": st.lock})
         return
-    click.echo(f"Database: {st.database}")
-    click.echo(f"Current version: {st.current_version or 'none'}; {len(st.applied)} applied, "
+    render.line(f"Database: {st.database}")
+    render.line(f"Current version: {st.current_version or 'none'}; {len(st.applied)} applied, "
                f"{len(st.pending)} pending")
     rows = [(r.version_text, r.name, "applied", render.when(r.applied_at)) for r in st.applied]
     rows += [(r.version_text, r.name, r.status, render.when(r.applied_at)) for r in st.unfinished]
@@ -181,13 +181,13 @@ def migration_status(ctx: CliContext, fmt: str) -> None:
     if rows:
         render.table(None, ["version", "name", "status", "applied at"], rows)
     for c in st.changed:
-        click.echo(f"changed: {c.filename} ({c.kind.replace('_', ' ')})")
+        render.line(f"changed: {c.filename} ({c.kind.replace('_', ' ')})")
     for cr in st.changed_rollbacks:
         what = "comments or whitespace only" if cr.cosmetic else "meaning changed; rollback refuses it"
-        click.echo(f"changed rollback: {cr.filename} ({what})")
+        render.line(f"changed rollback: {cr.filename} ({what})")
     for r in st.missing_files:
-        click.echo(f"missing file: version {r.version_text} {r.name} is applied but has no file")
-    click.echo(f"Lock: held by {st.lock.describe()}" if st.lock else "Lock: free")
+        render.line(f"missing file: version {r.version_text} {r.name} is applied but has no file")
+    render.line(f"Lock: held by {st.lock.describe()}" if st.lock else "Lock: free")
 
 
 @click.command("migration-info")

@@ -17,6 +17,7 @@ from poststack.cli import render
 from poststack.cli.context import CliContext, format_option, pass_ctx
 from poststack.cli.db_commands import confirm_or_refuse
 from poststack.cli.mark_command import dev_url_option
+from poststack.config import parse_seconds
 from poststack.errors import EXIT_ISSUES, UsageError
 from poststack.issues import ISSUE_CODES, SEVERITIES, Issue
 from poststack.migration_diagnostics import DEFAULT_LOCK_AGE, DiagnosisResult, MigrationDiagnostics
@@ -55,29 +56,29 @@ def diagnosis_json(result: DiagnosisResult, severity: str, types: list[str]) -> 
 
 def _print_issue(issue: Issue) -> None:
     version = f" version {issue.version}" if issue.version is not None else ""
-    click.echo(f"{issue.severity.upper():<8} {issue.code}{version}")
-    click.echo(f"  {issue.message}")
+    render.line(f"{issue.severity.upper():<8} {issue.code}{version}")
+    render.line(f"  {issue.message}")
     for line in issue.evidence:
-        click.echo(f"  - {line}")
-    click.echo(f"  fix: {issue.fix}" + ("  (auto-fixable by repair)" if issue.auto_fixable else ""))
+        render.line(f"  - {line}")
+    render.line(f"  fix: {issue.fix}" + ("  (auto-fixable by repair)" if issue.auto_fixable else ""))
 
 
 @click.command()
 @click.option("--severity", default="low", show_default=True, metavar="LEVEL",
               help=f"Show (and fail on) issues at or above this level: {', '.join(SEVERITIES)}.")
 @click.option("--type", "types", multiple=True, metavar="CODE", help="Only these issue codes (repeatable).")
-@click.option("--lock-age", type=float, default=DEFAULT_LOCK_AGE, show_default=True, metavar="SECONDS",
+@click.option("--lock-age", default=str(DEFAULT_LOCK_AGE), show_default=True, metavar="SECONDS",
               help="A lock held longer than this is reported as stuck_lock.")
 @dev_url_option
 @format_option
 @pass_ctx
-def diagnose(ctx: CliContext, severity: str, types: tuple[str, ...], lock_age: float, dev_url: str | None,
+def diagnose(ctx: CliContext, severity: str, types: tuple[str, ...], lock_age: str, dev_url: str | None,
              fmt: str) -> None:
     """Find disagreements between the files, the history and the real schema, with the evidence."""
     codes = _codes(types, "--type")
     if severity not in SEVERITIES:
         raise UsageError(f"--severity: {severity!r} is not one of {', '.join(SEVERITIES)}")
-    full = _diagnostics(ctx, lock_age, dev_url).diagnose()
+    full = _diagnostics(ctx, parse_seconds(lock_age, "--lock-age"), dev_url).diagnose()  # ASCII, not nan
     result = full.filtered(severity, codes)
     if fmt == "json":
         render.echo_json(diagnosis_json(result, severity, codes))
@@ -86,9 +87,9 @@ def diagnose(ctx: CliContext, severity: str, types: tuple[str, ...], lock_age: f
     s = result.summary
     history = "present" if s.history_exists else "absent"
     lock = f"held by {s.lock.describe()}" if s.lock else "free"
-    click.echo(f"Database: {s.database}; history {s.history_schema}.migrations {history}; current version "
+    render.line(f"Database: {s.database}; history {s.history_schema}.migrations {history}; current version "
                f"{s.current_version or 'none'} ({s.applied} applied, {s.pending} pending, {s.unfinished} unfinished)")
-    click.echo(f"Lock: {lock}")
+    render.line(f"Lock: {lock}")
     if "schema_drift" in s.checks_skipped and ctx.verbosity > 0:
         ctx.say("note: schema_drift not checked: no snapshot of the current version (migrate records one)")
     for code, why in s.skipped_reasons.items():
@@ -96,9 +97,10 @@ def diagnose(ctx: CliContext, severity: str, types: tuple[str, ...], lock_age: f
     hidden = len(full.issues) - len(result.issues)
     more = f" ({hidden} more hidden by the filters)" if hidden else ""
     if result.ok:
-        click.echo(f"No issues at or above {severity}{more}.")
+        render.line(f"No issues at or above {severity}{more}.")
         return
-    click.echo(f"{len(result.issues)} issue(s) at or above {severity}{more}:\n")
+    render.line(f"{len(result.issues)} issue(s) at or above {severity}{more}:")
+    render.line()
     for issue in result.issues:
         _print_issue(issue)
     _exit_if(True)
@@ -128,20 +130,20 @@ def repair(ctx: CliContext, dry_run: bool, force: bool, types: tuple[str, ...], 
     verb = "would fix" if dry_run else "fixed"
     for action in result.fixed:
         version = f" {action.version}" if action.version is not None else ""
-        click.echo(f"{verb}: {action.code}{version}: {action.description}")
+        render.line(f"{verb}: {action.code}{version}: {action.description}")
         for line in action.details:
-            click.echo(f"    {line}")
+            render.line(f"    {line}")
     for skipped in left:
         version = f" {skipped.version}" if skipped.version is not None else ""
-        click.echo(f"skipped: {skipped.code}{version}: {skipped.reason}")
+        render.line(f"skipped: {skipped.code}{version}: {skipped.reason}")
         for line in skipped.details:
-            click.echo(f"    {line}")
+            render.line(f"    {line}")
     manual = sorted({i.code for i in found if not i.auto_fixable and i.at_least("low")
                      and (not codes or i.code in codes)})
     if manual:
         ctx.say(f"note: not auto-fixable, see 'poststack db diagnose': {', '.join(manual)}")
     if not result.fixed and not left:
-        click.echo("Nothing to repair.")
+        render.line("Nothing to repair.")
     _exit_if(bool(left))
 
 
@@ -169,9 +171,9 @@ def validate(ctx: CliContext, check_files: bool, check_checksums: bool, check_ro
                           "database": result.database, "problems": result.problems})
     else:
         for problem in result.problems:
-            click.echo(f"{problem.check}: {problem.message}")
+            render.line(f"{problem.check}: {problem.message}")
         status = "ok" if result.ok else f"{len(result.problems)} problem(s)"
-        click.echo(f"validate ({', '.join(result.checks)}) on {result.migrations} migration(s): {status}")
+        render.line(f"validate ({', '.join(result.checks)}) on {result.migrations} migration(s): {status}")
     _exit_if(not result.ok)
 
 
@@ -195,12 +197,12 @@ def clean(ctx: CliContext, locks: bool, failed: bool, duplicates: bool, confirm:
     runnable = [a for a in plan.actions if force or not a.needs_force]
     if fmt != "json":
         for note in plan.notes:
-            click.echo(note)
+            render.line(note)
         for action in plan.actions:
             mark = " (needs --force)" if action.needs_force and not force else ""
-            click.echo(f"{action.description}{mark}")
+            render.line(f"{action.description}{mark}")
             for line in action.details:
-                click.echo(f"    {line}")
+                render.line(f"    {line}")
     if runnable:
         confirm_or_refuse(f"clean: {'; '.join(a.description for a in runnable)}", confirm)
     result = cleaner.apply(plan, force=force)
@@ -209,11 +211,11 @@ def clean(ctx: CliContext, locks: bool, failed: bool, duplicates: bool, confirm:
                           "skipped": [{"action": a, "reason": why} for a, why in result.skipped]})
     else:
         for action in result.done:
-            click.echo(f"done: {action.description}")
+            render.line(f"done: {action.description}")
         for action, why in result.skipped:
-            click.echo(f"not done: {action.description}: {why}")
+            render.line(f"not done: {action.description}: {why}")
         if not plan.actions:
-            click.echo("Nothing to clean.")
+            render.line("Nothing to clean.")
     _exit_if(bool(result.skipped))
 
 

@@ -40,17 +40,17 @@ def mark(ctx: CliContext, version: str, applied: bool, through: bool, reason: st
                           "steps": result.steps, "evidence": result.evidence})
     else:
         for step in result.steps:
-            click.echo(f"{step.version_text} {step.name}: {step.action.replace('_', ' ')}")
+            render.line(f"{step.version_text} {step.name}: {step.action.replace('_', ' ')}")
         for line in result.evidence:
-            click.echo(f"  {line}")
+            render.line(f"  {line}")
         if not result.changes:
-            click.echo("Nothing to mark: the history already says so.")
+            render.line("Nothing to mark: the history already says so.")
         elif result.refused:
-            click.echo("Refused: the catalog contradicts this history (see above); nothing written. "
+            render.line("Refused: the catalog contradicts this history (see above); nothing written. "
                        "Use --force to write it anyway (audited).")
         elif result.dry_run:
-            click.echo(f"Dry run: would mark {len(result.changes)} version(s); nothing was changed.")
+            render.line(f"Dry run: would mark {len(result.changes)} version(s); nothing was changed.")
         else:
-            click.echo(f"Marked {len(result.changes)} version(s).")
+            render.line(f"Marked {len(result.changes)} version(s).")
     if result.exit_code:
         sys.exit(result.exit_code)

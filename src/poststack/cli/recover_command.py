@@ -35,9 +35,10 @@ def _headline(result: RecoverResult) -> str:
 
 
 def _show_refusal(step: RecoverStep) -> None:
-    click.echo(f"\nRefused {step.version_text} {step.name}: {step.reason}")
+    render.line()
+    render.line(f"Refused {step.version_text} {step.name}: {step.reason}")
     for line in step.evidence:
-        click.echo(f"  {line}")
+        render.line(f"  {line}")
 
 
 @click.command()
@@ -64,10 +65,10 @@ def recover(ctx: CliContext, dry_run: bool, force: bool, dev_url: str | None, fm
                          [(s.version_text, s.name, _VERB.get(s.action, s.action).replace("_", " "), s.status,
                            s.reason) for s in result.steps])
         else:
-            click.echo("Nothing to recover: every migration file has a history row.")
+            render.line("Nothing to recover: every migration file has a history row.")
         for step in result.refused:
             _show_refusal(step)
-        click.echo(_headline(result))
+        render.line(_headline(result))
     if result.exit_code:
         sys.exit(result.exit_code)  # SystemExit passes click's non-standalone main untouched, unlike click.Exit
 

@@ -8,6 +8,7 @@ import click
 
 from poststack import __version__
 from poststack.cli.context import CliContext
+from poststack.cli.failure import remember_secret_source
 from poststack.config import load_settings
 
 
@@ -53,23 +54,30 @@ SERVER_COMMANDS = {name: f"server_commands:{name}" for name in ("status", "start
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--database-url", envvar=None, default=None, metavar="URL",
               help="Target database (else POSTSTACK_DATABASE_URL, DATABASE_URL, [tool.poststack], "
-                   "else the project's embedded PostgreSQL).")
+                   "else the project's embedded PostgreSQL). Visible to other users in ps: prefer "
+                   "--database-url-file or the environment for passwords.")
+@click.option("--database-url-file", default=None, metavar="PATH",
+              help="Read the database URL from this file (one line), keeping the password out of argv "
+                   "(also POSTSTACK_DATABASE_URL_FILE).")
 @click.option("--migrations-path", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Migrations directory (else POSTSTACK_MIGRATIONS_PATH, default ./migrations).")
 @click.option("--history-schema", default=None, help="Schema of the history tables (default poststack).")
-@click.option("--lock-timeout", type=float, default=None, metavar="SECONDS",
+@click.option("--lock-timeout", default=None, metavar="SECONDS",
               help="How long to wait for the migration lock (default 60).")
 @click.option("-v", "--verbose", count=True, help="More detail; tracebacks on errors.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and requested output.")
 @click.version_option(__version__, "--version", prog_name="poststack")
 @click.pass_context
-def cli(ctx: click.Context, database_url: str | None, migrations_path: str | None, history_schema: str | None,
-        lock_timeout: float | None, verbose: int, quiet: bool) -> None:
+def cli(ctx: click.Context, database_url: str | None, database_url_file: str | None, migrations_path: str | None,
+        history_schema: str | None, lock_timeout: str | None, verbose: int, quiet: bool) -> None:
     """poststack: PostgreSQL schema migrations whose recorded state can be trusted."""
     if quiet and verbose:
         raise click.UsageError("-q/--quiet and -v/--verbose contradict each other; pass one of them", ctx)
+    remember_secret_source(database_url)  # before anything can fail: error lines are scrubbed of its password
     settings = load_settings(database_url=database_url, migrations_path=migrations_path,
-                             history_schema=history_schema, lock_timeout=lock_timeout)
+                             history_schema=history_schema, lock_timeout=lock_timeout,
+                             database_url_file=database_url_file)
+    remember_secret_source(settings.database_url)
     ctx.obj = CliContext(settings, -1 if quiet else verbose)
 
 

@@ -7,6 +7,7 @@ import json
 import click
 
 from poststack import embedded
+from poststack.cli import render
 from poststack.cli.context import format_option
 
 
@@ -20,29 +21,29 @@ def status(fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(data, indent=2))
     elif info.running:
-        click.echo(f"running: pid {info.pid}, data {info.pgdata}, socket {info.socket_dir}")
+        render.line(f"running: pid {info.pid}, data {info.pgdata}, socket {info.socket_dir}")
     else:
-        click.echo(f"stopped: data {info.pgdata}" + ("" if info.pgdata.exists() else " (not created yet)"))
+        render.line(f"stopped: data {info.pgdata}" + ("" if info.pgdata.exists() else " (not created yet)"))
 
 
 @click.command("start")
 def start() -> None:
     """Start the embedded PostgreSQL (commands start it on demand anyway)."""
     info = embedded.start(embedded.project_pgdata())
-    click.echo(f"running: pid {info.pid}, data {info.pgdata}")
+    render.line(f"running: pid {info.pid}, data {info.pgdata}")
 
 
 @click.command("stop")
 def stop() -> None:
     """Stop the embedded PostgreSQL; its data stays for next time."""
     pgdata = embedded.project_pgdata()
-    click.echo("stopped" if embedded.stop(pgdata) else "not running")
+    render.line("stopped" if embedded.stop(pgdata) else "not running")
 
 
 @click.command("url")
 def url() -> None:
     """Print the embedded server's connection URL (Unix socket, no password), starting it if needed."""
-    click.echo(embedded.default_url())
+    render.line(embedded.default_url())
 
 
 def register(group: click.Group) -> None:

@@ -55,16 +55,16 @@ def verification_json(report: VerifyReport) -> dict[str, Any]:
     }
 
 
-def _detail(m: MigrationVerification) -> str:
+def _detail(m: MigrationVerification) -> render.Lines:
     lines = list(m.differences)
     if m.error:
         lines.append(m.error)
     if m.reason:
         lines.append(m.reason)
-    return "\n".join(lines)
+    return render.Lines(lines)
 
 
-def _locks(m: MigrationVerification) -> str:
+def _locks(m: MigrationVerification) -> render.Lines | str:
     """Locks on relations that existed before (what running applications wait on), and rewrites."""
     if not m.locks_observed:
         return "(not observable: runs outside a transaction)"
@@ -73,16 +73,16 @@ def _locks(m: MigrationVerification) -> str:
     if new:
         lines.append(f"+{new} on relations it created")
     lines += [rewrite.describe() for rewrite in m.rewrites]
-    return "\n".join(lines)
+    return render.Lines(lines)
 
 
-def _timings(m: MigrationVerification) -> str:
+def _timings(m: MigrationVerification) -> render.Lines | str:
     """Per statement: duration, and how long each lock on an existing relation is held (with --rows)."""
     lines = []
     for st in m.statements:
         held = [f"{h.mode} on {h.relation} held {h.held_ms:,.1f} ms" for h in st.locks if not h.new_relation]
         lines.append(f"line {st.line}: {st.duration_ms:,.1f} ms" + (f"; {'; '.join(held)}" if held else ""))
-    return "\n".join(lines)
+    return render.Lines(lines)
 
 
 @click.command()
@@ -128,7 +128,7 @@ def verify(ctx: CliContext, from_version: str | None, to_version: str | None, al
                           for m in report.migrations])
         summary = ", ".join(f"{report.count(st)} {st}" for st in STATUSES if report.count(st))
         filled = f" (tables filled to {rows:,} rows)" if rows else ""
-        click.echo(f"Verified {len(report.migrations)} migration(s){filled}: {summary or 'nothing to verify'}.")
+        render.line(f"Verified {len(report.migrations)} migration(s){filled}: {summary or 'nothing to verify'}.")
     _exit_if(not report.ok)
 
 
@@ -206,10 +206,10 @@ def lint(ctx: CliContext, list_rules: bool, enable: tuple[str, ...], disable: tu
         click.echo(lint_report.markdown(report), nl=False)
     else:
         for finding in report.findings:
-            click.echo(finding.describe())
+            render.line(finding.describe())
         ignored = f" ({report.ignored} silenced by lint-ignore)" if report.ignored else ""
         rollbacks = f" and {report.rollbacks} rollback(s)" if report.rollbacks else ""
-        click.echo(f"Linted {report.files} migration(s){rollbacks}: {len(report.findings)} finding(s){ignored}.")
+        render.line(f"Linted {report.files} migration(s){rollbacks}: {len(report.findings)} finding(s){ignored}.")
     _exit_if(not report.ok)
 
 

@@ -1,0 +1,43 @@
+"""The one ``error:`` line: passwords scrubbed, control characters escaped, exit code from the error tree.
+
+Every failure of the command line ends here, whatever raised it: poststack's own errors, click's usage
+errors and the driver's. The database URLs this run was given are remembered as soon as they are known, so
+a message quoting one (libpq quotes connection strings it cannot parse) is scrubbed even when it came from a
+URL that never parsed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from poststack.cli.render import escape
+from poststack.connection import scrub_secrets
+
+_URLS: list[str] = []
+
+
+def remember_secret_source(url: str | None) -> None:
+    """A database URL (or key=value string) whose password must never reach an error line."""
+    if url and url not in _URLS:
+        _URLS.append(url)
+
+
+def forget_secret_sources() -> None:
+    _URLS.clear()
+
+
+def error_line(message: str) -> str:
+    for url in _URLS:
+        message = scrub_secrets(message, url)
+    message = scrub_secrets(message, None)  # URL userinfo and password= values of any other text
+    return f"error: {escape(message)}"
+
+
+def fail(message: str, code: int, verbose: bool) -> None:
+    import traceback
+
+    if verbose:
+        traceback.print_exc()
+    # One line, always: a newline or escape sequence in a file name must not forge lines on a terminal.
+    print(error_line(message), file=sys.stderr)
+    sys.exit(code)
