@@ -119,7 +119,7 @@ def plan_rollback(state: MigrationState, target: int) -> list[RollbackStep]:
             rollback = migration.rollback
             no_tx = migration.no_transaction or "poststack:no-transaction" in header_directives(rollback.text)
             steps.append(RollbackStep(row, rollback.text, str(rollback.path), no_tx))
-        elif migration is None and row.rollback_sql:
+        elif migration is None and row.rollback_sql is not None:  # '' = nothing to undo
             no_tx = row.no_transaction or "poststack:no-transaction" in header_directives(row.rollback_sql)
             steps.append(RollbackStep(row, row.rollback_sql, "history", no_tx))
         else:

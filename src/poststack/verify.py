@@ -269,6 +269,9 @@ class Verifier:
                                          added="left behind by rollback")
         if result.differences:
             result.status = "failed"
+            if migration.rollback.is_no_op:
+                result.reason = ("the rollback file has no statements (nothing to undo), but the migration "
+                                 "changed the schema")
         return True
 
 
