@@ -19,7 +19,7 @@ from poststack import executor
 from poststack.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_SCHEMA, validate_schema_name
 from poststack.connection import connect, mask_url
 from poststack.drift import record_snapshot
-from poststack.errors import ChecksumChanged, MigrationFileError, StateError
+from poststack.errors import ChecksumChanged, MigrationFailed, MigrationFileError, StateError
 from poststack.files import Migration, MigrationSet, load_migrations, transaction_control
 from poststack.history import History, HistoryRow
 from poststack.lock import LockHolder, lock_holder, migration_lock
@@ -135,7 +135,12 @@ class MigrationRunner:
                         progress("start", migration.version_text, migration.name)
                     apply = (executor.apply_non_transactional if migration.no_transaction
                              else executor.apply_transactional)
-                    ms = apply(conn, self.history, migration)
+                    try:
+                        ms = apply(conn, self.history, migration)
+                    except MigrationFailed as exc:  # a missing extension is re-worded to say what to do
+                        from poststack.extensions import explain
+
+                        raise explain(conn, self.database_url, exc) from None
                     result.steps.append(StepResult(migration.version, migration.version_text, migration.name,
                                                    ms, migration.no_transaction))
                     result.to_version = migration.version_text
