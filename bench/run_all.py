@@ -135,6 +135,10 @@ def target_checks(outcomes: list[Outcome]) -> list[tuple[str, str, str]]:
         if title.startswith("migrate throughput"):
             n = title.rsplit("= ", 1)[-1]
             ratio_check(f"N={n}: poststack (API) <= 1.05x the limit", title, "poststack (API)", "limit", 1.05)
+            ratio_check(f"N={n}: poststack (API) <= 1.10x the limit (issue 15, N=1,000)", title, "poststack (API)",
+                        "limit", 1.10)
+            ratio_check(f"N={n}: poststack (CLI) <= 1.25x the limit (issue 15, N=100)", title, "poststack (CLI)",
+                        "limit", 1.25)
             for mode in ("API", "CLI"):
                 for peer in ("yoyo", "dbmate"):
                     ratio_check(f"N={n}: poststack ({mode}) faster than {peer} ({mode})", title,
@@ -145,6 +149,8 @@ def target_checks(outcomes: list[Outcome]) -> list[tuple[str, str, str]]:
                        "met" if noop["seconds"] < 0.1 else "**missed**"))
     ratio_check("no-op migrate at or below `dbmate migrate`", "no-op migrate", "poststack db migrate",
                 "dbmate migrate", 1.0)
+    ratio_check("no-op migrate <= 1.3x `python -c 'import psycopg'` (issue 15)", "no-op migrate",
+                "poststack db migrate", "python -c 'import psycopg'", 1.3)
     ratio_check("migration-status at or below `dbmate status`", "status", "poststack db migration-status",
                 "dbmate status", 1.0)
     return checks

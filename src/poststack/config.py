@@ -6,7 +6,6 @@ A missing database URL is not an error: it selects the project-local embedded Po
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,8 @@ def pyproject_table(start: Path) -> dict[str, Any]:
     for directory in (start, *start.parents):
         candidate = directory / "pyproject.toml"
         if candidate.is_file():
+            import tomllib  # only when there is a pyproject.toml to read
+
             try:
                 data = tomllib.loads(candidate.read_text(encoding="utf-8"))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -7,24 +7,24 @@ deployers can never plan from the same stale state.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from poststack import executor
 from poststack.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_SCHEMA, validate_schema_name
 from poststack.connection import connect, mask_url
-from poststack.drift import record_snapshot
 from poststack.errors import ChecksumChanged, MigrationFailed, MigrationFileError, StateError
 from poststack.files import Migration, MigrationSet, load_migrations, transaction_control
 from poststack.history import History, HistoryRow
 from poststack.lock import LockHolder, lock_holder, migration_lock
-from poststack.migration_info import MigrationInfo, describe
 from poststack.plan import ChangedFile, MigrationState, RollbackStep, compare, plan_migrate, plan_rollback
+
+if TYPE_CHECKING:  # imported where used: a no-op migrate needs neither (start-up time, issue 15)
+    from poststack.migration_info import MigrationInfo
 
 Progress = Callable[[str, str, str], None]  # (event, version_text, name): "start"/"done" of each step
 
@@ -160,10 +160,15 @@ class MigrationRunner:
         except BaseException:
             if steps and not conn.broken:
                 with suppress(psycopg.Error):  # never hide the failure that stopped the run
-                    record_snapshot(conn, self.history.schema)
+                    self._record_snapshot(conn)
             raise
         if steps:
-            record_snapshot(conn, self.history.schema)
+            self._record_snapshot(conn)
+
+    def _record_snapshot(self, conn: psycopg.Connection[Any]) -> None:
+        from poststack.drift import record_snapshot  # snapshots, fingerprints: only after something ran
+
+        record_snapshot(conn, self.history.schema)
 
     def _checked_plan(self, state: MigrationState, target: int | None, allow_changed: bool,
                       allow_out_of_order: bool, *, dry_run: bool) -> MigrateResult:
@@ -233,6 +238,8 @@ class MigrationRunner:
         migrations = self.load()
         with self.connection() as conn:
             state = self.state(conn, migrations)
+        from poststack.migration_info import describe
+
         return describe(state, version)
 
     def recover(self, *, dry_run: bool = False, force: bool = False) -> Any:
@@ -269,6 +276,8 @@ def _checksums_ahead(planned: list[Migration]) -> Iterator[None]:
     if len(planned) < 2:
         yield
         return
+    from concurrent.futures import ThreadPoolExecutor
+
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poststack-checksums")
     for migration in planned:
         pool.submit(getattr, migration.up, "semantic_checksum")  # a cached property: computed once, kept
