@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "migrate_throughput": ([], ["--n", "100", "--repeat", "1"]),
     "fixture_cost": ([], ["-n", "10"]),
     "diagnose_scale": ([], ["--sizes", "100,1000", "--runs", "3"]),
+    "verify_scale": ([], ["--n", "100"]),
 }
 
 
@@ -143,6 +144,11 @@ def target_checks(outcomes: list[Outcome]) -> list[tuple[str, str, str]]:
                 for peer in ("yoyo", "dbmate"):
                     ratio_check(f"N={n}: poststack ({mode}) faster than {peer} ({mode})", title,
                                 f"poststack ({mode})", f"{peer} ({mode})", 1.0)
+    for table in tables:
+        title = str(table["title"])
+        if title.startswith("verify against migrate"):
+            ratio_check(f"{title.split(', ', 1)[1]}: verify <= 15x migrate (issue 15)", title, "poststack verify",
+                        "poststack migrate", 15.0)
     noop = _row(tables, "no-op migrate", "poststack db migrate")
     if noop is not None:
         checks.append(("no-op `poststack db migrate` under 100 ms median", f"{noop['seconds'] * 1000:.0f} ms",
