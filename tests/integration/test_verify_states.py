@@ -113,3 +113,21 @@ def test_one_migration_alone_without_a_shadow_still_finds_the_difference(databas
     assert verify_migration(database_url, migrations, 2).status == "passed"
     failed = verify_migration(database_url, migrations, 3)
     assert failed.status == "failed" and any("bigint" in d for d in failed.differences)
+
+
+def test_a_shadow_that_cannot_follow_falls_back_to_snapshots_taken_up_front(database_url, make_migrations):
+    """002's rollback keeps its row, so the verified database ends up with two rows and the shadow with one;
+    003 then applies on the first but not on the shadow, which gives up: 004's wrong rollback is still caught,
+    against a snapshot of the verified database taken before 004 ran."""
+    files = {
+        "001_t.sql": "CREATE TABLE t (id int);", "001_t.rollback.sql": "DROP TABLE t;",
+        "002_row.sql": "INSERT INTO t VALUES (1);", "002_row.rollback.sql": "-- the row stays",
+        "003_u.sql": "DO $$ BEGIN IF (SELECT count(*) FROM t) < 2 THEN RAISE EXCEPTION 'needs two rows'; END IF; "
+                     "END $$;\nCREATE TABLE u (id int);",
+        "003_u.rollback.sql": "DROP TABLE u;",
+        "004_w.sql": "CREATE TABLE w (id int);", "004_w.rollback.sql": "DROP TABLE w;\nCREATE TABLE w2 (id int);",
+    }
+    result = CLITestRunner(database_url, make_migrations(files)).run_command("verify", ["--format", "json"])
+    verdicts = {m["version"]: m for m in result.json["migrations"]}
+    assert {v: m["status"] for v, m in verdicts.items()} == {1: "passed", 2: "passed", 3: "passed", 4: "failed"}
+    assert verdicts[4]["differences"] == ["table public.w2: left behind by rollback"]
