@@ -8,7 +8,8 @@ and the median of ``--runs`` is shown. Baselines: ``dbmate migrate`` / ``dbmate 
 
     /work/venv/bin/python bench/cli_latency.py [--runs 20] [--files 50] [--markdown PATH]
 
-Targets (issues 2 and 6): no-op ``poststack db migrate`` under 100 ms median, and at or below dbmate.
+Targets (issues 2 and 6): no-op ``poststack db migrate`` under 100 ms median, and at or below dbmate; issue 15:
+at most 1.3x ``python -c "import psycopg"`` measured side by side (the row is in the same table).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def commands(project: Path, urls: dict[str, str]) -> tuple[list[Command], list[C
     yoyo_args = ["--no-config-file", "--database", common.yoyo_url(urls["yoyo"]), str(project / "yoyo")]
     migrate = [
         Command("python -c pass", [sys.executable, "-c", "pass"], plain, "interpreter floor"),
+        Command("python -c 'import psycopg'", [sys.executable, "-c", "import psycopg"], plain,
+                "floor of any psycopg program (issue 15: no-op migrate <= 1.3x this)"),
         Command("python -c 'import psycopg, click'", [sys.executable, "-c", "import psycopg, click"], plain,
                 "floor of any psycopg + click CLI"),
         Command("poststack --version", [poststack, "--version"], plain, "CLI floor: imports, no database"),

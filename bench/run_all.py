@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "migrate_throughput": ([], ["--n", "100", "--repeat", "1"]),
     "fixture_cost": ([], ["-n", "10"]),
     "diagnose_scale": ([], ["--sizes", "100,1000", "--runs", "3"]),
+    "verify_scale": ([], ["--n", "100"]),
 }
 
 
@@ -135,16 +136,27 @@ def target_checks(outcomes: list[Outcome]) -> list[tuple[str, str, str]]:
         if title.startswith("migrate throughput"):
             n = title.rsplit("= ", 1)[-1]
             ratio_check(f"N={n}: poststack (API) <= 1.05x the limit", title, "poststack (API)", "limit", 1.05)
+            ratio_check(f"N={n}: poststack (API) <= 1.10x the limit (issue 15, N=1,000)", title, "poststack (API)",
+                        "limit", 1.10)
+            ratio_check(f"N={n}: poststack (CLI) <= 1.25x the limit (issue 15, N=100)", title, "poststack (CLI)",
+                        "limit", 1.25)
             for mode in ("API", "CLI"):
                 for peer in ("yoyo", "dbmate"):
                     ratio_check(f"N={n}: poststack ({mode}) faster than {peer} ({mode})", title,
                                 f"poststack ({mode})", f"{peer} ({mode})", 1.0)
+    for table in tables:
+        title = str(table["title"])
+        if title.startswith("verify against migrate"):
+            ratio_check(f"{title.split(', ', 1)[1]}: verify <= 15x migrate (issue 15)", title, "poststack verify",
+                        "poststack migrate", 15.0)
     noop = _row(tables, "no-op migrate", "poststack db migrate")
     if noop is not None:
         checks.append(("no-op `poststack db migrate` under 100 ms median", f"{noop['seconds'] * 1000:.0f} ms",
                        "met" if noop["seconds"] < 0.1 else "**missed**"))
     ratio_check("no-op migrate at or below `dbmate migrate`", "no-op migrate", "poststack db migrate",
                 "dbmate migrate", 1.0)
+    ratio_check("no-op migrate <= 1.3x `python -c 'import psycopg'` (issue 15)", "no-op migrate",
+                "poststack db migrate", "python -c 'import psycopg'", 1.3)
     ratio_check("migration-status at or below `dbmate status`", "status", "poststack db migration-status",
                 "dbmate status", 1.0)
     return checks

@@ -126,3 +126,17 @@ class PlanChanged(StateError):
     def __init__(self, message: str, details: list[str]) -> None:
         super().__init__(message)
         self.details = tuple(details)
+
+
+class ExtensionUnavailable(MigrationFailed):
+    """A migration's ``CREATE EXTENSION`` names an extension the server does not have installed.
+
+    Still exit 5: the migration's SQL failed on this server and left no trace; the message names the
+    extension and how to run against a server that has it (see ``poststack.extensions``).
+    """
+
+    code = "extension_unavailable"
+
+    def __init__(self, message: str, *, extension: str, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.extension = extension

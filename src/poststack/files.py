@@ -138,13 +138,48 @@ class SqlFile:
                 problem="bad_encoding") from None
         if "\x00" in text:
             raise MigrationFileError(f"{path}: contains NUL bytes; not a SQL text file", problem="bad_encoding")
-        if not text.strip():
-            raise MigrationFileError(f"{path}: file is empty", problem="empty_file")
+        # An empty or comment-only file is accepted as a no-op (real histories keep placeholders, and an empty
+        # rollback says "nothing to undo"); validate warns about it, see ``is_no_op``.
         return cls(path, text, hashlib.sha256(data).hexdigest())
+
+    @cached_property
+    def is_no_op(self) -> bool:
+        """True when the file holds no statement: only whitespace, comments and semicolons."""
+        return is_no_op_sql(self.text)
 
     @cached_property
     def semantic_checksum(self) -> str | None:
         return semantic_checksum_of(self.text)
+
+
+def is_no_op_sql(text: str) -> bool:
+    """Whether ``text`` is only whitespace, ``--`` and (nested) ``/* */`` comments and semicolons.
+
+    A scan that stops at the first other character: exact for this question without a parser (inside a
+    comment quotes mean nothing, and a string or statement outside one is the first other character).
+    """
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c.isspace() or c == ";":
+            i += 1
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif text.startswith("/*", i):
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if text.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif text.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+            if depth:
+                return False  # an unterminated comment is a syntax error, which the server reports
+        else:
+            return False
+    return True
 
 
 @dataclass(frozen=True)

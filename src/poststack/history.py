@@ -195,7 +195,13 @@ class History:
                              f"({exc.diag.message_primary}); choose another --history-schema") from None
 
     def row(self, conn: psycopg.Connection[Any], version: int) -> HistoryRow | None:
-        return next((r for r in self.rows(conn) if r.version == version), None)
+        """One version's row, read alone: reading them all per call made long verify runs quadratic."""
+        if not self.exists(conn):
+            return None
+        query = sql.SQL("SELECT {} FROM {} WHERE version = %s").format(
+            sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)), self.table("migrations"))
+        with conn.cursor(row_factory=class_row(HistoryRow)) as cur:
+            return cur.execute(query, [version]).fetchone()
 
     def insert(self, conn: psycopg.Connection[Any], migration: Migration, *, status: str = "applied",
                source: str = "migrate", execution_ms: int | None = None,

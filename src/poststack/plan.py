@@ -185,7 +185,7 @@ def plan_rollback(state: MigrationState, target: int, *, allow_changed: bool = F
     refused: list[ChangedRollback] = []
     for row in sorted((r for r in state.applied if r.version > target), key=lambda r: -r.version):
         migration = files.get(row.version)
-        if row.rollback_sql and (migration is None or use_recorded):
+        if row.rollback_sql is not None and (migration is None or use_recorded):  # '' = nothing to undo
             no_tx = row.no_transaction or "poststack:no-transaction" in header_directives(row.rollback_sql)
             steps.append(RollbackStep(row, row.rollback_sql, "history", no_tx))
         elif migration is not None and migration.rollback is not None:
@@ -204,7 +204,7 @@ def plan_rollback(state: MigrationState, target: int, *, allow_changed: bool = F
         else:
             where = migration.filename if migration else f"version {row.version_text}"
             recorded = (" (the history holds the rollback SQL recorded at apply time: pass --use-recorded "
-                        "to run it)" if row.rollback_sql else "")
+                        "to run it)" if row.rollback_sql is not None else "")
             raise RollbackRefused(f"{where}: no rollback file ({row.version_text}_{row.name}.rollback.sql)"
                                   f"{recorded}; nothing was rolled back")
     if refused:

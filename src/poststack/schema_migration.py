@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -19,7 +19,14 @@ from poststack import executor, migrate_hints
 from poststack.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_SCHEMA, validate_schema_name
 from poststack.connection import connect, mask_url
 from poststack.drift import record_snapshot
-from poststack.errors import ChecksumChanged, ConfirmationRequired, MigrationFileError, PlanChanged, StateError
+from poststack.errors import (
+    ChecksumChanged,
+    ConfirmationRequired,
+    MigrationFailed,
+    MigrationFileError,
+    PlanChanged,
+    StateError,
+)
 from poststack.files import Migration, MigrationSet, load_migrations, transaction_control
 from poststack.history import History, HistoryRow
 from poststack.lock import LockHolder, lock_holder, migration_lock
@@ -33,6 +40,9 @@ from poststack.plan import (
     plan_migrate,
     plan_rollback,
 )
+
+if TYPE_CHECKING:  # imported where used: a no-op migrate needs neither (start-up time, issue 15)
+    from poststack.migration_info import MigrationInfo
 
 Progress = Callable[[str, str, str], None]  # (event, version_text, name): "start"/"done" of each step
 
@@ -158,7 +168,12 @@ class MigrationRunner:
                         progress("start", migration.version_text, migration.name)
                     apply = (executor.apply_non_transactional if migration.no_transaction
                              else executor.apply_transactional)
-                    ms = apply(conn, self.history, migration)
+                    try:
+                        ms = apply(conn, self.history, migration)
+                    except MigrationFailed as exc:  # a missing extension is re-worded to say what to do
+                        from poststack.extensions import explain
+
+                        raise explain(conn, self.database_url, exc) from None
                     result.steps.append(StepResult(migration.version, migration.version_text, migration.name,
                                                    ms, migration.no_transaction))
                     result.to_version = migration.version_text
@@ -194,10 +209,14 @@ class MigrationRunner:
         except BaseException:
             if steps and not conn.broken:
                 with suppress(psycopg.Error):  # never hide the failure that stopped the run
-                    record_snapshot(conn, self.history.schema)
+                    self._record_snapshot(conn)
             raise
         if steps:
-            record_snapshot(conn, self.history.schema)
+            self._record_snapshot(conn)
+
+    def _record_snapshot(self, conn: psycopg.Connection[Any]) -> None:
+
+        record_snapshot(conn, self.history.schema)
 
     def _checked_plan(self, state: MigrationState, target: int | None, allow_changed: bool,
                       allow_out_of_order: bool, *, dry_run: bool,
@@ -288,6 +307,7 @@ class MigrationRunner:
         migrations = self.load()
         with self.connection() as conn:
             state = self.state(conn, migrations)
+
         return describe(state, version)
 
     def recover(self, *, dry_run: bool = False, force: bool = False, dev_url: str | None = None) -> Any:
@@ -340,6 +360,7 @@ def _checksums_ahead(planned: list[Migration]) -> Iterator[None]:
     if len(planned) < 2:
         yield
         return
+
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poststack-checksums")
     for migration in planned:
         pool.submit(getattr, migration.up, "semantic_checksum")  # a cached property: computed once, kept

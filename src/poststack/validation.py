@@ -38,6 +38,7 @@ class ValidationResult:
     migrations: int
     problems: list[ValidationProblem] = field(default_factory=list)
     database: str | None = None  # masked URL, when checksums were checked
+    warnings: list[ValidationProblem] = field(default_factory=list)  # worth a look, but not failures
 
     @property
     def ok(self) -> bool:
@@ -79,6 +80,21 @@ def _concurrently(migration: Migration, file: SqlFile) -> list[ValidationProblem
 
 
 _CONCURRENTLY = frozenset({"concurrently-in-transaction"})
+
+
+def no_op_warnings(migrations: MigrationSet) -> list[ValidationProblem]:
+    """Empty or comment-only files: accepted as no-ops (histories keep placeholders), but worth a look,
+    because an empty rollback of a migration that changes the schema leaves that change in place."""
+    warnings = []
+    for m in migrations:
+        if m.up.is_no_op:
+            warnings.append(ValidationProblem("files", f"{m.path}: no statements (empty or only comments); "
+                                              "it is applied as a no-op", str(m.path), None, m.version))
+        if m.rollback is not None and m.rollback.is_no_op:
+            warnings.append(ValidationProblem("rollbacks", f"{m.rollback.path}: no statements (empty or only "
+                                              "comments); rolling back undoes nothing", str(m.rollback.path),
+                                              None, m.version))
+    return warnings
 
 
 def check_rollbacks(migrations: MigrationSet) -> list[ValidationProblem]:
@@ -146,6 +162,9 @@ def validate(migrations_path: str | Path, *, files: bool = True, rollbacks: bool
         result.problems += check_files(migrations)
     if rollbacks:
         result.problems += check_rollbacks(migrations)
+    if files or rollbacks:
+        result.warnings += [w for w in no_op_warnings(migrations)
+                            if (w.check == "files" and files) or (w.check == "rollbacks" and rollbacks)]
     if checksums and database_url is None:
         from poststack import embedded
 

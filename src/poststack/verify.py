@@ -35,6 +35,7 @@ from poststack.plan import RollbackStep
 from poststack.snapshot import Snapshot, snapshot
 from poststack.verify_locks import LockTaken, Rewrite
 from poststack.verify_observed import StatementTiming, apply_observed
+from poststack.verify_states import Shadow, content_digest
 
 STATUSES = ("passed", "failed", "error", "unverifiable", "skipped")
 SCRATCH_PREFIX = scratch_databases.SCRATCH_PREFIX
@@ -157,13 +158,16 @@ class Verifier:
     """
 
     def __init__(self, database_url: str, migrations: MigrationSet, *,
-                 history_schema: str = DEFAULT_SCHEMA, rows: int | None = None) -> None:
+                 history_schema: str = DEFAULT_SCHEMA, rows: int | None = None,
+                 shadow: Shadow | None = None) -> None:
         self.migrations = migrations
         self.rows = rows  # fill every existing table to this many rows before each verified migration
         self.history = History(history_schema)
         self.conn = connect(database_url, autocommit=True)
         self.history.ensure(self.conn)
         self.broken: MigrationVerification | None = None  # the failure that stops further verification
+        self.shadow = shadow  # the state before each migration, when given (see verify_states)
+        self._applied: set[int] | None = None  # what this verifier applied; None: read the history again
 
     def __enter__(self) -> Verifier:
         return self
@@ -178,7 +182,22 @@ class Verifier:
         return snapshot(self.conn, exclude_schemas=(self.history.schema,))
 
     def applied_versions(self) -> set[int]:
-        return {r.version for r in self.history.rows(self.conn) if r.status == "applied"}
+        # Kept in memory while every change came from this verifier: reading the whole history before each
+        # migration made a long verify quadratic. Any failure drops it, and the history is read again.
+        if self._applied is None:
+            self._applied = {r.version for r in self.history.rows(self.conn) if r.status == "applied"}
+        return set(self._applied)
+
+    def digest(self) -> str:
+        return content_digest(self.conn, (self.history.schema,))
+
+    def _before(self, migration: Migration) -> tuple[str, Snapshot | None]:
+        """What the rollback check compares with: the digest now, and a full snapshot unless a shadow
+        database can give one later, should the digests differ."""
+        digest = self.digest()
+        if self.shadow is not None and self.shadow.catch_up(self.applied_versions()):
+            return digest, None
+        return digest, self.snapshot()
 
     def verify(self, migration: Migration) -> MigrationVerification:
         """Apply, roll back, compare, re-apply ``migration`` (after bringing earlier ones up)."""
@@ -191,7 +210,7 @@ class Verifier:
                 raise UsageError(f"migration {migration.version_text} is already applied on the scratch database")
             if self.rows and not self._fill(result):
                 return result
-            before = self.snapshot()
+            before = self._before(migration) if migration.has_rollback else ("", None)
             if not self._apply(migration, result, "apply") or not self._rollback_checked(migration, result, before):
                 return result
             if not migration.has_rollback:
@@ -262,15 +281,19 @@ class Verifier:
                 if record_locks:
                     result.locks, result.rewrites, result.statements = seen.locks, seen.rewrites, seen.statements
         except MigrationFailed as exc:
+            self._applied = None
             _fail(result, phase, str(exc))
             self.broken = result  # whether apply or re-apply failed, the migration is not in the schema
             return False
+        if self._applied is not None:
+            self._applied.add(migration.version)
         if not migration.has_rollback and phase == "apply":
             result.status = "unverifiable"
             result.reason = f"no rollback file ({migration.version_text}_{migration.name}.rollback.sql)"
         return True
 
-    def _rollback_checked(self, migration: Migration, result: MigrationVerification, before: Snapshot) -> bool:
+    def _rollback_checked(self, migration: Migration, result: MigrationVerification,
+                          before: tuple[str, Snapshot | None]) -> bool:
         if not migration.has_rollback:
             return True
         row = self.history.row(self.conn, migration.version)
@@ -281,14 +304,24 @@ class Verifier:
             executor.rollback_one(self.conn, self.history, step)
         except MigrationFailed as exc:
             # A transactional rollback left the migration applied, so later ones can still be verified.
+            self._applied = None
             _fail(result, "rollback", str(exc))
             if no_tx:
                 self.broken = result
             return False
-        result.differences = before.diff(self.snapshot(), missing="missing after rollback",
-                                         added="left behind by rollback")
+        if self._applied is not None:
+            self._applied.discard(migration.version)
+        digest, snap = before
+        if self.digest() != digest:  # equal digests: the catalog is as it was, no snapshot needed
+            assert snap is not None or self.shadow is not None
+            snap = snap if snap is not None else self.shadow.snapshot()
+            result.differences = snap.diff(self.snapshot(), missing="missing after rollback",
+                                           added="left behind by rollback")
         if result.differences:
             result.status = "failed"
+            if migration.rollback.is_no_op:
+                result.reason = ("the rollback file has no statements (nothing to undo), but the migration "
+                                 "changed the schema")
         return True
 
 
@@ -332,8 +365,11 @@ def verify_migrations(database_url: str, migrations_path: str | Path, *, from_ve
     migrations.raise_for_problems()
     chosen = select(migrations, from_version, to_version)
     report = VerifyReport(mask_url(database_url), allow_unverifiable=allow_unverifiable)
-    with ExitStack() as scratch:
-        verifier = _fresh_verifier(scratch, database_url, migrations, history_schema, rows)
+    with ExitStack() as outer, ExitStack() as scratch:
+        # One shadow for the whole run: it only ever moves forward, also across the rebuilds below.
+        shadow = outer.enter_context(Shadow(outer.enter_context(scratch_database(database_url)), migrations,
+                                            history_schema))
+        verifier = _fresh_verifier(scratch, database_url, migrations, history_schema, rows, shadow)
         last: MigrationVerification | None = None
         for migration in chosen:
             broken = verifier.broken
@@ -341,7 +377,7 @@ def verify_migrations(database_url: str, migrations_path: str | Path, *, from_ve
                 # The scratch schema is not what production has after ``last``, but ``last`` applies
                 # cleanly: rebuild that state on a new scratch database and go on from there.
                 scratch.close()
-                verifier = _fresh_verifier(scratch, database_url, migrations, history_schema, rows)
+                verifier = _fresh_verifier(scratch, database_url, migrations, history_schema, rows, shadow)
                 verifier.replay_through((broken or last).version)
             result = last = verifier.verify(migration)
             report.migrations.append(result)
@@ -366,6 +402,6 @@ def verify_migration(database_url: str, migrations: MigrationSet, version: int, 
 
 
 def _fresh_verifier(stack: ExitStack, database_url: str, migrations: MigrationSet,
-                    history_schema: str, rows: int | None = None) -> Verifier:
+                    history_schema: str, rows: int | None = None, shadow: Shadow | None = None) -> Verifier:
     url = stack.enter_context(scratch_database(database_url))
-    return stack.enter_context(Verifier(url, migrations, history_schema=history_schema, rows=rows))
+    return stack.enter_context(Verifier(url, migrations, history_schema=history_schema, rows=rows, shadow=shadow))

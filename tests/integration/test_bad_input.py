@@ -147,8 +147,6 @@ REMOTE = "postgresql://deployer:S3cret#pw@127.0.0.1:1/app"
 
 ROWS = [
     # -- files: contents ------------------------------------------------------------------------------------
-    Bad("empty_file", ("migrate",), 2, "003_x.sql: file is empty", {"003_x.sql": ""}),
-    Bad("whitespace_file", ("migrate",), 2, "003_x.sql: file is empty", {"003_x.sql": " \n\t\r\n"}),
     Bad("nul_bytes", ("migrate",), 2, "003_x.sql: contains NUL bytes", {"003_x.sql": b"SELECT 1;\x00\x00"}),
     Bad("binary_file", ("migrate",), 2, "003_x.sql: not valid UTF-8 (byte 0x89 at offset 0)",
         {"003_x.sql": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"}),

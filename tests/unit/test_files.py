@@ -61,11 +61,14 @@ def test_rollback_without_migration_is_reported(tmp_path):
     assert problem.code == "orphan_rollback" and "003_gone.rollback.sql" in problem.message
 
 
-def test_empty_and_non_utf8_files_are_problems_naming_the_file(tmp_path):
+def test_non_utf8_files_are_problems_naming_the_file_and_empty_ones_are_no_ops(tmp_path):
     write(tmp_path, {"001_empty.sql": "  \n", "002_latin1.sql": b"SELECT 'caf\xe9';"})
-    problems = {p.code: p.message for p in load_migrations(tmp_path).problems}
-    assert "001_empty.sql: file is empty" in problems["empty_file"]
+    found = load_migrations(tmp_path)
+    problems = {p.code: p.message for p in found.problems}
+    assert list(problems) == ["bad_encoding"]
     assert "002_latin1.sql: not valid UTF-8 (byte 0xe9" in problems["bad_encoding"]
+    [empty] = found.migrations
+    assert empty.version == 1 and empty.up.is_no_op
 
 
 def test_checksum_ignores_bom_and_line_endings_but_not_content():

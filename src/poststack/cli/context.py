@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import click
 
-from poststack.config import Settings
+from poststack.config import Settings, load_settings
 
 if TYPE_CHECKING:
     from poststack.schema_migration import MigrationRunner
@@ -17,6 +17,23 @@ if TYPE_CHECKING:
 class CliContext:
     settings: Settings
     verbosity: int = 0
+    explicit: dict[str, object] = field(default_factory=dict)  # settings given on the command line
+
+    def override(self, name: str, value: object, ctx: click.Context) -> None:
+        """A root option typed after the subcommand: fold it in (see cli.root_options)."""
+        if name in ("verbose", "quiet"):
+            quiet = name == "quiet"
+            if (self.verbosity > 0) if quiet else (self.verbosity < 0):
+                raise click.UsageError("-q/--quiet and -v/--verbose contradict each other; pass one of them", ctx)
+            self.verbosity = -1 if quiet else self.verbosity + int(value)  # type: ignore[call-overload]
+            return
+        from poststack.cli.failure import remember_secret_source
+
+        if name == "database_url":
+            remember_secret_source(value if isinstance(value, str) else None)
+        self.explicit[name] = value
+        self.settings = load_settings(**self.explicit)  # type: ignore[arg-type]
+        remember_secret_source(self.settings.database_url)
 
     def runner(self) -> MigrationRunner:
         from poststack.schema_migration import MigrationRunner

@@ -168,11 +168,16 @@ def validate(ctx: CliContext, check_files: bool, check_checksums: bool, check_ro
                           rollbacks=everything or check_rollbacks, database_url=url, history_schema=s.history_schema)
     if fmt == "json":
         render.echo_json({"ok": result.ok, "checks": result.checks, "migrations": result.migrations,
-                          "database": result.database, "problems": result.problems})
+                          "database": result.database, "problems": result.problems,
+                          "warnings": result.warnings})
     else:
         for problem in result.problems:
             render.line(f"{problem.check}: {problem.message}")
+        for warning in result.warnings:
+            render.line(f"warning: {warning.check}: {warning.message}")
         status = "ok" if result.ok else f"{len(result.problems)} problem(s)"
+        if result.warnings:
+            status += f", {len(result.warnings)} warning(s)"
         render.line(f"validate ({', '.join(result.checks)}) on {result.migrations} migration(s): {status}")
     _exit_if(not result.ok)
 

@@ -19,9 +19,10 @@ class LazyGroup(click.Group):
     latency of a no-op ``migrate``, which deploy pipelines run on every release.
     """
 
-    def __init__(self, *args: object, lazy: dict[str, str], **kwargs: object) -> None:
+    def __init__(self, *args: object, lazy: dict[str, str], root_options: bool = False, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.lazy = lazy
+        self.root_options = root_options  # subcommands also accept the root's options (cli.root_options)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
@@ -31,8 +32,13 @@ class LazyGroup(click.Group):
             module_name, attr = self.lazy[cmd_name].split(":")
             command = getattr(importlib.import_module(f"poststack.cli.{module_name}"), attr)
             assert isinstance(command, click.Command)
-            return command
-        return super().get_command(ctx, cmd_name)
+        else:
+            command = super().get_command(ctx, cmd_name)
+        if command is not None and self.root_options:
+            from poststack.cli.root_options import add_root_options
+
+            add_root_options(command, cli)
+        return command
 
 
 DB_COMMANDS = {
@@ -74,14 +80,15 @@ def cli(ctx: click.Context, database_url: str | None, database_url_file: str | N
     if quiet and verbose:
         raise click.UsageError("-q/--quiet and -v/--verbose contradict each other; pass one of them", ctx)
     remember_secret_source(database_url)  # before anything can fail: error lines are scrubbed of its password
-    settings = load_settings(database_url=database_url, migrations_path=migrations_path,
-                             history_schema=history_schema, lock_timeout=lock_timeout,
-                             database_url_file=database_url_file)
+    explicit = {"database_url": database_url, "migrations_path": migrations_path, "history_schema": history_schema,
+                "lock_timeout": lock_timeout, "database_url_file": database_url_file}
+    settings = load_settings(**explicit)  # type: ignore[arg-type]
     remember_secret_source(settings.database_url)
-    ctx.obj = CliContext(settings, -1 if quiet else verbose)
+    ctx.obj = CliContext(settings, -1 if quiet else verbose,
+                         explicit={k: v for k, v in explicit.items() if v is not None})
 
 
-@cli.group(cls=LazyGroup, lazy=DB_COMMANDS)
+@cli.group(cls=LazyGroup, lazy=DB_COMMANDS, root_options=True)
 def db() -> None:
     """Migrate, roll back, inspect and repair a database."""
 
