@@ -74,10 +74,13 @@ def _locks(m: MigrationVerification) -> str:
 @click.option("--to", "to_version", default=None, metavar="VERSION", help="Last migration to verify.")
 @click.option("--allow-unverifiable", is_flag=True,
               help="Exit 0 even when some migrations have no rollback file.")
+@click.option("--ignore-column-order", is_flag=True,
+              help="Accept a rollback that restores every column but not their order (order counts by "
+                   "default: it matters to SELECT * and COPY).")
 @format_option
 @pass_ctx
 def verify(ctx: CliContext, from_version: str | None, to_version: str | None, allow_unverifiable: bool,
-           fmt: str) -> None:
+           ignore_column_order: bool, fmt: str) -> None:
     """Prove every rollback: apply, roll back, compare schemas, re-apply, on a scratch database.
 
     The scratch database is created on the configured server and dropped afterwards; the target database
@@ -90,7 +93,7 @@ def verify(ctx: CliContext, from_version: str | None, to_version: str | None, al
         from_version=parse_version(from_version, "--from") if from_version is not None else None,
         to_version=parse_version(to_version, "--to") if to_version is not None else None,
         history_schema=s.history_schema, allow_unverifiable=allow_unverifiable,
-        progress=_progress(ctx))
+        progress=_progress(ctx), column_order=not ignore_column_order)
     if fmt == "json":
         render.echo_json(verification_json(report))
     else:
