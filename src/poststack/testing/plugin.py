@@ -134,35 +134,37 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             item.add_marker(skip)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Refuse an override of ``migrations_dir`` that cannot see the test's indirect parameter: it would run
+    the test on other migrations than the ones the test names, silently."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "migrations_dir" not in callspec.params:
+        return
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}).get("migrations_dir")
+    if not definitions:
+        return
+    from poststack.testing import fixtures
+
+    func = definitions[-1].func
+    if func is getattr(fixtures.migrations_dir, "__wrapped__", fixtures.migrations_dir) or _reads_param(func):
+        return
+    code = getattr(func, "__code__", None)
+    where = f"{code.co_filename}:{code.co_firstlineno}" if code else repr(func)
+    pytest.fail(f"migrations_dir is parametrized indirectly ({callspec.params['migrations_dir']!r}) but the "
+                f"migrations_dir fixture at {where} ignores request.param: write it as "
+                "'return migrations_dir_for(request, <your default>)' "
+                "(from poststack.testing import migrations_dir_for)", pytrace=False)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Generator[
         None, object, object]:
-    """Refuse an override of ``migrations_dir`` that cannot see the test's indirect parameter: it would run
-    the test on other migrations than the ones the test names, silently."""
-    if fixturedef.argname == "migrations_dir" and hasattr(request, "param"):
-        from poststack.testing import fixtures
-
-        func = fixturedef.func
-        if func is not getattr(fixtures.migrations_dir, "__wrapped__", fixtures.migrations_dir) and not (
-                _reads_param(func)):
-            code = getattr(func, "__code__", None)
-            where = f"{code.co_filename}:{code.co_firstlineno}" if code else repr(func)
-            pytest.fail(f"migrations_dir is parametrized indirectly ({request.param!r}) but the migrations_dir "
-                        f"fixture at {where} ignores request.param: write it as "
-                        "'return migrations_dir_for(request, <your default>)' "
-                        "(from poststack.testing import migrations_dir_for)", pytrace=False)
+    """Note each migrations directory a test uses: the roles its migrations create are the run's to drop."""
     result = yield
     if fixturedef.argname == "migrations_dir" and isinstance(result, str | Path):
         note_directory(request.config, Path(result))
     return result
-
-
-def note_directory(config: pytest.Config, directory: Path) -> None:
-    """Remember a migrations directory the run tests: the roles its migrations create are dropped at the end."""
-    if _ROLES in config.stash:
-        config.stash[_ROLES].note_directory(directory)
-    else:
-        config.stash.setdefault(_PENDING_DIRECTORIES, set()).add(directory)
 
 
 def _reads_param(func: Any) -> bool:
@@ -171,6 +173,14 @@ def _reads_param(func: Any) -> bool:
         return True  # not a plain function: cannot tell, so trust it
     names = set(code.co_names) | {c for c in code.co_consts if isinstance(c, str)}
     return "param" in names or "migrations_dir_for" in names
+
+
+def note_directory(config: pytest.Config, directory: Path) -> None:
+    """Remember a migrations directory the run tests: the roles its migrations create are dropped at the end."""
+    if _ROLES in config.stash:
+        config.stash[_ROLES].note_directory(directory)
+    else:
+        config.stash.setdefault(_PENDING_DIRECTORIES, set()).add(directory)
 
 
 # -- the session's server, databases and templates ---------------------------------------------------------
