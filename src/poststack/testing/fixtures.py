@@ -133,14 +133,16 @@ def migrations_dir(request: pytest.FixtureRequest) -> Path:
 
 # -- databases of migrations_dir, and helpers on the test's database ---------------------------------------
 def _clone(templates: TemplateCache, directory: Path, schema: str, target: int | None, what: str) -> str:
-    from poststack.errors import PoststackError
+    from poststack.errors import PoststackError, UsageError
     from poststack.testing.hints import with_hint
 
     try:
         return templates.clone(directory, schema, target=target)
+    except UsageError as exc:
+        problem = str(exc)
     except PoststackError as exc:  # the user's migrations are at fault: their message, not our traceback
-        problem = with_hint(str(exc))
-    pytest.fail(f"{what}: migrations in {directory} cannot be applied: {problem}", pytrace=False)
+        problem = f"migrations in {directory} cannot be applied: {with_hint(str(exc))}"
+    pytest.fail(f"{what}: {problem}", pytrace=False)
 
 
 @pytest.fixture

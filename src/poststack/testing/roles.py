@@ -16,7 +16,8 @@ Roles that existed before the run are never touched, nor roles the migrations do
 ``CREATE ROLE`` is the test's to drop), so another run on the same server keeps the roles it made.
 
 ``created_roles`` tells which roles a migration creates, from its parse tree (``CREATE ROLE/USER/GROUP`` at top
-level; not inside ``DO`` blocks): the rollback checks compare exactly those, so what another test or xdist
+level, and literal ones inside ``DO`` blocks, the usual way to tolerate a role that already exists; not
+roles named by dynamic SQL): the rollback checks compare exactly those, so what another test or xdist
 worker does on the server at the same moment cannot change their verdict.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,9 +58,19 @@ def created_roles(sql_texts: Iterable[str]) -> list[str]:
         except pglast.parser.ParseError:
             continue  # a syntax error is the migration's own failure, reported where it runs
         for raw in statements:
-            if isinstance(raw.stmt, ast.CreateRoleStmt) and raw.stmt.role not in names:
-                names.append(str(raw.stmt.role))
+            found = [str(raw.stmt.role)] if isinstance(raw.stmt, ast.CreateRoleStmt) else []
+            if isinstance(raw.stmt, ast.DoStmt):
+                body = next((str(a.arg.sval) for a in raw.stmt.args or () if a.defname == "as"), "")
+                found = [_unquote(m.group(1)) for m in _CREATE_ROLE_IN_BODY.finditer(body)]
+            names += [name for name in found if name not in names]
     return names
+
+
+_CREATE_ROLE_IN_BODY = re.compile(r"\bCREATE\s+(?:ROLE|USER|GROUP)\s+(\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*)", re.I)
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
 
 
 @dataclass
