@@ -109,8 +109,9 @@ class Snapshot:
 
     def portable(self) -> Snapshot:
         """This snapshot without what differs between PostgreSQL versions for the same migrations: extension
-        versions (each release ships its own) and NOT NULL constraints as objects (catalogued since
-        PostgreSQL 18; a column's ``not_null`` still says it). For golden schemas compared across servers."""
+        versions (each release ships its own), NOT NULL constraints as objects (catalogued since
+        PostgreSQL 18; a column's ``not_null`` still says it), and view texts printed canonically
+        (``snapshot_portable``). For golden schemas compared across servers."""
         objects = {kind: dict(named) for kind, named in self.objects.items()}
         if "extension" in objects:
             objects["extension"] = {name: {k: v for k, v in attributes.items() if k != "version"}
@@ -118,6 +119,9 @@ class Snapshot:
         if "constraint" in objects:
             objects["constraint"] = {name: attributes for name, attributes in objects["constraint"].items()
                                      if attributes.get("type") != "not null"}
+        for kind in ("view", "materialized view"):
+            if kind in objects:
+                objects[kind] = {name: _portable_view(attributes) for name, attributes in objects[kind].items()}
         return Snapshot(objects, self.schemas, self.server_version)
 
     def with_objects(self, extra: Objects) -> Snapshot:
@@ -258,6 +262,13 @@ def _parent_also(attributes: Mapping[str, Any], has: Snapshot, lacks: Snapshot) 
     if not isinstance(parent, list) or len(parent) != 2:
         return False
     return tuple(parent) in has and tuple(parent) not in lacks
+
+
+def _portable_view(attributes: dict[str, Any]) -> dict[str, Any]:
+    from poststack.snapshot_portable import portable_view_text
+
+    text = attributes.get("definition")
+    return {**attributes, "definition": portable_view_text(text)} if isinstance(text, str) else attributes
 
 
 def _renamed_constraints(gone: list[str], new: list[str], before: Mapping[str, Any],
