@@ -154,9 +154,13 @@ def test_a_data_migration_test_in_a_few_lines(pytester):
 
         def test_an_unknown_version(database_at):
             database_at("009")
+
+        def test_db_connection_is_on_the_tests_database(migrated_database_url, db_connection):
+            assert db_connection.info.dbname == psycopg.conninfo.conninfo_to_dict(migrated_database_url)["dbname"]
+            assert db_connection.execute("SELECT count(*) FROM emails").fetchone() == (0,)
     """)
     result = run(pytester)
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*no migration with version 9 in *migrations*"])
 
 
