@@ -198,10 +198,10 @@ def _check_upgrade(config: pytest.Config, directory: Path) -> None:
 
 
 def _check_rollback(config: pytest.Config, directory: Path, version: int) -> None:
-    from poststack.files import load_migrations
     from poststack.testing.rollback_test import verify_rollback
+    from poststack.testing.templates import load_cached
 
-    problem = verify_rollback(config, load_migrations(directory), version, _history_schema(config))
+    problem = verify_rollback(config, load_cached(directory), version, _history_schema(config))
     if problem:
         raise GeneratedFailure(problem)
 

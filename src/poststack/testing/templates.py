@@ -19,6 +19,7 @@ its source, and nobody needs to be.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,27 @@ _POLL_SECONDS = 0.05
 # every CHECKPOINT_EVERY-th migration, itself a template. A database at any version then costs at most
 # CHECKPOINT_EVERY - 1 migrations on top of a clone, however long the history is.
 CHECKPOINT_EVERY = 16
+
+
+_LOADED: dict[Path, tuple[tuple[tuple[str, int, int], ...], MigrationSet]] = {}
+
+
+def load_cached(migrations_dir: str | Path) -> MigrationSet:
+    """``load_migrations``, read again only when a file in the directory changed (name, size, mtime).
+
+    Each clone and each generated test needs the directory's migrations; at 320 files reading and hashing
+    them every time cost a quarter of a generated rollback test."""
+    directory = Path(migrations_dir).resolve()
+    try:
+        signature = tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns)
+                                 for e in os.scandir(directory) if e.is_file()))
+    except OSError:
+        return load_migrations(directory)  # let the loader say what is wrong with the directory
+    cached = _LOADED.get(directory)
+    if cached is None or cached[0] != signature:
+        cached = (signature, load_migrations(migrations_dir))
+        _LOADED[directory] = cached
+    return cached[1]
 
 
 def migrations_fingerprint(migrations_dir: str | Path, history_schema: str = DEFAULT_SCHEMA,
@@ -95,7 +117,7 @@ class TemplateCache:
                      target: int | None = None) -> str:
         """The name of a template at ``target`` (default: the head) of ``migrations_dir``, building it if no
         process has yet. Intermediate versions are built from the checkpoint below them."""
-        migrations = load_migrations(migrations_dir)
+        migrations = load_cached(migrations_dir)
         migrations.raise_for_problems()
         versions = [m.version for m in migrations]
         if target is not None and target not in versions:
