@@ -184,10 +184,15 @@ def note_directory(config: pytest.Config, directory: Path) -> None:
 
 
 # -- the session's server, databases and templates ---------------------------------------------------------
-def _run_dir(factory: pytest.TempPathFactory) -> Path:
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    # Not PYTEST_XDIST_WORKER: a pytest run started from inside an xdist worker (pytester) inherits it.
+    return hasattr(config, "workerinput")
+
+
+def _run_dir(config: pytest.Config) -> Path:
     # Under xdist every worker's basetemp sits in one run directory: the server belongs to the run, shared.
-    base = factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    return base.parent if _is_xdist_worker(config) else base
 
 
 _SERVER = pytest.StashKey["TestServer"]()
@@ -209,14 +214,13 @@ def session_server(config: pytest.Config) -> TestServer:
     if _SERVER_ERROR not in config.stash:
         from poststack.testing import server_errors
 
-        factory = config._tmp_path_factory  # type: ignore[attr-defined]
         try:
-            server = _start_server(config, factory)
+            server = _start_server(config)
         except Exception as exc:  # what went wrong is the whole message; our stack is of no use to a user
             config.stash[_SERVER_ERROR] = server_errors.describe(exc, config)
         else:
             config.stash[_SERVER] = server
-            _join_run(config, server, _run_dir(factory))
+            _join_run(config, server, _run_dir(config))
             return server
     pytest.fail(config.stash[_SERVER_ERROR], pytrace=False)
 
@@ -251,13 +255,13 @@ def session_templates(config: pytest.Config) -> TemplateCache:
     return config.stash[_TEMPLATES]
 
 
-def _start_server(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> TestServer:
+def _start_server(config: pytest.Config) -> TestServer:
     from poststack.testing import server as test_server
 
     url = config.getoption("poststack_database_url") or os.environ.get("POSTSTACK_TEST_DATABASE_URL")
     if url:
         return test_server.external(url)
-    run_dir = _run_dir(tmp_path_factory)
+    run_dir = _run_dir(config)
     fast = test_server.fast_data_dir(run_dir)
     if fast is not None:
         return test_server.start_embedded_at(fast)
@@ -278,10 +282,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """Say which roles the run created and dropped, and which it could not (read from the run directory,
     where the run's last process left the report: under xdist that is a worker, not this process)."""
-    if not project.read(config).uses_poststack or os.environ.get("PYTEST_XDIST_WORKER"):
+    if not project.read(config).uses_poststack or _is_xdist_worker(config):
         return
     from poststack.testing.roles import stored_report
 
-    report = stored_report(_run_dir(config._tmp_path_factory))  # type: ignore[attr-defined]
+    report = stored_report(_run_dir(config))
     for line in report.lines() if report else ():
         terminalreporter.write_line(line, yellow=True)
