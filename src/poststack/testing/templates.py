@@ -272,8 +272,8 @@ def copy_database_settings(conn: psycopg.Connection[Any], source: str, target: s
         for entry in config or ():
             setting, _, value = entry.partition("=")
             values = _split_list(value) if setting.lower() in _LIST_QUOTE else [value]
-            conn.execute(head + sql.SQL(" SET {} = {}").format(
-                sql.Identifier(setting), sql.SQL(", ").join(sql.Literal(v) for v in values)))
+            conn.execute(sql.SQL("{} SET {} = {}").format(
+                head, sql.Identifier(setting), sql.SQL(", ").join(sql.Literal(v) for v in values)))
     if comment and comment[0] is not None:
         conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(target),
                                                                    sql.Literal(comment[0])))
