@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "migrate_throughput": ([], ["--n", "100", "--repeat", "1"]),
     "fixture_cost": ([], ["-n", "10"]),
     "diagnose_scale": ([], ["--sizes", "100,1000", "--runs", "3"]),
+    "generated_rollback_scale": ([], ["--sizes", "20,80"]),
 }
 
 
