@@ -1,6 +1,7 @@
 """The plugin in projects as teams have them: unrelated ones in the same virtualenv, configured ones, overrides
 that forget the parameter, servers that cannot start. Each runs pytest in a subprocess (pytester)."""
 
+import subprocess
 import textwrap
 
 import pytest
@@ -202,6 +203,30 @@ def test_an_embedded_server_that_cannot_start_is_one_line_per_test(pytester, mon
                                  f"({not_a_directory}*); set POSTSTACK_TEST_DATA_DIR to a writable directory*"])
     assert out.count("cannot start") == 4 and "Traceback" not in out
     assert len(result.stdout.lines) < 40
+
+
+@pytest.fixture
+def full_filesystem(tmp_path):
+    """A 3 MB tmpfs: initdb runs out of room in it. Needs mount(2): root in a container that allows it."""
+    target = tmp_path / "tiny"
+    target.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(target)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    yield target
+    subprocess.run(["umount", str(target)], check=True)
+
+
+def test_a_full_data_directory_names_the_servers_own_words(pytester, monkeypatch, full_filesystem):
+    monkeypatch.delenv("POSTSTACK_TEST_DATABASE_URL")
+    monkeypatch.setenv("POSTSTACK_TEST_DATA_DIR", str(full_filesystem))
+    project(pytester, pyproject='[tool.poststack]\nmigrations_path = "migrations"\n', tests=SERVER_TESTS)
+    result = run(pytester)
+    result.assert_outcomes(errors=4)
+    result.stdout.fnmatch_lines(["poststack: the embedded PostgreSQL for the tests cannot start: initdb exited "
+                                 "with status 1: FATAL: *No space left on device; set POSTSTACK_TEST_DATA_DIR*"])
+    assert "Captured log" not in result.stdout.str() and len(result.stdout.lines) < 40
 
 
 def test_a_wrong_password_is_one_line_per_test_without_the_password(pytester, monkeypatch, role_url):

@@ -214,10 +214,15 @@ def session_server(config: pytest.Config) -> TestServer:
     if _SERVER_ERROR not in config.stash:
         from poststack.testing import server_errors
 
+        printed = ""
         try:
-            server = _start_server(config)
+            with server_errors.captured_output() as output:
+                try:
+                    server = _start_server(config)
+                finally:
+                    printed = output()
         except Exception as exc:  # what went wrong is the whole message; our stack is of no use to a user
-            config.stash[_SERVER_ERROR] = server_errors.describe(exc, config)
+            config.stash[_SERVER_ERROR] = server_errors.describe(exc, config, printed)
         else:
             config.stash[_SERVER] = server
             _join_run(config, server, _run_dir(config))
