@@ -92,6 +92,9 @@ def test_the_header_counts_the_generated_tests_and_their_ids_run_them_alone(pyte
                                           ids[2], ids[0])
     again.assert_outcomes(passed=2, deselected=4)
     again.stdout.fnmatch_lines(["*::files_valid PASSED*", "*001_widgets.sql::rollback_restores_schema PASSED*"])
+    spread = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "xdist", "-n", "2", "-v",
+                                           "--poststack-migrations=migrations", ids[2], ids[0])
+    spread.assert_outcomes(passed=2)  # xdist workers get the same selection
 
 
 def test_file_checks_need_no_server_and_are_not_marked_database(pytester):

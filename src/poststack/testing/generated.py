@@ -15,6 +15,8 @@ test: data at version NNN-1 that the migration must cope with (a NOT NULL column
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,8 @@ def configured_directory(config: pytest.Config) -> tuple[Path, bool] | None:
     return None
 
 
-_SELECTED = pytest.StashKey[set[str]]()  # names of directory-level tests given as DIR::NAME arguments
+_SELECTED = pytest.StashKey[set[str]]()  # "<path>::<name>" of the generated tests the arguments named
+_SELECTION_ENV = "POSTSTACK_GENERATED_SELECTION"  # the same, for xdist workers (they get rewritten arguments)
 
 
 def add_to_arguments(config: pytest.Config) -> None:
@@ -55,7 +58,7 @@ def add_to_arguments(config: pytest.Config) -> None:
     other tests on the command line while only pyproject turns generation on.
 
     pytest refuses ``DIR::NAME`` arguments, so ``migrations::files_valid`` is rewritten to the directory,
-    and ``select`` later keeps only what was named."""
+    and ``select`` later keeps only what the arguments named."""
     found = configured_directory(config)
     if found is None:
         return
@@ -63,14 +66,22 @@ def add_to_arguments(config: pytest.Config) -> None:
     if not directory.is_dir():
         raise pytest.UsageError(f"--poststack-migrations: {directory} is not a directory")
     invocation = config.invocation_params.dir
-    selected: set[str] = set()
+    wanted: set[str] = set()
+    rewritten = False
     for i, arg in enumerate(config.args):
         path_text, _, names = arg.partition("::")
-        if names and (invocation / path_text).resolve() == directory:
-            selected.add(names)
+        path = (invocation / path_text).resolve()
+        if path == directory or directory in path.parents:
+            wanted.add(f"{path}::{names}" if names else f"{path}::*")
+        if names and path == directory:
             config.args[i] = path_text
-    if selected:
-        config.stash[_SELECTED] = selected
+            rewritten = True
+    if rewritten:
+        config.stash[_SELECTED] = wanted
+        os.environ[_SELECTION_ENV] = json.dumps(sorted(wanted))  # xdist workers start after this
+        return
+    if hasattr(config, "workerinput") and os.environ.get(_SELECTION_ENV):  # given already rewritten arguments
+        config.stash[_SELECTED] = set(json.loads(os.environ[_SELECTION_ENV]))
         return
     explicit = config.args_source == pytest.Config.ArgsSource.ARGS
     if explicit and not config.getoption("poststack_migrations"):
@@ -84,25 +95,20 @@ def add_to_arguments(config: pytest.Config) -> None:
 
 def select(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep, of the generated tests, only those the arguments named (when one was a ``DIR::NAME``)."""
-    if _SELECTED not in config.stash:
+    wanted = config.stash.get(_SELECTED, None)
+    if wanted is None:
         return
-    found = configured_directory(config)
-    directory = found[0] if found else None
-    invocation = config.invocation_params.dir
-    wanted = {str((invocation / a.partition("::")[0]).resolve()) + "::" + a.partition("::")[2]
-              for a in config.invocation_params.args if "::" in a}
     kept, dropped, seen = [], [], set()
     for item in items:
-        if not isinstance(item, GeneratedItem) or directory is None:
+        if not isinstance(item, GeneratedItem):
             kept.append(item)
             continue
-        own = item.parent.path if isinstance(item.parent, MigrationFile) else directory
-        key = f"{own.resolve()}::{item.name}"
+        own = (item.parent.path if isinstance(item.parent, MigrationFile) else item.path).resolve()
+        key = f"{own}::{item.name}"
         if key in seen:
             continue  # named twice (the directory and one of its files)
         seen.add(key)
-        whole_file = isinstance(item.parent, MigrationFile) and str(own.resolve()) in {
-            str((invocation / a).resolve()) for a in config.invocation_params.args if "::" not in a}
+        whole_file = isinstance(item.parent, MigrationFile) and f"{own}::*" in wanted
         (kept if key in wanted or whole_file else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
