@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "fixture_cost": ([], ["-n", "10"]),
     "diagnose_scale": ([], ["--sizes", "100,1000", "--runs", "3"]),
     "verify_scale": ([], ["--n", "100"]),
+    "generated_rollback_scale": ([], ["--sizes", "20,80"]),
 }
 
 

@@ -22,6 +22,8 @@ from poststack.sqltext import SqlSyntaxError, Statement, semantic_checksum, spli
 # and a version must be the same number to every tool that reads the file name.
 MIGRATION_NAME = re.compile(
     r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_\-.]*?)(?P<rollback>\.rollback)?\.sql$")
+# ``NNN_name.seed.sql``: data a test loads before migration NNN (see poststack.testing); never a migration.
+SEED_NAME = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_\-.]*?)\.seed\.sql$")
 # \d on purpose here: a name starting with any Unicode digit looks like a migration and is reported, not skipped.
 _LOOKS_LIKE = re.compile(r"^\d|\.sql$", re.IGNORECASE)
 _VERSION_TEXT = re.compile(r"[0-9]+")
@@ -35,7 +37,8 @@ SEMANTIC_CHECKSUM_MAX_CHARS = 1 << 20  # larger files (data loads) keep only the
 class FileProblem:
     """A file that cannot be used as it is; ``code`` is a diagnose issue code."""
 
-    code: str  # invalid_filename | duplicate_version | empty_file | bad_encoding | unreadable_file | orphan_rollback
+    # invalid_filename | duplicate_version | empty_file | bad_encoding | unreadable_file | orphan_rollback | orphan_seed
+    code: str
     path: Path
     message: str
     version: int | None = None
@@ -274,6 +277,7 @@ class MigrationSet:
     directory: Path
     migrations: list[Migration] = field(default_factory=list)
     problems: list[FileProblem] = field(default_factory=list)
+    seeds: dict[int, Path] = field(default_factory=dict)  # version -> its NNN_name.seed.sql, when present
 
     def __iter__(self):  # noqa: ANN204 - Iterator[Migration]
         return iter(self.migrations)
@@ -321,12 +325,17 @@ def load_migrations(directory: Path | str) -> MigrationSet:
     result = MigrationSet(directory)
     ups: dict[int, list[tuple[Path, re.Match[str]]]] = {}
     downs: dict[tuple[int, str], Path] = {}
+    seeds: dict[tuple[int, str], Path] = {}
     try:
         entries = sorted(directory.iterdir())
     except OSError as exc:
         raise MigrationFileError(f"migrations directory {directory}: cannot list: {exc.strerror}") from None
     for path in entries:
         if path.name.startswith(".") or not _LOOKS_LIKE.search(path.name):
+            continue
+        seed = SEED_NAME.fullmatch(path.name)
+        if seed and path.is_file():
+            seeds[(int(seed["version"]), seed["name"])] = path
             continue
         match = MIGRATION_NAME.fullmatch(path.name)  # fullmatch: '$' alone accepts a trailing newline
         if match and not path.is_file():
@@ -357,7 +366,13 @@ def load_migrations(directory: Path | str) -> MigrationSet:
             result.problems.append(FileProblem(exc.problem, path, str(exc), version))
             continue
         result.migrations.append(Migration(version, match["version"], match["name"], up, rollback))
+        seed_path = seeds.pop((version, match["name"]), None)
+        if seed_path is not None:
+            result.seeds[version] = seed_path
     for (version, _name), path in sorted(downs.items()):
         result.problems.append(FileProblem("orphan_rollback", path,
             f"{path}: rollback file has no migration named {path.name.replace('.rollback', '')}", version))
+    for (version, _name), path in sorted(seeds.items()):
+        result.problems.append(FileProblem("orphan_seed", path,
+            f"{path}: seed file has no migration named {path.name.replace('.seed', '')}", version))
     return result

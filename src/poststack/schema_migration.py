@@ -293,6 +293,23 @@ class MigrationRunner:
             result.to_version = _target_text(state, target_version)
             return result
 
+    def step_up(self, *, progress: Progress | None = None) -> MigrateResult:
+        """Apply exactly one migration: the lowest pending one (a data-migration test's N-1 -> N)."""
+        migrations = self.load()
+        with self.connection() as conn:
+            pending = self.state(conn, migrations).pending
+        if not pending:
+            raise StateError(f"step_up: no pending migration in {self.migrations_path}; the database is at the head")
+        return self.migrate(pending[0].version, progress=progress)
+
+    def step_down(self, *, progress: Progress | None = None) -> RollbackResult:
+        """Roll back exactly one migration: the newest applied one."""
+        with self.connection() as conn:
+            applied = sorted(r.version for r in self.history.rows(conn) if r.status == "applied")
+        if not applied:
+            raise StateError("step_down: no migration is applied")
+        return self.rollback(applied[-2] if len(applied) > 1 else 0, progress=progress)
+
     def status(self) -> MigrationStatus:
         migrations = self.load()
         with self.connection() as conn:

@@ -29,7 +29,8 @@ from poststack.snapshot_queries import SCHEMAS_QUERY, snapshot_query
 FORMAT = 1
 
 # The order differences are listed in: containers before their contents, so a report reads top-down.
-KIND_ORDER = ("schema", "extension", "type", "sequence", "table", "foreign table", "column", "constraint",
+KIND_ORDER = ("database", "role", "schema", "extension", "type", "sequence", "table", "foreign table", "column",
+              "constraint",
               "index", "view", "materialized view", "function", "procedure", "aggregate", "trigger", "policy",
               "privileges", "comment")
 _INTERNAL_ATTRIBUTES = frozenset({"parent", "position"})
@@ -67,12 +68,17 @@ class Snapshot:
     def __len__(self) -> int:
         return sum(len(v) for v in self.objects.values())
 
-    def diff(self, other: Snapshot, *, missing: str = "missing", added: str = "added") -> list[str]:
+    def diff(self, other: Snapshot, *, missing: str = "missing", added: str = "added",
+             column_order: bool = True) -> list[str]:
         """Readable differences from ``self`` (before) to ``other`` (after), one line each.
 
         ``missing`` and ``added`` word the two directions for the caller's context, e.g. "missing after
         rollback" / "left behind by rollback". Contents of a missing or added table (its columns, indexes,
-        comments...) are not listed separately: the table line already says it all.
+        comments...) are not listed separately: the table line already says it all. A constraint that only
+        changed its name is one "renamed" line, and a NOT NULL constraint (PostgreSQL 18 catalogues them)
+        that comes or goes with its column's nullability is told by the column's line alone.
+        ``column_order=False`` leaves out changes of column order (which matter to ``SELECT *`` and
+        ``COPY``, so they count by default).
         """
         lines: list[str] = []
         for kind in _kinds(self.objects, other.objects):
@@ -80,19 +86,52 @@ class Snapshot:
             after = other.objects.get(kind, {})
             if before == after:  # compared in C: most kinds are unchanged, and walking them costs seconds
                 continue
-            for name in sorted(before.keys() | after.keys()):
-                if name in before and name in after and before[name] == after[name]:
-                    continue
-                if name not in after:
-                    if not _parent_also(before[name], self, other):
-                        lines.append(f"{kind} {name}: {missing}")
-                elif name not in before:
-                    if not _parent_also(after[name], other, self):
-                        lines.append(f"{kind} {name}: {added}")
-                else:
+            gone = sorted(n for n in before.keys() - after.keys() if not _parent_also(before[n], self, other))
+            new = sorted(n for n in after.keys() - before.keys() if not _parent_also(after[n], other, self))
+            if kind == "constraint":
+                lines.extend(_renamed_constraints(gone, new, before, after))
+                gone = [n for n in gone if not _told_by_column(before[n], self, other)]
+                new = [n for n in new if not _told_by_column(after[n], other, self)]
+            lines.extend(f"{kind} {name}: {missing}" for name in gone)
+            lines.extend(f"{kind} {name}: {added}" for name in new)
+            for name in sorted(before.keys() & after.keys()):
+                if before[name] != after[name]:
                     lines.extend(_attribute_changes(kind, name, before[name], after[name]))
-        lines.extend(_column_order_changes(self, other))
+        if column_order:
+            lines.extend(_column_order_changes(self, other))
         return lines
+
+    def same_as(self, other: Snapshot, *, column_order: bool = True) -> bool:
+        """``==``, or with ``column_order=False`` equal but for the order of columns."""
+        if column_order or self == other:
+            return self == other
+        return not self.diff(other, column_order=False)
+
+    def portable(self) -> Snapshot:
+        """This snapshot without what differs between PostgreSQL versions for the same migrations: extension
+        versions (each release ships its own), NOT NULL constraints as objects (catalogued since
+        PostgreSQL 18; a column's ``not_null`` still says it), and view texts printed canonically
+        (``snapshot_portable``). For golden schemas compared across servers."""
+        objects = {kind: dict(named) for kind, named in self.objects.items()}
+        if "extension" in objects:
+            objects["extension"] = {name: {k: v for k, v in attributes.items() if k != "version"}
+                                    for name, attributes in objects["extension"].items()}
+        if "constraint" in objects:
+            objects["constraint"] = {name: attributes for name, attributes in objects["constraint"].items()
+                                     if attributes.get("type") != "not null"}
+        for kind in ("view", "materialized view"):
+            if kind in objects:
+                objects[kind] = {name: _portable_view(attributes) for name, attributes in objects[kind].items()}
+        return Snapshot(objects, self.schemas, self.server_version)
+
+    def with_objects(self, extra: Objects) -> Snapshot:
+        """This snapshot with more objects (kinds poststack reads apart, such as ``database`` or ``role``)."""
+        if not extra:
+            return self
+        objects = dict(self.objects)
+        for kind, named in extra.items():
+            objects[kind] = {**objects.get(kind, {}), **named}
+        return Snapshot(objects, self.schemas, self.server_version)
 
     def without(self, objects: Collection[tuple[str, str]]) -> Snapshot:
         """This snapshot minus ``objects`` ((kind, name) pairs) and everything inside them (a table's
@@ -137,13 +176,17 @@ class Snapshot:
 
 
 def snapshot(conn: psycopg.Connection[Any], schemas: Iterable[str] | None = None, *,
-             exclude_schemas: Iterable[str] = (DEFAULT_SCHEMA,)) -> Snapshot:
+             exclude_schemas: Iterable[str] = (DEFAULT_SCHEMA,), database: bool = False) -> Snapshot:
     """Read the schema objects of ``schemas`` (default: every user schema) in one catalog query.
 
     System schemas (pg_catalog, information_schema, pg_toast*, pg_temp*) are never read, nor are
     ``exclude_schemas`` (poststack's history schema by default). The search_path is narrowed to
     pg_catalog for the duration, transaction-locally, so every name comes out schema-qualified no
     matter how the caller's session is configured; the caller's setting is restored afterwards.
+
+    ``database=True`` adds the database's own settings and comment (``database_objects``). Off by default:
+    on a production database they are often the operator's (a DBA's ``statement_timeout``), and drift or
+    verify must not read them as the migrations' doing; tests that own their database turn it on.
     """
     wanted = set(schemas) if schemas is not None else None
     excluded = set(exclude_schemas)
@@ -152,7 +195,29 @@ def snapshot(conn: psycopg.Connection[Any], schemas: Iterable[str] | None = None
                  if name not in excluded and (wanted is None or name in wanted)]
         row = cur.execute(snapshot_query(conn.info.server_version), {"schemas": scope}).fetchone()
     objects: Objects = row[0] if row and row[0] else {}
-    return Snapshot(objects, tuple(scope), conn.info.server_version)
+    result = Snapshot(objects, tuple(scope), conn.info.server_version)
+    return result.with_objects(database_objects(conn)) if database else result
+
+
+DATABASE_SETTINGS_QUERY = """
+SELECT r.rolname, s.setconfig FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole
+WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())"""
+
+
+def database_objects(conn: psycopg.Connection[Any]) -> Objects:
+    """The current database's settings (``ALTER DATABASE ... SET``, and ``ALTER ROLE r IN DATABASE ... SET``)
+    and comment as objects of kind ``database``: ``current`` (the database itself) and ``current for role r``. The name
+    is not the database's, so a clone compares equal to its template. Empty when there is nothing."""
+    named: dict[str, dict[str, Any]] = {}
+    for role, config in conn.execute(DATABASE_SETTINGS_QUERY).fetchall():
+        settings = dict(entry.partition("=")[::2] for entry in config or ())
+        if settings:
+            named["current" if role is None else f"current for role {role}"] = {"settings": settings}
+    row = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                       "WHERE datname = current_database()").fetchone()
+    if row and row[0] is not None:
+        named.setdefault("current", {})["comment"] = row[0]
+    return {"database": named} if named else {}
 
 
 @contextmanager
@@ -199,6 +264,40 @@ def _parent_also(attributes: Mapping[str, Any], has: Snapshot, lacks: Snapshot) 
     return tuple(parent) in has and tuple(parent) not in lacks
 
 
+def _portable_view(attributes: dict[str, Any]) -> dict[str, Any]:
+    from poststack.snapshot_portable import portable_view_text
+
+    text = attributes.get("definition")
+    return {**attributes, "definition": portable_view_text(text)} if isinstance(text, str) else attributes
+
+
+def _renamed_constraints(gone: list[str], new: list[str], before: Mapping[str, Any],
+                         after: Mapping[str, Any]) -> list[str]:
+    """Pair constraints that differ only by name (same table, same definition): one line, and both names
+    are removed from ``gone`` and ``new``."""
+    lines = []
+    for old in list(gone):
+        match = next((n for n in new if before[old] == after[n]), None)
+        if match is not None:
+            gone.remove(old)
+            new.remove(match)
+            lines.append(f"constraint {old}: renamed to {match.rpartition('.')[2]}")
+    return lines
+
+
+def _told_by_column(attributes: Mapping[str, Any], has: Snapshot, lacks: Snapshot) -> bool:
+    """A NOT NULL constraint whose column's ``not_null`` changed the same way: the column line tells it."""
+    if attributes.get("type") != "not null":
+        return False
+    parent = attributes.get("parent")
+    definition = str(attributes.get("definition", ""))
+    if not isinstance(parent, list) or len(parent) != 2 or not definition.upper().startswith("NOT NULL "):
+        return False
+    column = f"{parent[1]}.{definition[len('NOT NULL '):]}"
+    now, then = has.get("column", column), lacks.get("column", column)
+    return bool(now and then and now.get("not_null") and not then.get("not_null"))
+
+
 def _attribute_changes(kind: str, name: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
     lines = []
     for attribute in sorted(before.keys() | after.keys()):
@@ -233,20 +332,33 @@ def _column_order_changes(before: Snapshot, after: Snapshot) -> list[str]:
 
 
 def describe_change(old: Any, new: Any) -> str:
-    """``changed from X to Y``; long or multi-line texts are shown by their first differing line."""
+    """``changed from X to Y``; long or multi-line texts are shown by their first differing line.
+
+    Lines are compared without their surrounding whitespace first, so a real change is found even after a
+    re-indented line; a text that differs only in whitespace says so, with the first line where it does.
+    """
     if isinstance(old, str) and isinstance(new, str) and (
             "\n" in old or "\n" in new or max(len(old), len(new)) > _INLINE_TEXT):
-        old_lines, new_lines = old.splitlines(), new.splitlines()
-        for number, (a, b) in enumerate(zip(old_lines, new_lines, strict=False), start=1):
+        old_lines, new_lines = _content_lines(old), _content_lines(new)
+        for (number, a), (_, b) in zip(old_lines, new_lines, strict=False):
             if a != b:
                 return f"changed at line {number}: {_clip(a)!r} became {_clip(b)!r}"
-        number = min(len(old_lines), len(new_lines)) + 1
         if len(old_lines) > len(new_lines):
-            return f"changed: line {number} {_clip(old_lines[number - 1])!r} was removed"
+            number, text = old_lines[len(new_lines)]
+            return f"changed: line {number} {_clip(text)!r} was removed"
         if len(new_lines) > len(old_lines):
-            return f"changed: line {number} {_clip(new_lines[number - 1])!r} was added"
-        return "changed in whitespace"
+            number, text = new_lines[len(old_lines)]
+            return f"changed: line {number} {_clip(text)!r} was added"
+        raw_old, raw_new = old.splitlines(), new.splitlines()
+        where = next((n for n, (a, b) in enumerate(zip(raw_old, raw_new, strict=False), start=1) if a != b),
+                     min(len(raw_old), len(raw_new)) + 1)
+        return f"changed in whitespace only (from line {where})"
     return f"changed from {_render(old)} to {_render(new)}"
+
+
+def _content_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, stripped text) of the lines that hold something."""
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
 def _clip(text: str) -> str:

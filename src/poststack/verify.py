@@ -159,9 +159,10 @@ class Verifier:
 
     def __init__(self, database_url: str, migrations: MigrationSet, *,
                  history_schema: str = DEFAULT_SCHEMA, rows: int | None = None,
-                 shadow: Shadow | None = None) -> None:
+                 shadow: Shadow | None = None, column_order: bool = True) -> None:
         self.migrations = migrations
         self.rows = rows  # fill every existing table to this many rows before each verified migration
+        self.column_order = column_order  # False: a rollback that only reorders columns passes
         self.history = History(history_schema)
         self.conn = connect(database_url, autocommit=True)
         self.history.ensure(self.conn)
@@ -316,7 +317,7 @@ class Verifier:
             assert snap is not None or self.shadow is not None
             snap = snap if snap is not None else self.shadow.snapshot()
             result.differences = snap.diff(self.snapshot(), missing="missing after rollback",
-                                           added="left behind by rollback")
+                                           added="left behind by rollback", column_order=self.column_order)
         if result.differences:
             result.status = "failed"
             if migration.rollback.is_no_op:
@@ -353,13 +354,14 @@ def select(migrations: MigrationSet, from_version: int | None, to_version: int |
 def verify_migrations(database_url: str, migrations_path: str | Path, *, from_version: int | None = None,
                       to_version: int | None = None, history_schema: str = DEFAULT_SCHEMA,
                       allow_unverifiable: bool = False, progress: Progress | None = None,
-                      rows: int | None = None) -> VerifyReport:
+                      rows: int | None = None, column_order: bool = True) -> VerifyReport:
     """Verify the selected migrations on a scratch database on ``database_url``'s server.
 
     Migrations before ``from_version`` are applied (not verified) first, so each one is verified on the
     schema it will meet in production. When a rollback leaves differences or breaks the re-apply, the run
     continues on a fresh scratch database brought up to the same version, so one bad rollback neither
     hides nor distorts the verdicts on later migrations. Scratch databases are dropped afterwards.
+    ``column_order=False`` accepts a rollback that restores every column but not their order.
     """
     migrations = load_migrations(migrations_path)
     migrations.raise_for_problems()
@@ -369,7 +371,7 @@ def verify_migrations(database_url: str, migrations_path: str | Path, *, from_ve
         # One shadow for the whole run: it only ever moves forward, also across the rebuilds below.
         shadow = outer.enter_context(Shadow(outer.enter_context(scratch_database(database_url)), migrations,
                                             history_schema))
-        verifier = _fresh_verifier(scratch, database_url, migrations, history_schema, rows, shadow)
+        verifier = _fresh_verifier(scratch, database_url, migrations, history_schema, rows, shadow, column_order)
         last: MigrationVerification | None = None
         for migration in chosen:
             broken = verifier.broken
@@ -377,7 +379,8 @@ def verify_migrations(database_url: str, migrations_path: str | Path, *, from_ve
                 # The scratch schema is not what production has after ``last``, but ``last`` applies
                 # cleanly: rebuild that state on a new scratch database and go on from there.
                 scratch.close()
-                verifier = _fresh_verifier(scratch, database_url, migrations, history_schema, rows, shadow)
+                verifier = _fresh_verifier(scratch, database_url, migrations, history_schema, rows, shadow,
+                                           column_order)
                 verifier.replay_through((broken or last).version)
             result = last = verifier.verify(migration)
             report.migrations.append(result)
@@ -402,6 +405,8 @@ def verify_migration(database_url: str, migrations: MigrationSet, version: int, 
 
 
 def _fresh_verifier(stack: ExitStack, database_url: str, migrations: MigrationSet,
-                    history_schema: str, rows: int | None = None, shadow: Shadow | None = None) -> Verifier:
+                    history_schema: str, rows: int | None = None, shadow: Shadow | None = None,
+                    column_order: bool = True) -> Verifier:
     url = stack.enter_context(scratch_database(database_url))
-    return stack.enter_context(Verifier(url, migrations, history_schema=history_schema, rows=rows, shadow=shadow))
+    return stack.enter_context(Verifier(url, migrations, history_schema=history_schema, rows=rows, shadow=shadow,
+                                        column_order=column_order))

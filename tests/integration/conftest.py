@@ -16,7 +16,21 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
+from poststack.testing import migrations_dir_for
 from poststack.testing.cli_runner import executable
+
+
+@pytest.fixture
+def migrations_dir(request, sample_migrations):
+    """poststack has no migrations of its own: its tests run on the sample scenario unless they choose."""
+    return migrations_dir_for(request, sample_migrations)
+
+
+@pytest.fixture
+def cli_runner(poststack_cli_runner):
+    """poststack's runner under the seed's name, even with pytest-click (which owns ``cli_runner``) installed."""
+    return poststack_cli_runner
+
 
 ROLE_PASSWORD = "Rol3-s3cret#pw"  # a '#' on purpose: libpq keeps it in a URL's password, urlsplit does not
 

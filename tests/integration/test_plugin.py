@@ -31,15 +31,9 @@ USER_MIGRATIONS = {
     "migrations/002_widget_name_idx.sql": "CREATE INDEX widgets_name_idx ON widgets (name);",
     "migrations/002_widget_name_idx.rollback.sql": "DROP INDEX widgets_name_idx;",
 }
-USER_CONFTEST = """
-    from pathlib import Path
-
-    import pytest
-
-
-    @pytest.fixture
-    def migrations_dir():
-        return Path(__file__).parent / "migrations"
+USER_PYPROJECT = """
+    [tool.poststack]
+    migrations_path = "migrations"
 """
 USER_TESTS = """
     import pytest
@@ -56,8 +50,8 @@ USER_TESTS = """
         assert_rollbacks_restore_schema(migration_runner, db_helper)
 
 
-    def test_cli(cli_runner):
-        result = cli_runner.run_command("migrate", ["--format", "json"])
+    def test_cli(poststack_cli_runner):
+        result = poststack_cli_runner.run_command("migrate", ["--format", "json"])
         assert result.exit_code == 0, result
         assert [step["version"] for step in result.json["applied"]] == [1, 2]
 
@@ -82,7 +76,7 @@ def user_project(pytester):
         path = pytester.path / name
         path.parent.mkdir(exist_ok=True)
         path.write_text(text)
-    pytester.makeconftest(textwrap.dedent(USER_CONFTEST))
+    pytester.makefile(".toml", pyproject=textwrap.dedent(USER_PYPROJECT))
     pytester.makepyfile(test_widgets=textwrap.dedent(USER_TESTS))
     return pytester
 
@@ -90,7 +84,7 @@ def user_project(pytester):
 def test_user_project_sees_fixtures_and_markers_and_passes(user_project):
     result = user_project.runpytest_subprocess("--strict-markers", "-p", "no:cacheprovider", "-rs")
     result.assert_outcomes(passed=5, skipped=1)
-    result.stdout.fnmatch_lines(["*slow: run with --run-slow or -m slow*"])
+    result.stdout.fnmatch_lines(["*slow: run with --poststack-run-slow or -m slow*"])
 
 
 def test_marker_expressions_select_slow_tests_and_tests_without_a_server(user_project):
@@ -100,6 +94,7 @@ def test_marker_expressions_select_slow_tests_and_tests_without_a_server(user_pr
 
 
 def test_markers_are_registered(pytester):
+    pytester.makeini("[pytest]\npoststack = true\n")
     result = pytester.runpytest_subprocess("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.integration:*", "@pytest.mark.database:*", "@pytest.mark.slow:*"])
 

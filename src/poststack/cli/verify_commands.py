@@ -94,12 +94,15 @@ def _timings(m: MigrationVerification) -> render.Lines | str:
 @click.option("--rows", type=click.IntRange(min=1), default=None, metavar="N",
               help="Fill every table that exists before each migration with N synthetic rows, and report "
                    "per statement its duration and how long it holds each lock.")
+@click.option("--ignore-column-order", is_flag=True,
+              help="Accept a rollback that restores every column but not their order (order counts by "
+                   "default: it matters to SELECT * and COPY).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "junit", "markdown"]), default="table",
               show_default=True, help="Output format: json is stable; junit for CI test reports; markdown for "
                                       "a pull-request comment.")
 @pass_ctx
 def verify(ctx: CliContext, from_version: str | None, to_version: str | None, allow_unverifiable: bool,
-           rows: int | None, fmt: str) -> None:
+           rows: int | None, ignore_column_order: bool, fmt: str) -> None:
     """Prove every rollback: apply, roll back, compare schemas, re-apply, on a scratch database.
 
     The scratch database is created on the configured server and dropped afterwards; the target database
@@ -112,7 +115,7 @@ def verify(ctx: CliContext, from_version: str | None, to_version: str | None, al
         from_version=parse_version(from_version, "--from") if from_version is not None else None,
         to_version=parse_version(to_version, "--to") if to_version is not None else None,
         history_schema=s.history_schema, allow_unverifiable=allow_unverifiable,
-        progress=_progress(ctx), rows=rows)
+        progress=_progress(ctx), rows=rows, column_order=not ignore_column_order)
     if fmt == "json":
         render.echo_json(verification_json(report))
     elif fmt == "junit":

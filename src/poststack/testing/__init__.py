@@ -12,9 +12,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from poststack.testing.checks import assert_rollbacks_restore_schema
+    from poststack.testing.checks import (
+        assert_rollbacks_restore_schema,
+        assert_same_schema,
+        checked_snapshot,
+        load_schema,
+        save_schema,
+    )
     from poststack.testing.cli_runner import CLITestRunner, CommandResult
     from poststack.testing.db_helper import DbHelper
+    from poststack.testing.fixtures import migrations_dir_for
     from poststack.testing.scenario_data import (
         SCENARIOS,
         apply_edits,
@@ -33,6 +40,11 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "assert_rollbacks_restore_schema": "checks",
+    "assert_same_schema": "checks",
+    "checked_snapshot": "checks",
+    "load_schema": "checks",
+    "save_schema": "checks",
+    "migrations_dir_for": "fixtures",
     "CLITestRunner": "cli_runner",
     "CommandResult": "cli_runner",
     "DbHelper": "db_helper",
@@ -61,9 +73,14 @@ __all__ = [
     "TestServer",
     "apply_edits",
     "assert_rollbacks_restore_schema",
+    "assert_same_schema",
+    "checked_snapshot",
     "create_database",
     "drop_database",
+    "load_schema",
+    "migrations_dir_for",
     "migrations_fingerprint",
+    "save_schema",
     "scenario",
     "scenario_names",
     "scratch_database",

@@ -92,8 +92,9 @@ class CLITestRunner:
 
     def __init__(self, database_url: str, migrations_path: str | Path = "migrations", *,
                  subprocess: bool = False, env: Mapping[str, str] | None = None,
-                 cwd: str | Path | None = None) -> None:
+                 cwd: str | Path | None = None, history_schema: str | None = None) -> None:
         self.database_url = database_url
+        self.history_schema = history_schema  # first: one among args wins
         self.migrations_path = Path(migrations_path)
         self.subprocess = subprocess
         self.env = dict(env or {})
@@ -123,8 +124,9 @@ class CLITestRunner:
             else:
                 rest.append(items[i])
                 i += 1
+        schema = ["--history-schema", self.history_schema] if self.history_schema else []
         return ["--database-url", self.database_url, "--migrations-path", str(self.migrations_path),
-                *hoisted, "db", command, *rest]
+                *schema, *hoisted, "db", command, *rest]
 
     def run_command(self, command: str, args: Sequence[str] = (), *, input: str | None = None) -> CommandResult:
         """Run one ``poststack db`` command, e.g. ``run_command("migrate", ["--target", "002"])``."""

@@ -1,40 +1,34 @@
-"""The pytest plugin (entry point ``pytest11``): options, markers and the database fixtures.
+"""The pytest plugin (entry point ``pytest11``): options, markers, the session's server, and the hooks.
 
-Fixtures hold no logic of their own: servers, databases and templates come from ``poststack.testing``
-modules, so a benchmark or a user's script gets exactly what a test gets.
-
-The one fixture a project overrides is ``migrations_dir`` (in its conftest.py); ``migration_runner``,
-``db_helper``, ``cli_runner`` and ``migrated_database_url`` all follow it. The helpers work on *the test's
-database*: ``migrated_database_url`` when the test asks for it, else ``database_url``.
+Installed once, it is loaded by every pytest run in the virtualenv, so it is a good neighbour: its options
+are namespaced (``--poststack-*``; the seed's ``--run-slow`` is kept only when no other plugin or conftest
+defines it), and its markers, automatic marking, ``slow`` skipping and fixtures (``poststack.testing.fixtures``)
+take effect only in projects that use poststack (``poststack.testing.project`` says when that is).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+import types
+from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from poststack.testing import scenario_data
+from poststack.testing import project
 
-if TYPE_CHECKING:  # imported in the fixtures: a run that uses no database never loads psycopg or pglast
-    from poststack.schema_migration import MigrationRunner
-    from poststack.testing.cli_runner import CLITestRunner
-    from poststack.testing.db_helper import DbHelper
+if TYPE_CHECKING:
     from poststack.testing.server import DatabaseFactory, TestServer
     from poststack.testing.templates import TemplateCache
 
 MARKERS = {
     "integration": "test that talks to a real PostgreSQL through poststack's fixtures",
     "database": "test that needs a database (a fresh one per test)",
-    "slow": "long-running test; selected with --run-slow or -m slow",
+    "slow": "long-running test; selected with --poststack-run-slow (or --run-slow) or -m slow",
 }
-
-# Fixtures that reach the server (some only at run time, through request.getfixturevalue).
-DATABASE_FIXTURES = frozenset({"postgres_server", "poststack_databases", "poststack_templates", "database_url",
-                               "migrated_database_url", "migration_runner", "db_helper", "cli_runner"})
+LEGACY_RUN_SLOW = "--run-slow"
+_LEGACY_DEST = "poststack_legacy_run_slow"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,196 +36,261 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--poststack-database-url", default=None,
                     help="run database tests on this server instead of an embedded PostgreSQL "
                          "(also POSTSTACK_TEST_DATABASE_URL)")
-    group.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
+    group.addoption("--poststack-run-slow", action="store_true", default=False,
+                    help="also run tests marked slow (also --run-slow, when no other plugin defines it)")
     group.addoption("--poststack-migrations", default=None, metavar="PATH",
                     help="generate tests for this migrations directory: files valid, upgrade from empty, "
                          "each rollback restores the schema and re-applies, lint clean "
                          "(or generated_tests = true in [tool.poststack])")
     group.addoption("--poststack-no-lint", action="store_true", default=False,
                     help="leave lint out of the generated tests")
+    parser.addini(project.INI_OPTION, type="bool", default=False,
+                  help="this project uses poststack: register its markers and fixtures (as [tool.poststack] does)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser,
+                                  args: list[str]) -> Generator[None, object, object]:
+    """Add the seed's ``--run-slow`` once every plugin and initial conftest has added its options, and only
+    if none of them has one: a project's own ``--run-slow`` must not crash on ours."""
+    result = yield
+    taken = getattr(parser, "_opt2dest", {})
+    if LEGACY_RUN_SLOW not in taken:
+        parser.getgroup("poststack").addoption(LEGACY_RUN_SLOW, action="store_true", default=False,
+                                               dest=_LEGACY_DEST, help="the same as --poststack-run-slow")
+    return result
+
+
+def _other_cli_runner(config: pytest.Config) -> bool:
+    """Whether a plugin other than poststack (not a conftest: it overrides by design) has a ``cli_runner``."""
+    for plugin in config.pluginmanager.get_plugins():
+        if not isinstance(plugin, types.ModuleType) or plugin.__name__.startswith("poststack."):
+            continue
+        if Path(getattr(plugin, "__file__", "") or "").name == "conftest.py":
+            continue
+        if callable(getattr(plugin, "cli_runner", None)):
+            return True
+    return False
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    settings = project.read(config)
+    if not settings.uses_poststack:
+        return
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    from poststack.testing import cli_fixture, fixtures, generated
+
+    generated.add_to_arguments(config)
+    if not config.pluginmanager.is_registered(fixtures):
+        config.pluginmanager.register(fixtures, "poststack-fixtures")
+    if not _other_cli_runner(config) and not config.pluginmanager.is_registered(cli_fixture):
+        config.pluginmanager.register(cli_fixture, "poststack-cli-runner")
+
+
+def run_slow(config: pytest.Config) -> bool:
+    """Slow tests run with --poststack-run-slow, --run-slow (ours or another plugin's), or ``-m`` naming slow."""
+    try:
+        legacy = config.getoption(LEGACY_RUN_SLOW)
+    except ValueError:
+        legacy = False
+    return bool(config.getoption("poststack_run_slow") or legacy or "slow" in (config.getoption("-m") or ""))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own Dir: the configured migrations directory is ours
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if not project.read(parent.config).uses_poststack:
+        return None
+    from poststack.testing import generated
+
+    return generated.collect_directory(path, parent)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own -m selection, so it sees the markers added here
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                   items: list[pytest.Item]) -> None:
+                                  items: list[pytest.Item]) -> None:
     """Mark tests that use the server ``integration`` and ``database``; skip slow tests unless asked for.
 
     Marking by fixture rather than by hand means ``-m "not database"`` reliably selects the tests that run
-    without PostgreSQL. Slow tests run with ``--run-slow`` or when the ``-m`` expression names ``slow``.
+    without PostgreSQL. Only in projects that use poststack: elsewhere ``slow`` is someone else's marker.
     """
-    from poststack.testing import generated
+    if not project.read(config).uses_poststack:
+        return
+    from poststack.testing import cli_fixture, generated
+    from poststack.testing.fixtures import DATABASE_FIXTURES
 
-    items.extend(generated.collect(session))
-    run_slow = config.getoption("--run-slow") or "slow" in (config.getoption("-m") or "")
-    skip = pytest.mark.skip(reason="slow: run with --run-slow or -m slow")
+    generated.select(config, items)
+    database_fixtures = DATABASE_FIXTURES
+    if not config.pluginmanager.is_registered(cli_fixture):
+        database_fixtures = database_fixtures - {"cli_runner"}  # another plugin's, not ours
+    slow = run_slow(config)
+    skip = pytest.mark.skip(reason="slow: run with --poststack-run-slow or -m slow")
     for item in items:
-        if DATABASE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        if database_fixtures.intersection(getattr(item, "fixturenames", ())):
             for name in ("integration", "database"):
                 if item.get_closest_marker(name) is None:
                     item.add_marker(name)
-        if not run_slow and item.get_closest_marker("slow") is not None:
+        if not slow and item.get_closest_marker("slow") is not None:
             item.add_marker(skip)
 
 
-def _run_dir(factory: pytest.TempPathFactory) -> Path:
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Refuse an override of ``migrations_dir`` that cannot see the test's indirect parameter: it would run
+    the test on other migrations than the ones the test names, silently."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "migrations_dir" not in callspec.params:
+        return
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}).get("migrations_dir")
+    if not definitions:
+        return
+    from poststack.testing import fixtures
+
+    func = definitions[-1].func
+    if func is getattr(fixtures.migrations_dir, "__wrapped__", fixtures.migrations_dir) or _reads_param(func):
+        return
+    code = getattr(func, "__code__", None)
+    where = f"{code.co_filename}:{code.co_firstlineno}" if code else repr(func)
+    pytest.fail(f"migrations_dir is parametrized indirectly ({callspec.params['migrations_dir']!r}) but the "
+                f"migrations_dir fixture at {where} ignores request.param: write it as "
+                "'return migrations_dir_for(request, <your default>)' "
+                "(from poststack.testing import migrations_dir_for)", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Generator[
+        None, object, object]:
+    """Note each migrations directory a test uses: the roles its migrations create are the run's to drop."""
+    result = yield
+    if fixturedef.argname == "migrations_dir" and isinstance(result, str | Path):
+        note_directory(request.config, Path(result))
+    return result
+
+
+def _reads_param(func: Any) -> bool:
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return True  # not a plain function: cannot tell, so trust it
+    names = set(code.co_names) | {c for c in code.co_consts if isinstance(c, str)}
+    return "param" in names or "migrations_dir_for" in names
+
+
+def note_directory(config: pytest.Config, directory: Path) -> None:
+    """Remember a migrations directory the run tests: the roles its migrations create are dropped at the end."""
+    if _ROLES in config.stash:
+        config.stash[_ROLES].note_directory(directory)
+    else:
+        config.stash.setdefault(_PENDING_DIRECTORIES, set()).add(directory)
+
+
+# -- the session's server, databases and templates ---------------------------------------------------------
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    # Not PYTEST_XDIST_WORKER: a pytest run started from inside an xdist worker (pytester) inherits it.
+    return hasattr(config, "workerinput")
+
+
+def _run_dir(config: pytest.Config) -> Path:
     # Under xdist every worker's basetemp sits in one run directory: the server belongs to the run, shared.
-    base = factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    return base.parent if _is_xdist_worker(config) else base
 
 
 _SERVER = pytest.StashKey["TestServer"]()
+_SERVER_ERROR = pytest.StashKey[str]()
+_DATABASES = pytest.StashKey["DatabaseFactory"]()
+_TEMPLATES = pytest.StashKey["TemplateCache"]()
+_ROLES = pytest.StashKey["RunRoles"]()
+_PENDING_DIRECTORIES = pytest.StashKey[set[Path]]()  # noted before the server started
 
 
 def session_server(config: pytest.Config) -> TestServer:
-    """The session's server, started on first use; shared by the fixtures and the generated tests."""
-    if _SERVER not in config.stash:
-        config.stash[_SERVER] = _start_server(config, config._tmp_path_factory)  # type: ignore[attr-defined]
-    return config.stash[_SERVER]
+    """The session's server, started on first use; shared by the fixtures and the generated tests.
+
+    A server that cannot start (or be reached) fails every test that needs it with one line naming the
+    cause and what to change; the attempt is made once, not once per test.
+    """
+    if _SERVER in config.stash:
+        return config.stash[_SERVER]
+    if _SERVER_ERROR not in config.stash:
+        from poststack.testing import server_errors
+
+        printed = ""
+        try:
+            with server_errors.captured_output() as output:
+                try:
+                    server = _start_server(config)
+                finally:
+                    printed = output()
+        except Exception as exc:  # what went wrong is the whole message; our stack is of no use to a user
+            config.stash[_SERVER_ERROR] = server_errors.describe(exc, config, printed)
+        else:
+            config.stash[_SERVER] = server
+            _join_run(config, server, _run_dir(config))
+            return server
+    pytest.fail(config.stash[_SERVER_ERROR], pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def postgres_server(request: pytest.FixtureRequest) -> TestServer:
-    """The PostgreSQL server of this test session: external when a URL is given, else embedded."""
-    return session_server(request.config)
+def _join_run(config: pytest.Config, server: TestServer, run_dir: Path) -> None:
+    from poststack.testing import generated
+    from poststack.testing.roles import RunRoles
+
+    roles = RunRoles(server.url, run_dir)
+    roles.start()
+    for directory in config.stash.get(_PENDING_DIRECTORIES, set()):
+        roles.note_directory(directory)
+    found = generated.configured_directory(config)
+    if found is not None:
+        roles.note_directory(found[0])
+    config.stash[_ROLES] = roles
 
 
-def _start_server(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> TestServer:
+def session_databases(config: pytest.Config) -> DatabaseFactory:
+    if _DATABASES not in config.stash:
+        from poststack.testing.server import DatabaseFactory
+
+        config.stash[_DATABASES] = DatabaseFactory(session_server(config))
+    return config.stash[_DATABASES]
+
+
+def session_templates(config: pytest.Config) -> TemplateCache:
+    if _TEMPLATES not in config.stash:
+        from poststack.testing.templates import TemplateCache
+
+        config.stash[_TEMPLATES] = TemplateCache(session_server(config), session_databases(config))
+    return config.stash[_TEMPLATES]
+
+
+def _start_server(config: pytest.Config) -> TestServer:
     from poststack.testing import server as test_server
 
-    url = config.getoption("--poststack-database-url") or os.environ.get("POSTSTACK_TEST_DATABASE_URL")
+    url = config.getoption("poststack_database_url") or os.environ.get("POSTSTACK_TEST_DATABASE_URL")
     if url:
         return test_server.external(url)
-    run_dir = _run_dir(tmp_path_factory)
+    run_dir = _run_dir(config)
     fast = test_server.fast_data_dir(run_dir)
     if fast is not None:
         return test_server.start_embedded_at(fast)
     return test_server.start_embedded(run_dir / "poststack-server")
 
 
-@pytest.fixture(scope="session")
-def poststack_databases(postgres_server: TestServer) -> Iterator[DatabaseFactory]:
-    """Creates and drops this session's test databases over one maintenance connection."""
-    from poststack.testing.server import DatabaseFactory
-
-    factory = DatabaseFactory(postgres_server)
-    yield factory
-    factory.close()
-
-
-@pytest.fixture
-def database_url(poststack_databases: DatabaseFactory) -> Iterator[str]:
-    """A fresh, empty database for this test, dropped afterwards even when the test failed."""
-    with poststack_databases.scratch() as url:
-        yield url
+@pytest.hookimpl(trylast=True)  # after pytest's own teardown of session fixtures: every test database is gone
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    stash = session.config.stash
+    if _TEMPLATES in stash:
+        stash[_TEMPLATES].close()
+    if _DATABASES in stash:
+        stash[_DATABASES].close()
+    if _ROLES in stash:
+        stash[_ROLES].finish()
 
 
-@pytest.fixture(scope="session")
-def poststack_templates(postgres_server: TestServer,
-                        poststack_databases: DatabaseFactory) -> Iterator[TemplateCache]:
-    """Template databases at the head of each migrations directory this session uses, built once."""
-    from poststack.testing.templates import TemplateCache
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Say which roles the run created and dropped, and which it could not (read from the run directory,
+    where the run's last process left the report: under xdist that is a worker, not this process)."""
+    if not project.read(config).uses_poststack or _is_xdist_worker(config):
+        return
+    from poststack.testing.roles import stored_report
 
-    cache = TemplateCache(postgres_server, poststack_databases)
-    yield cache
-    cache.close()
-
-
-# -- migrations directories --------------------------------------------------------------------------------
-@pytest.fixture
-def make_migrations(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    """Factory: ``make_migrations({"001_x.sql": "...", "001_x.rollback.sql": "..."})`` -> a new directory."""
-
-    def make(files: Mapping[str, str | bytes], name: str = "migrations") -> Path:
-        return scenario_data.write_migrations(tmp_path_factory.mktemp(name), files)
-
-    return make
-
-
-@pytest.fixture
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """Factory: ``scenario("complex")`` -> a fresh copy of a shipped scenario (see poststack.testing)."""
-
-    def copy(name: str) -> Path:
-        return scenario_data.scenario(name, tmp_path_factory.mktemp(name))
-
-    return copy
-
-
-@pytest.fixture
-def sample_migrations(scenario: Callable[[str], Path]) -> Path:
-    """A copy of the ``basic`` scenario: schema app with users and posts, each migration with a rollback."""
-    return scenario("basic")
-
-
-@pytest.fixture
-def migrations_dir(request: pytest.FixtureRequest) -> Path:
-    """The migrations under test: override it in your conftest.py to test your own directory.
-
-    One test can pick others by indirect parametrization, with a scenario name, a dict of files or a path:
-    ``@pytest.mark.parametrize("migrations_dir", ["complex"], indirect=True)``. Default: sample_migrations.
-    """
-    param = getattr(request, "param", None)
-    if param is None:
-        return Path(request.getfixturevalue("sample_migrations"))
-    if isinstance(param, Mapping):
-        return Path(request.getfixturevalue("make_migrations")(param))
-    if isinstance(param, str) and "/" not in param and param in scenario_data.scenario_names():
-        return Path(request.getfixturevalue("scenario")(param))
-    return Path(param)
-
-
-# -- databases at the head of migrations_dir, and helpers on the test's database ---------------------------
-@pytest.fixture
-def migrated_database_url(poststack_templates: TemplateCache, poststack_databases: DatabaseFactory,
-                          migrations_dir: Path) -> Iterator[str]:
-    """A fresh database with every migration of ``migrations_dir`` applied, cloned from a template."""
-    from poststack.errors import PoststackError
-
-    try:
-        name = poststack_templates.clone(migrations_dir)
-    except PoststackError as exc:  # the user's migrations are at fault: their message, not our traceback
-        problem = str(exc)
-    else:
-        problem = None
-    if problem is not None:
-        pytest.fail(f"migrated_database_url: migrations in {migrations_dir} cannot be applied: {problem}",
-                    pytrace=False)
-    try:
-        yield poststack_databases.server.database_url(name)
-    finally:
-        poststack_databases.drop(name)
-
-
-def _test_database_url(request: pytest.FixtureRequest) -> str:
-    wanted = "migrated_database_url" if "migrated_database_url" in request.fixturenames else "database_url"
-    return str(request.getfixturevalue(wanted))
-
-
-@pytest.fixture
-def migration_runner(request: pytest.FixtureRequest, migrations_dir: Path) -> MigrationRunner:
-    """``MigrationRunner(<the test's database>, migrations_dir)``."""
-    from poststack.schema_migration import MigrationRunner
-
-    return MigrationRunner(_test_database_url(request), migrations_dir)
-
-
-@pytest.fixture
-def db_helper(request: pytest.FixtureRequest, migrations_dir: Path) -> Iterator[DbHelper]:
-    """Catalog checks, SQL and history helpers on the test's database; versions resolve in migrations_dir."""
-    from poststack.testing.db_helper import DbHelper
-
-    with DbHelper(_test_database_url(request), migrations_dir) as helper:
-        yield helper
-
-
-@pytest.fixture
-def cli_runner(request: pytest.FixtureRequest, migrations_dir: Path) -> CLITestRunner:
-    """``CLITestRunner(<the test's database>, migrations_dir)``: run ``poststack db`` commands in-process."""
-    from poststack.testing.cli_runner import CLITestRunner
-
-    return CLITestRunner(_test_database_url(request), migrations_dir)
+    report = stored_report(_run_dir(config))
+    for line in report.lines() if report else ():
+        terminalreporter.write_line(line, yellow=True)
