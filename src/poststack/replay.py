@@ -16,11 +16,12 @@ Where the scratch database lives, in order of preference:
 Otherwise ``EvidenceUnavailable`` says why, and callers record nothing.
 
 Roles are cluster-wide: a migration's ``CREATE ROLE`` would outlive the scratch database and, on a shared
-server, collide with a role the target already has. Roles created during a replay are dropped afterwards
-(after the scratch database, which holds their objects, is gone). When the migrations create roles that
-already exist on the chosen server, that server cannot replay them; the embedded server (a private cluster)
-is used instead when its major version fits, else the evidence is unavailable and the message says to pass
-``--dev-url``.
+server, collide with a role the target already has. The roles the migrations create (``CREATE ROLE``, also
+literal ones in ``DO`` blocks) that did not exist before are dropped after the replay, once the scratch
+database, which holds their objects, is gone; no other role is touched, whoever creates it meanwhile.
+When the migrations create roles that already exist on the chosen server, that server cannot replay them;
+the embedded server (a private cluster) is used instead when its major version fits, else the evidence is
+unavailable and the message says to pass ``--dev-url``.
 
 A migration whose last statements change no schema (a ``CREATE TABLE`` then an ``INSERT``) leaves the same
 state whether or not those statements ran, so a file stopped just before them looks complete. Each statement
@@ -160,22 +161,12 @@ def _may_create_databases(url: str) -> bool:
 
 
 def _roles_named(steps: Sequence[Migration]) -> set[str]:
-    """Roles the migrations create (pglast): they must not already exist where the replay runs."""
-    from pglast import parse_sql
+    """Roles the migrations create: they must not already exist where the replay runs, and only they are
+    dropped after it (never a role another session created meanwhile on a shared server)."""
+    from poststack.sqltext import created_roles
 
-    names: set[str] = set()
-    for m in steps:
-        if "role" not in m.sql.lower() and "user" not in m.sql.lower():
-            continue
-        try:
-            tree = parse_sql(m.sql)
-        except Exception:
-            continue
-        for raw in tree:
-            stmt = raw.stmt
-            if type(stmt).__name__ == "CreateRoleStmt":
-                names.add(stmt.role)
-    return names
+    return set(created_roles(m.sql for m in steps if "role" in m.sql.lower() or "user" in m.sql.lower()
+                             or "group" in m.sql.lower()))
 
 
 def _existing_roles(url: str, names: set[str]) -> set[str]:
@@ -232,22 +223,22 @@ def choose_server(target_url: str, steps: Sequence[Migration], *, dev_url: str |
 
 # -- replaying ---------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _scratch(server_url: str) -> Iterator[tuple[str, set[str]]]:
-    """A scratch database on ``server_url``; roles created while it existed are dropped after it."""
+def _scratch(server_url: str, roles: set[str]) -> Iterator[str]:
+    """A scratch database on ``server_url``; afterwards (and after it is dropped, which frees what they own)
+    the roles among ``roles`` that did not exist before are dropped: only the migrations' own."""
     from poststack.verify import _maintenance_connection, scratch_database
 
-    with _maintenance_connection(server_url) as conn:
-        before = {r for (r,) in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
-    created: set[str] = set()
+    before = _existing_roles(server_url, roles)
     try:
         with scratch_database(server_url) as url:
-            yield url, created
+            yield url
     finally:
-        with _maintenance_connection(server_url) as conn:
-            created |= {r for (r,) in conn.execute("SELECT rolname FROM pg_roles").fetchall()} - before
-            for role in sorted(created):
-                with contextlib.suppress(psycopg.Error):
-                    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        created = _existing_roles(server_url, roles) - before
+        if created:
+            with _maintenance_connection(server_url) as conn:
+                for role in sorted(created):
+                    with contextlib.suppress(psycopg.Error):
+                        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 def _fingerprint(conn: psycopg.Connection[Any]) -> str:
@@ -305,7 +296,7 @@ def replay(target_url: str, steps: Sequence[Migration], *, start: int = 0, dev_u
         result.where = "the replay cache"
         return result
     server, result.where = choose_server(target_url, steps, dev_url=dev_url)
-    with _scratch(server) as (url, _created_roles):
+    with _scratch(server, _roles_named(steps)) as url:
         _replay_into(url, result, keys, directory)
     return result
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -102,3 +103,33 @@ def semantic_checksum(sql: str) -> str | None:
 def check_syntax(sql: str) -> None:
     """Raise SqlSyntaxError if the text does not parse."""
     _parse(sql)
+
+
+def created_roles(sql_texts: Iterable[str]) -> list[str]:
+    """Names of the roles the statements create, in order, without duplicates: ``CREATE ROLE/USER/GROUP`` at
+    top level, and literal ones inside ``DO`` blocks (the usual way to tolerate a role that already exists);
+    not roles named by dynamic SQL. Roles are server-wide, so whoever replays or tests migrations must know
+    which ones are theirs to drop, and drop no other."""
+    import pglast
+    from pglast import ast
+
+    names: list[str] = []
+    for text in sql_texts:
+        try:
+            statements = pglast.parse_sql(text)
+        except pglast.parser.ParseError:
+            continue  # a syntax error is the migration's own failure, reported where it runs
+        for raw in statements:
+            found = [str(raw.stmt.role)] if isinstance(raw.stmt, ast.CreateRoleStmt) else []
+            if isinstance(raw.stmt, ast.DoStmt):
+                body = next((str(a.arg.sval) for a in raw.stmt.args or () if a.defname == "as"), "")
+                found = [_unquote_role(m.group(1)) for m in _CREATE_ROLE_IN_BODY.finditer(body)]
+            names += [name for name in found if name not in names]
+    return names
+
+
+_CREATE_ROLE_IN_BODY = re.compile(r"\bCREATE\s+(?:ROLE|USER|GROUP)\s+(\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*)", re.I)
+
+
+def _unquote_role(name: str) -> str:
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()

@@ -314,3 +314,22 @@ def test_the_legacy_history_table_is_history_not_drift(project):
     helper.execute("CREATE TABLE public.schema_migrations (version text PRIMARY KEY, checksum text)")
     helper.apply_untracked(1)
     assert issues(diag) == [("missing_tracking", 1)]
+
+
+def test_the_replay_drops_only_the_roles_its_migrations_create(postgres_server):
+    """Roles are server-wide: one another session creates while a replay runs must survive it."""
+    from poststack.replay import _scratch
+
+    ours, theirs = "pst_replay_ours_probe", "pst_replay_theirs_probe"
+    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
+        try:
+            with _scratch(postgres_server.url, {ours}) as url:
+                with psycopg.connect(url, autocommit=True) as scratch:
+                    scratch.execute(f"CREATE ROLE {ours}")
+                admin.execute(f"CREATE ROLE {theirs}")  # meanwhile, elsewhere on the server
+            names = {r for (r,) in admin.execute("SELECT rolname FROM pg_roles WHERE rolname IN (%s, %s)",
+                                                 [ours, theirs])}
+            assert names == {theirs}
+        finally:
+            admin.execute(f"DROP ROLE IF EXISTS {theirs}")
+            admin.execute(f"DROP ROLE IF EXISTS {ours}")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ import psycopg
 from psycopg import sql
 
 from poststack.connection import connect
+from poststack.sqltext import created_roles as created_roles  # the parse lives with the other SQL text work
 
 BASELINE_FILE = "poststack-roles-baseline.json"
 REPORT_FILE = "poststack-roles-report.json"
@@ -44,33 +44,6 @@ CANDIDATES_PREFIX = "poststack-roles-candidates-"
 
 def server_roles(conn: psycopg.Connection[Any]) -> set[str]:
     return {name for (name,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_'")}
-
-
-def created_roles(sql_texts: Iterable[str]) -> list[str]:
-    """Names of the roles the statements create, in order, without duplicates."""
-    import pglast
-    from pglast import ast
-
-    names: list[str] = []
-    for text in sql_texts:
-        try:
-            statements = pglast.parse_sql(text)
-        except pglast.parser.ParseError:
-            continue  # a syntax error is the migration's own failure, reported where it runs
-        for raw in statements:
-            found = [str(raw.stmt.role)] if isinstance(raw.stmt, ast.CreateRoleStmt) else []
-            if isinstance(raw.stmt, ast.DoStmt):
-                body = next((str(a.arg.sval) for a in raw.stmt.args or () if a.defname == "as"), "")
-                found = [_unquote(m.group(1)) for m in _CREATE_ROLE_IN_BODY.finditer(body)]
-            names += [name for name in found if name not in names]
-    return names
-
-
-_CREATE_ROLE_IN_BODY = re.compile(r"\bCREATE\s+(?:ROLE|USER|GROUP)\s+(\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*)", re.I)
-
-
-def _unquote(name: str) -> str:
-    return name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
 
 
 @dataclass
