@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from poststack import executor
+from poststack import executor, stepwise
 from poststack.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_SCHEMA, validate_schema_name
 from poststack.connection import connect, mask_url
 from poststack.drift import record_snapshot
@@ -24,7 +24,16 @@ from poststack.files import Migration, MigrationSet, load_migrations, transactio
 from poststack.history import History, HistoryRow
 from poststack.lock import LockHolder, lock_holder, migration_lock
 from poststack.migration_info import MigrationInfo, describe
-from poststack.plan import ChangedFile, MigrationState, RollbackStep, compare, plan_migrate, plan_rollback
+from poststack.plan import (
+    ChangedFile,
+    MigrationState,
+    RollbackStep,
+    compare,
+    is_rollback_row,
+    plan_migrate,
+    plan_rollback,
+)
+from poststack.session import application_name_of, reset_session
 
 Progress = Callable[[str, str, str], None]  # (event, version_text, name): "start"/"done" of each step
 
@@ -48,6 +57,7 @@ class MigrateResult:
     steps: list[StepResult] = field(default_factory=list)
     planned: list[Migration] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    resuming: dict[int, HistoryRow] = field(default_factory=dict)  # unfinished rows the planned ones resume
 
 
 @dataclass
@@ -129,13 +139,17 @@ class MigrationRunner:
         with self.locked() as conn:
             state = self.state(conn, migrations)
             result = self._checked_plan(state, target, allow_changed, allow_out_of_order, dry_run=False)
-            with self._snapshot_after(conn, result.steps), _checksums_ahead(result.planned):
+            baseline = application_name_of(conn)
+            with self._snapshot_after(conn, result.steps, baseline), _checksums_ahead(result.planned):
                 for migration in result.planned:
+                    resumed = result.resuming.get(migration.version)
                     if progress:
-                        progress("start", migration.version_text, migration.name)
-                    apply = (executor.apply_non_transactional if migration.no_transaction
-                             else executor.apply_transactional)
-                    ms = apply(conn, self.history, migration)
+                        progress("resume" if resumed else "start", migration.version_text, migration.name)
+                    reset_session(conn, baseline)  # each migration starts from the same session state
+                    if resumed is not None or migration.no_transaction:
+                        ms = stepwise.apply_non_transactional(conn, self.history, migration, resumed)
+                    else:
+                        ms = executor.apply_transactional(conn, self.history, migration)
                     result.steps.append(StepResult(migration.version, migration.version_text, migration.name,
                                                    ms, migration.no_transaction))
                     result.to_version = migration.version_text
@@ -144,7 +158,8 @@ class MigrationRunner:
             return result
 
     @contextmanager
-    def _snapshot_after(self, conn: psycopg.Connection[Any], steps: list[StepResult]) -> Iterator[None]:
+    def _snapshot_after(self, conn: psycopg.Connection[Any], steps: list[StepResult],
+                        baseline: str) -> Iterator[None]:
         """Store the schema as poststack left it, once per run, so later drift is attributable.
 
         Also after a failure that followed successful steps: the snapshot must describe the version the
@@ -155,27 +170,27 @@ class MigrationRunner:
         except BaseException:
             if steps and not conn.broken:
                 with suppress(psycopg.Error):  # never hide the failure that stopped the run
+                    reset_session(conn, baseline)
                     record_snapshot(conn, self.history.schema)
             raise
         if steps:
+            reset_session(conn, baseline)  # a migration's SET statement_timeout must not fail the snapshot
             record_snapshot(conn, self.history.schema)
 
     def _checked_plan(self, state: MigrationState, target: int | None, allow_changed: bool,
                       allow_out_of_order: bool, *, dry_run: bool) -> MigrateResult:
-        if state.unfinished:
-            row = state.unfinished[0]
-            raise StateError(f"migration {row.version_text} ({row.name}) is '{row.status}' after an interrupted "
-                             "non-transactional run; run 'poststack db diagnose' and 'poststack db repair'")
-        blocking = state.blocking_changes
+        resuming = self._resumable(state, target)
+        blocking = [c for c in state.blocking_changes if c.version not in resuming]
         if blocking and not allow_changed:
             names = ", ".join(c.filename for c in blocking)
             raise ChecksumChanged(f"applied migration file(s) changed since they were applied: {names}; "
                                   "restore them, run 'poststack db repair', or pass --allow-changed")
-        planned = plan_migrate(state, target)
+        files = state.migrations.by_version()
+        planned = sorted([files[v] for v in resuming] + plan_migrate(state, target), key=lambda m: m.version)
         for migration in planned:
             _refuse_transaction_control(migration.sql, str(migration.path), migration.no_transaction)
         highest = max((r.version for r in state.rows), default=None)
-        late = [m for m in planned if highest is not None and m.version < highest]
+        late = [m for m in planned if highest is not None and m.version < highest and m.version not in resuming]
         if late and not allow_out_of_order:
             raise StateError(f"migration {late[0].filename} is older than the newest applied version; "
                              "pass --allow-out-of-order to apply it anyway")
@@ -185,7 +200,32 @@ class MigrationRunner:
                      for c in blocking]
         current = state.current_version_text
         return MigrateResult(dry_run, current, planned[-1].version_text if dry_run and planned else current,
-                             planned=planned, warnings=warnings)
+                             planned=planned, warnings=warnings, resuming=resuming)
+
+    @staticmethod
+    def _resumable(state: MigrationState, target: int | None) -> dict[int, HistoryRow]:
+        """The unfinished non-transactional migrations migrate resumes; refuse what it cannot resume."""
+        resuming: dict[int, HistoryRow] = {}
+        files = state.migrations.by_version()
+        for row in state.unfinished:
+            what = f"migration {row.version_text} ({row.name}) is '{row.status}' after an interrupted run"
+            if is_rollback_row(row):
+                raise StateError(f"the no-transaction rollback of {row.version_text} ({row.name}) was interrupted "
+                                 "part-way; finish it with 'poststack db rollback' to a version below "
+                                 f"{row.version_text} (it resumes), or see 'poststack db diagnose'")
+            migration = files.get(row.version)
+            if migration is None:
+                raise StateError(f"{what} and its file is gone; restore the file to resume it, or see "
+                                 "'poststack db diagnose'")
+            if migration.checksum != row.checksum:
+                raise StateError(f"{what} and {migration.filename} changed since: restore the text it ran to "
+                                 "resume it, or see 'poststack db diagnose'")
+            if not migration.no_transaction:
+                raise StateError(f"{what} but {migration.filename} is no longer '-- poststack:no-transaction'; "
+                                 "see 'poststack db diagnose'")
+            if target is None or row.version <= target:
+                resuming[row.version] = row
+        return resuming
 
     def rollback(self, target_version: int, *, dry_run: bool = False,
                  progress: Progress | None = None) -> RollbackResult:
@@ -201,11 +241,13 @@ class MigrationRunner:
             state = self.state(conn, migrations)
             steps = _checked_rollback(state, target_version)
             result = RollbackResult(False, state.current_version_text, state.current_version_text, planned=steps)
-            with self._snapshot_after(conn, result.steps):
+            baseline = application_name_of(conn)
+            with self._snapshot_after(conn, result.steps, baseline):
                 for step in steps:
                     row = step.row
                     if progress:
-                        progress("start", row.version_text, row.name)
+                        progress("resume" if row.status != "applied" else "start", row.version_text, row.name)
+                    reset_session(conn, baseline)  # each rollback starts from the same session state
                     ms = executor.rollback_one(conn, self.history, step)
                     result.steps.append(StepResult(row.version, row.version_text, row.name, ms,
                                                    step.no_transaction))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from poststack.errors import EXIT_CONNECT, EXIT_ISSUES, PoststackError
+from poststack.errors import EXIT_CONNECT, EXIT_INTERRUPTED, EXIT_ISSUES, PoststackError
 
 _ESCAPES = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}
 
@@ -20,7 +20,10 @@ def main(argv: list[str] | None = None) -> int:
         cli.main(args=argv, prog_name="poststack", standalone_mode=False)
     except PoststackError as exc:
         _fail(str(exc), exc.exit_code, verbose)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("error: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         click.echo("error: aborted", err=True)
         sys.exit(EXIT_ISSUES)
     except getattr(click.exceptions, "NoArgsIsHelpError", ()) as exc:  # click >= 8.2
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
         import psycopg
 

@@ -14,8 +14,8 @@ from poststack.files import parse_version
 
 def _progress(ctx: CliContext, verb: str):  # noqa: ANN202 - a Progress callback
     def report(event: str, version: str, name: str) -> None:
-        if event == "start":
-            ctx.say(f"  {verb} {version} {name} ...")
+        if event in ("start", "resume"):
+            ctx.say(f"  {'resuming' if event == 'resume' else verb} {version} {name} ...")
     return report
 
 
