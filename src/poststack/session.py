@@ -23,8 +23,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-RESET_SQL = ("SET statement_timeout = 0; SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL; CLOSE ALL; UNLISTEN *; "
-             "DISCARD TEMP; DISCARD SEQUENCES")
+RESET_SQL = ("SET statement_timeout = 0; SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL; CLOSE ALL; "
+             "UNLISTEN *; DISCARD TEMP; DISCARD SEQUENCES")
 
 # Sent inside poststack's own transaction, before its history writes; undone when that transaction ends.
 # statement_timeout first: a migration's 'SET statement_timeout = 1' must not time out the rest.

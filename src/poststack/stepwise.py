@@ -229,7 +229,8 @@ class _Run:
         self.done = (row.statements_done or 0) if row else self.done
         left = left_index(self.conn, st)
         note = f"; it left index {left} INVALID, which resuming drops and builds again" if left else ""
-        error = (f"{'' if self.work.direction == 'migrate' else ROLLBACK_MARK}interrupted (SIGINT) during statement {index + 1} ({where}); "
+        mark = "" if self.work.direction == "migrate" else ROLLBACK_MARK
+        error = (f"{mark}interrupted (SIGINT) during statement {index + 1} ({where}); "
                  "its outcome is settled when resuming")
         self.write("interrupted", index, status="failed", error=error, statements_done=self.done)
         raise Interrupted(f"interrupted during statement {index + 1} of {n} of {self.work.what} ({where}): "
@@ -264,7 +265,9 @@ def _settle_next(run: _Run, index: int, uncertain: bool) -> int:
                 sql.Identifier(schema), sql.Identifier(relname)))
             run.write("dropped_invalid", index, detail=f"dropped INVALID index {schema}.{relname} to build it again")
         return index
-    if is_concurrent_drop(st) and dropped_all(run.conn, st):
+    if is_concurrent_drop(st):
+        if not dropped_all(run.conn, st):
+            return index  # still there (perhaps INVALID, half dropped): dropping it again is the way on
         run.write("found_done", index, detail="the indexes it drops are gone", statements_done=index + 1)
         run.done = index + 1
         return index + 1
@@ -323,11 +326,11 @@ def apply_non_transactional(conn: psycopg.Connection[Any], history: History, mig
                 _text_checksum(migration.sql))
     if resume is None:
         ensure_statement_log(history, conn)
-        with conn.transaction():
+        run = _Run(conn, history, work, 0)
+        with conn.transaction():  # the row and its 'started' event commit together: resume relies on both
             conn.execute(OWN_TRANSACTION)
             history.insert(conn, migration, status="running", statements_done=0)
-        run = _Run(conn, history, work, 0)
-        run.write("started", None, detail=f"sha256 {work.checksum}")
+            conn.execute(run.progress("started", None, detail=f"sha256 {work.checksum}"))
     else:
         run = _start(conn, history, work, resume)
     run.run_from(run.next)
