@@ -240,7 +240,8 @@ class MigrationRunner:
         with self.locked(create_history=False) as conn:
             state = self.state(conn, migrations)
             steps = _checked_rollback(state, target_version)
-            result = RollbackResult(False, state.current_version_text, state.current_version_text, planned=steps)
+            current = steps[0].row.version_text if steps else state.current_version_text  # may be unfinished
+            result = RollbackResult(False, current, current, planned=steps)
             baseline = application_name_of(conn)
             with self._snapshot_after(conn, result.steps, baseline):
                 for step in steps:
