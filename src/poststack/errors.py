@@ -118,3 +118,9 @@ class TransactionEscaped(MigrationFailed):
     """
 
     code = "transaction_escaped"
+
+
+class StatementLockTimeout(LockTimeout):
+    """A migration's statement could not get its table locks within --statement-lock-timeout, on every retry."""
+
+    code = "statement_lock_timeout"

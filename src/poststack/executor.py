@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from psycopg.errors import error_from_result
 from poststack.errors import ConnectError, Interrupted, MigrationFailed, TransactionEscaped
 from poststack.files import Migration
 from poststack.history import History
+from poststack.lock_policy import LOCK_NOT_AVAILABLE, LockPolicy, RetryContext
 from poststack.plan import RollbackStep
 from poststack.session import OWN_LOCALS
 from poststack.sqltext import line_of
@@ -33,7 +35,7 @@ from poststack.txscan import scan, statement_at
 # transaction was committed or discarded by the file. txid_current() rather than pg_current_xact_id(): it
 # exists under that name on every server poststack supports (the history insert assigns an id anyway).
 _ESCAPED = "poststack: the migration ended poststack's transaction"
-_PROBE = "SELECT pg_catalog.set_config('poststack.xact', pg_catalog.txid_current()::text, true);\n"
+_PROBE = "SELECT pg_catalog.set_config('poststack.xact', pg_catalog.txid_current()::text, true)"
 _CHECK = (f"\n;{OWN_LOCALS}; SELECT CASE WHEN pg_catalog.current_setting('poststack.xact', true) = "
           f"pg_catalog.txid_current()::text THEN 'ok' ELSE ('{_ESCAPED.replace(chr(39), chr(39) * 2)} ' || "
           "pg_catalog.txid_current())::int8::text END")
@@ -119,44 +121,86 @@ class _Unit:
     nothing_done: str  # what a failure before the commit leaves, for the messages
 
 
-def _run_transactional(conn: psycopg.Connection[Any], unit: _Unit) -> int:
-    """Run the unit's text and its history write in one transaction that is checked to be poststack's own."""
+class _LockTimedOut(Exception):
+    """An attempt failed on the statement lock timeout (only raised when a lock policy is active)."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self.where = where
+
+
+def _run_transactional(conn: psycopg.Connection[Any], unit: _Unit, retry: RetryContext | None) -> int:
+    """Run the unit (retried on lock timeouts when a policy is active) in a transaction checked to be its own."""
+    attempt = 0
+    while True:
+        watch = retry.watch(conn) if retry else nullcontext()
+        try:
+            with watch:
+                return _attempt(conn, unit, retry.policy if retry else None)
+        except _LockTimedOut as timed_out:
+            assert retry is not None
+            retry.retry_or_raise(attempt, timed_out.where, unit.what, watch)
+            attempt += 1
+
+
+def _attempt(conn: psycopg.Connection[Any], unit: _Unit, policy: LockPolicy | None) -> int:
+    """One try: BEGIN with the probe, the file with the check after it, the history write, COMMIT.
+
+    The file is sent in a query of its own, first in it: pg_stat_activity shows the migration's SQL, and
+    PostgreSQL's positions are the file's own.
+    """
     start = time.perf_counter()
     committing = False
-    query = (_PROBE + unit.text + _CHECK).encode()  # bytes: sent as-is, no client-side placeholders
+    lock_setting = policy.set_local() if policy else ""
+    xid: bytes | None = None
     try:
-        with conn.transaction():
-            send(conn, query)
-            elapsed = _elapsed_ms(start)
-            unit.write_history(elapsed)
-            committing = True
+        opened = send(conn, f"BEGIN; {lock_setting}{_PROBE}".encode())
+        xid = opened[-1].get_value(0, 0)
+        send(conn, (unit.text + _CHECK).encode())  # bytes: sent as-is, no client-side placeholders
+        elapsed = _elapsed_ms(start)
+        unit.write_history(elapsed)
+        committing = True
+        conn.execute("COMMIT")
     except StatementError as failed:
+        _rollback(conn)
         exc = failed.error
         lost = connection_lost(conn, exc, unit.what, f"it had not committed: {unit.nothing_done}")
         if lost:
             raise lost from None
-        xid = failed.results[0].get_value(0, 0) if failed.index > 0 and failed.results[0].ntuples else None
         outcome = _xact_outcome(conn, xid)
         checked = failed.index == len(failed.results) - 1 and _ESCAPED in (exc.diag.message_primary or "")
-        index = failed.index - 1  # the first result is the probe
-        statement = statement_at(unit.text, index) if index >= 0 and not checked else None
+        statement = statement_at(unit.text, failed.index) if not checked else None
         error = sql_error(exc, where=unit.where, version_text=unit.version_text, text=unit.text,
-                          position_offset=len(_PROBE), statement_line=statement.line if statement else None)
+                          statement_line=statement.line if statement else None)
         if checked or outcome == "committed":
             raise _escaped(unit, outcome, None if checked else error) from None
+        if lock_setting and exc.diag.sqlstate == LOCK_NOT_AVAILABLE:
+            raise _LockTimedOut(f"{unit.where}:{error.line}" if error.line else unit.where) from None
         raise error from None
     except psycopg.Error as exc:
+        _rollback(conn)
         outcome = ("it was being committed and may or may not be recorded: see 'poststack db migration-status'"
-                   if committing else f"it had not committed: {unit.nothing_done}")
+                   if committing and conn.broken else f"it had not committed: {unit.nothing_done}")
         lost = connection_lost(conn, exc, unit.what, outcome)
         raise lost or sql_error(exc, where=unit.where, version_text=unit.version_text, text=unit.text) from None
     except KeyboardInterrupt:
+        _rollback(conn)
         if committing:
             raise Interrupted(f"interrupted while committing {unit.what}: it may or may not have committed; "
                               "see 'poststack db migration-status'") from None
         raise Interrupted(f"interrupted during {unit.what}: its transaction was rolled back, "
                           f"{unit.nothing_done}") from None
+    except BaseException:
+        _rollback(conn)
+        raise
     return elapsed
+
+
+def _rollback(conn: psycopg.Connection[Any]) -> None:
+    """End poststack's transaction after a failure (a no-op when the file or the server already ended it)."""
+    if not conn.closed and not conn.broken and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+        with suppress(psycopg.Error):  # the connection died: the server rolled it back
+            conn.execute("ROLLBACK")
 
 
 def _xact_outcome(conn: psycopg.Connection[Any], xid: bytes | None) -> str | None:
@@ -193,7 +237,8 @@ def _escaped(unit: _Unit, outcome: str | None, failure: MigrationFailed | None) 
         "control", path=unit.where)
 
 
-def apply_transactional(conn: psycopg.Connection[Any], history: History, migration: Migration) -> int:
+def apply_transactional(conn: psycopg.Connection[Any], history: History, migration: Migration, *,
+                        retry: RetryContext | None = None) -> int:
     """Run the file and insert its history row atomically; return the execution time in ms."""
     # Parse for the semantic checksum (cached on the file) before the transaction opens: on a large file
     # parsing takes seconds, which must not be spent holding the locks the migration's statements took.
@@ -202,23 +247,25 @@ def apply_transactional(conn: psycopg.Connection[Any], history: History, migrati
         migration.sql, str(migration.path), migration.version_text,
         f"migration {migration.version_text} ({migration.path})",
         lambda elapsed: history.insert(conn, migration, execution_ms=elapsed),
-        "none of it was kept or recorded"))
+        "none of it was kept or recorded"), retry)
 
 
-def rollback_one(conn: psycopg.Connection[Any], history: History, step: RollbackStep) -> int:
+def rollback_one(conn: psycopg.Connection[Any], history: History, step: RollbackStep, *,
+                 retry: RetryContext | None = None) -> int:
     """Undo one migration: its rollback SQL and the removal of its history row."""
     if step.no_transaction:
         from poststack.stepwise import rollback_non_transactional
 
-        return rollback_non_transactional(conn, history, step)
+        return rollback_non_transactional(conn, history, step, retry=retry)
     row = step.row
     return _run_transactional(conn, _Unit(
         step.sql, step.source, row.version_text, f"the rollback of {row.version_text} ({step.source})",
-        lambda _elapsed: history.delete(conn, row.version), "nothing was rolled back"))
+        lambda _elapsed: history.delete(conn, row.version), "nothing was rolled back"), retry)
 
 
-def apply_non_transactional(conn: psycopg.Connection[Any], history: History, migration: Migration) -> int:
+def apply_non_transactional(conn: psycopg.Connection[Any], history: History, migration: Migration, *,
+                            retry: RetryContext | None = None) -> int:
     """Run statement by statement in autocommit behind a committed ``running`` history row."""
     from poststack.stepwise import apply_non_transactional as apply
 
-    return apply(conn, history, migration)
+    return apply(conn, history, migration, retry=retry)

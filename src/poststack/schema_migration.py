@@ -23,6 +23,7 @@ from poststack.errors import ChecksumChanged, MigrationFileError, StateError
 from poststack.files import Migration, MigrationSet, load_migrations, transaction_control
 from poststack.history import History, HistoryRow
 from poststack.lock import LockHolder, lock_holder, migration_lock
+from poststack.lock_policy import LockPolicy, RetryContext
 from poststack.migration_info import MigrationInfo, describe
 from poststack.plan import (
     ChangedFile,
@@ -89,7 +90,8 @@ class MigrationRunner:
     """Apply and roll back the migrations of one directory on one database."""
 
     def __init__(self, database_url: str | None = None, migrations_path: str | Path = "migrations", *,
-                 history_schema: str = DEFAULT_SCHEMA, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+                 history_schema: str = DEFAULT_SCHEMA, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+                 statement_lock_timeout: float | None = None, lock_retries: int = 0) -> None:
         if database_url is None:
             from poststack import embedded
 
@@ -98,6 +100,14 @@ class MigrationRunner:
         self.migrations_path = Path(migrations_path)
         self.history = History(validate_schema_name(history_schema))
         self.lock_timeout = lock_timeout
+        self.lock_policy = LockPolicy(statement_lock_timeout, lock_retries)
+
+    def _retry(self, progress: Progress | None, version_text: str) -> RetryContext | None:
+        """The lock policy for one step, its retries told through progress ("retry", version, message)."""
+        if not self.lock_policy.active:
+            return None
+        notify = (lambda message: progress("retry", version_text, message)) if progress else None
+        return RetryContext(self.lock_policy, self.database_url, notify)
 
     def __repr__(self) -> str:
         return f"MigrationRunner({mask_url(self.database_url)!r}, {str(self.migrations_path)!r})"
@@ -146,10 +156,11 @@ class MigrationRunner:
                     if progress:
                         progress("resume" if resumed else "start", migration.version_text, migration.name)
                     reset_session(conn, baseline)  # each migration starts from the same session state
+                    retry = self._retry(progress, migration.version_text)
                     if resumed is not None or migration.no_transaction:
-                        ms = stepwise.apply_non_transactional(conn, self.history, migration, resumed)
+                        ms = stepwise.apply_non_transactional(conn, self.history, migration, resumed, retry=retry)
                     else:
-                        ms = executor.apply_transactional(conn, self.history, migration)
+                        ms = executor.apply_transactional(conn, self.history, migration, retry=retry)
                     result.steps.append(StepResult(migration.version, migration.version_text, migration.name,
                                                    ms, migration.no_transaction))
                     result.to_version = migration.version_text
@@ -249,7 +260,7 @@ class MigrationRunner:
                     if progress:
                         progress("resume" if row.status != "applied" else "start", row.version_text, row.name)
                     reset_session(conn, baseline)  # each rollback starts from the same session state
-                    ms = executor.rollback_one(conn, self.history, step)
+                    ms = executor.rollback_one(conn, self.history, step, retry=self._retry(progress, row.version_text))
                     result.steps.append(StepResult(row.version, row.version_text, row.name, ms,
                                                    step.no_transaction))
                     if progress:

@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import hashlib
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import pq, sql
 
-from poststack.errors import Interrupted, MigrationFailed, StateError
+from poststack.errors import Interrupted, MigrationFailed, StateError, StatementLockTimeout
 from poststack.executor import StatementError, connection_lost, send, sql_error
 from poststack.files import Migration
 from poststack.history import History, HistoryRow, ensure_statement_log, progress_sql, statement_log
+from poststack.lock_policy import LOCK_NOT_AVAILABLE, RetryContext
 from poststack.plan import ROLLBACK_MARK, RollbackStep
 from poststack.session import OWN_LOCALS, OWN_TRANSACTION
 from poststack.sqltext import SqlSyntaxError, Statement, split_statements
@@ -90,10 +92,12 @@ def _text_checksum(text: str) -> str:
 class _Run:
     """Runs statements from a given index, keeping the history row and the statement log in step."""
 
-    def __init__(self, conn: psycopg.Connection[Any], history: History, work: Work, done: int) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], history: History, work: Work, done: int,
+                 retry: RetryContext | None = None) -> None:
         self.conn = conn
         self.history = history
         self.work = work
+        self.retry = retry if retry is not None and retry.policy.active else None
         self.done = done  # statements recorded done in the history row
         self.block_start: int | None = None  # index of the BEGIN of the file's open block
         self.next = done  # the first statement still to run
@@ -116,14 +120,24 @@ class _Run:
     def run_from(self, first: int) -> None:
         statements = self.work.statements
         for index in range(first, len(statements)):
-            try:
-                self._one(index)
-            except StatementError as failed:
-                self._failed(index, failed.error, failed.offset if isinstance(failed, _Offset) else 0)
-            except psycopg.Error as exc:
-                self._failed(index, exc, 0)
-            except KeyboardInterrupt:
-                self._interrupted(index)
+            attempt = 0
+            while True:
+                watch = self.retry.watch(self.conn) if self.retry else nullcontext()
+                try:
+                    with watch:
+                        if attempt:
+                            self._drop_left_invalid(index)
+                        self._one(index)
+                    break
+                except StatementError as failed:
+                    if not self._lock_timed_out(failed):
+                        self._failed(index, failed.error, failed.offset if isinstance(failed, _Offset) else 0)
+                    self._retry_or_give_up(index, attempt, watch)
+                    attempt += 1
+                except psycopg.Error as exc:
+                    self._failed(index, exc, 0)
+                except KeyboardInterrupt:
+                    self._interrupted(index)
         if self.conn.info.transaction_status in _IN_BLOCK:
             begin = statements[self.block_start or 0]
             self.conn.execute("ROLLBACK")
@@ -157,22 +171,70 @@ class _Run:
             self.block_start = index
             return
         if runs_alone(st) or st.kind == "TransactionStmt":
-            self._send("", st.text)
+            self._send_alone(st.text)
             self._record_done(index, started)
             return
         write = self.progress("ran", index, ms=_ELAPSED, statements_done=index + 1)
         suffix = sql.SQL("\n;{}; {}; COMMIT").format(sql.SQL(OWN_LOCALS), write)
+        # BEGIN in a query of its own: the statement then starts its query, as pg_stat_activity shows it.
+        self.conn.execute(f"BEGIN; {self._lock_setting()}")
         try:
-            self._send("BEGIN;\n", st.text, suffix.as_string(self.conn))
+            self._send("", st.text, suffix.as_string(self.conn))
         except StatementError as failed:
             if self.conn.info.transaction_status in _IN_BLOCK:
                 self.conn.execute("ROLLBACK")
-            if failed.index == 1 and failed.error.diag.sqlstate == "25001":  # cannot run in a block: alone
-                self._send("", st.text)
+            if failed.index == 0 and failed.error.diag.sqlstate == "25001":  # cannot run in a block: alone
+                self._send_alone(st.text)
                 self._record_done(index, started)
                 return
             raise
         self.done = index + 1
+
+    # -- the statement lock-timeout policy ------------------------------------------------------------------
+    def _lock_timed_out(self, failed: StatementError) -> bool:
+        """A lock timeout the policy retries: outside the file's own blocks (a block is retried by no one)."""
+        return (self.retry is not None and failed.error.diag.sqlstate == LOCK_NOT_AVAILABLE
+                and self.block_start is None and self.conn.info.transaction_status not in _IN_BLOCK)
+
+    def _retry_or_give_up(self, index: int, attempt: int, watch: object) -> None:
+        assert self.retry is not None
+        st = self.work.statements[index]
+        try:
+            self.retry.retry_or_raise(attempt, f"{self.work.where}:{st.line}", f"statement {index + 1} of "
+                                      f"{self.work.what}", watch)
+        except StatementLockTimeout as gave_up:
+            self.write("failed", index, detail=str(gave_up), status="failed",
+                       error=f"{self.work.error_prefix}{gave_up}", statements_done=self.done)
+            left = left_index(self.conn, st)
+            note = f"; it left index {left} INVALID, which resuming drops and builds again" if left else ""
+            raise StatementLockTimeout(f"{gave_up} ({self.done} of {len(self.work.statements)} statements had run "
+                                       f"and are kept{note}; run {self.work.resume_command} to resume)") from None
+
+    def _drop_left_invalid(self, index: int) -> None:
+        """Before another try of a CREATE INDEX CONCURRENTLY that timed out: drop the INVALID entry it left
+        (under the same lock timeout, so a blocker still there just costs this attempt)."""
+        left = left_index(self.conn, self.work.statements[index])
+        if left:
+            schema, name = left.split(".", 1)
+            self._send_alone(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(name)).as_string(self.conn))
+
+    def _lock_setting(self) -> str:
+        return self.retry.policy.set_local() if self.retry else ""
+
+    def _send_alone(self, text: str) -> None:
+        """A statement that must run outside a block, under the policy's lock_timeout when there is one."""
+        if self.retry is None:
+            self._send("", text)
+            return
+        previous = self.conn.execute("SELECT current_setting('lock_timeout'), "
+                                     "set_config('lock_timeout', %s, false)",
+                                     [str(self.retry.policy.milliseconds)]).fetchone()
+        try:
+            self._send("", text)
+        finally:
+            if previous and not self.conn.broken and self.conn.info.transaction_status not in _IN_BLOCK:
+                self.conn.execute("SELECT set_config('lock_timeout', %s, false)", [previous[0]])
 
     def _send(self, prefix: str, text: str, suffix: str = "") -> None:
         try:
@@ -290,11 +352,12 @@ def _replay_session(run: _Run, done: int) -> None:
                                           "statement(s) among them for their session state")
 
 
-def _start(conn: psycopg.Connection[Any], history: History, work: Work, row: HistoryRow | None) -> _Run:
+def _start(conn: psycopg.Connection[Any], history: History, work: Work, row: HistoryRow | None,
+           retry: RetryContext | None = None) -> _Run:
     """Begin or resume: returns the run positioned at the first statement still to do."""
     ensure_statement_log(history, conn)
     if row is None or row.status == "applied":
-        run = _Run(conn, history, work, 0)
+        run = _Run(conn, history, work, 0, retry)
         changes: dict[str, Any] = {"status": "running", "statements_done": 0}
         if work.direction == "rollback":
             changes["error"] = ROLLBACK_MARK + "in progress"
@@ -308,7 +371,7 @@ def _start(conn: psycopg.Connection[Any], history: History, work: Work, row: His
         raise StateError(f"{work.where}: cannot resume {work.what}: {why}; see 'poststack db diagnose'")
     done = row.statements_done or 0
     uncertain = row.status == "running" or "interrupted (SIGINT)" in (row.error or "")
-    run = _Run(conn, history, work, done)
+    run = _Run(conn, history, work, done, retry)
     run.write("resumed", None, detail=f"sha256 {work.checksum}", status="running",
               error=ROLLBACK_MARK + "in progress" if work.direction == "rollback" else None)
     _replay_session(run, done)
@@ -318,7 +381,7 @@ def _start(conn: psycopg.Connection[Any], history: History, work: Work, row: His
 
 
 def apply_non_transactional(conn: psycopg.Connection[Any], history: History, migration: Migration,
-                            resume: HistoryRow | None = None) -> int:
+                            resume: HistoryRow | None = None, *, retry: RetryContext | None = None) -> int:
     """Run (or resume, given its unfinished row) a no-transaction migration; return its execution ms."""
     start = time.perf_counter()
     work = Work(migration.version, migration.version_text, str(migration.path), "migrate",
@@ -326,13 +389,13 @@ def apply_non_transactional(conn: psycopg.Connection[Any], history: History, mig
                 _text_checksum(migration.sql))
     if resume is None:
         ensure_statement_log(history, conn)
-        run = _Run(conn, history, work, 0)
+        run = _Run(conn, history, work, 0, retry)
         with conn.transaction():  # the row and its 'started' event commit together: resume relies on both
             conn.execute(OWN_TRANSACTION)
             history.insert(conn, migration, status="running", statements_done=0)
             conn.execute(run.progress("started", None, detail=f"sha256 {work.checksum}"))
     else:
-        run = _start(conn, history, work, resume)
+        run = _start(conn, history, work, resume, retry)
     run.run_from(run.next)
     elapsed = int((time.perf_counter() - start) * 1000)
     run.write("finished", None, ms=elapsed, status="applied", error=None, execution_ms=elapsed,
@@ -340,13 +403,14 @@ def apply_non_transactional(conn: psycopg.Connection[Any], history: History, mig
     return elapsed
 
 
-def rollback_non_transactional(conn: psycopg.Connection[Any], history: History, step: RollbackStep) -> int:
+def rollback_non_transactional(conn: psycopg.Connection[Any], history: History, step: RollbackStep, *,
+                               retry: RetryContext | None = None) -> int:
     """Run (or resume, when the row is an unfinished rollback) a no-transaction rollback, then delete the row."""
     start = time.perf_counter()
     row = step.row
     work = Work(row.version, row.version_text, step.source, "rollback",
                 _statements(step.sql, step.source, row.version_text), _text_checksum(step.sql))
-    run = _start(conn, history, work, row)
+    run = _start(conn, history, work, row, retry)
     run.run_from(run.next)
     with conn.transaction():
         conn.execute(OWN_TRANSACTION)

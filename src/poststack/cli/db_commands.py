@@ -16,7 +16,25 @@ def _progress(ctx: CliContext, verb: str):  # noqa: ANN202 - a Progress callback
     def report(event: str, version: str, name: str) -> None:
         if event in ("start", "resume"):
             ctx.say(f"  {'resuming' if event == 'resume' else verb} {version} {name} ...")
+        elif event == "retry":  # name carries the message: which session blocked it, when it retries
+            ctx.say(f"  warning: {name}")
     return report
+
+
+lock_policy_options = [
+    click.option("--statement-lock-timeout", type=float, default=None, metavar="SECONDS",
+                 help="lock_timeout for each migration's statements; on a timeout the migration is rolled back "
+                      "and retried (else POSTSTACK_STATEMENT_LOCK_TIMEOUT, [tool.poststack]; default: none)."),
+    click.option("--lock-retries", type=int, default=None, metavar="N",
+                 help="Retries after a statement lock timeout, with backoff (else POSTSTACK_LOCK_RETRIES; "
+                      "default 0); exit 4 when they run out."),
+]
+
+
+def with_lock_policy(command):  # noqa: ANN001, ANN201 - a click decorator
+    for option in reversed(lock_policy_options):
+        command = option(command)
+    return command
 
 
 @click.command()
@@ -24,12 +42,14 @@ def _progress(ctx: CliContext, verb: str):  # noqa: ANN202 - a Progress callback
 @click.option("--dry-run", is_flag=True, help="Print the plan and the SQL; change nothing.")
 @click.option("--allow-changed", is_flag=True, help="Proceed although applied files changed in meaning.")
 @click.option("--allow-out-of-order", is_flag=True, help="Apply pending versions older than the newest applied.")
+@with_lock_policy
 @format_option
 @pass_ctx
 def migrate(ctx: CliContext, target: str | None, dry_run: bool, allow_changed: bool, allow_out_of_order: bool,
-            fmt: str) -> None:
+            statement_lock_timeout: float | None, lock_retries: int | None, fmt: str) -> None:
     """Apply pending migrations in version order, each in one transaction with its history row."""
     target_version = parse_version(target) if target is not None else None
+    ctx = ctx.with_lock_policy(statement_lock_timeout, lock_retries)
     runner = ctx.runner()
     result = runner.migrate(target_version, dry_run=dry_run, allow_changed=allow_changed,
                             allow_out_of_order=allow_out_of_order,
@@ -73,11 +93,14 @@ def confirm_or_refuse(action: str, confirm: bool) -> None:
 @click.argument("target")
 @click.option("--dry-run", is_flag=True, help="Print what would be rolled back and the SQL; change nothing.")
 @click.option("--confirm", is_flag=True, help="Do not ask; required when stdin is not a terminal.")
+@with_lock_policy
 @format_option
 @pass_ctx
-def rollback(ctx: CliContext, target: str, dry_run: bool, confirm: bool, fmt: str) -> None:
+def rollback(ctx: CliContext, target: str, dry_run: bool, confirm: bool, statement_lock_timeout: float | None,
+             lock_retries: int | None, fmt: str) -> None:
     """Roll back every applied migration newer than TARGET (an applied version, or 0 for all)."""
     target_version = parse_version(target, "TARGET")
+    ctx = ctx.with_lock_policy(statement_lock_timeout, lock_retries)
     runner = ctx.runner()
     plan = runner.rollback(target_version, dry_run=True)
     if dry_run:
