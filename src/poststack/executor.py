@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg import generators, pq
+from psycopg import generators, pq, sql
 from psycopg.errors import error_from_result
 
 from poststack.errors import ConnectError, Interrupted, MigrationFailed, TransactionEscaped
@@ -151,10 +151,11 @@ def _attempt(conn: psycopg.Connection[Any], unit: _Unit, policy: LockPolicy | No
     """
     start = time.perf_counter()
     committing = False
-    lock_setting = policy.set_local() if policy else ""
+    limited = policy is not None and policy.active
     xid: bytes | None = None
     try:
-        opened = send(conn, f"BEGIN; {lock_setting}{_PROBE}".encode())
+        begin = sql.SQL("BEGIN; {}{}").format(policy.set_local() if policy else sql.SQL(""), sql.SQL(_PROBE))
+        opened = send(conn, begin.as_bytes(conn))
         xid = opened[-1].get_value(0, 0)
         send(conn, (unit.text + _CHECK).encode())  # bytes: sent as-is, no client-side placeholders
         elapsed = _elapsed_ms(start)
@@ -174,7 +175,7 @@ def _attempt(conn: psycopg.Connection[Any], unit: _Unit, policy: LockPolicy | No
                           statement_line=statement.line if statement else None)
         if checked or outcome == "committed":
             raise _escaped(unit, outcome, None if checked else error) from None
-        if lock_setting and exc.diag.sqlstate == LOCK_NOT_AVAILABLE:
+        if limited and exc.diag.sqlstate == LOCK_NOT_AVAILABLE:
             raise _LockTimedOut(f"{unit.where}:{error.line}" if error.line else unit.where) from None
         raise error from None
     except psycopg.Error as exc:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 LOCK_NOT_AVAILABLE = "55P03"
 
@@ -39,9 +40,11 @@ class LockPolicy:
     def milliseconds(self) -> int:
         return max(1, int((self.statement_lock_timeout or 0) * 1000))
 
-    def set_local(self) -> str:
-        """The SET LOCAL to send first in a transaction ('' when the policy is off)."""
-        return f"SET LOCAL lock_timeout = {self.milliseconds};" if self.active else ""
+    def set_local(self) -> sql.Composable:
+        """The SET LOCAL to send first in a transaction (nothing when the policy is off)."""
+        if not self.active:
+            return sql.SQL("")
+        return sql.SQL("SET LOCAL lock_timeout = {}; ").format(sql.Literal(self.milliseconds))
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before attempt ``attempt + 1``: exponential from 0.5 s, capped at 30 s, jittered."""

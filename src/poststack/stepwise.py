@@ -177,7 +177,7 @@ class _Run:
         write = self.progress("ran", index, ms=_ELAPSED, statements_done=index + 1)
         suffix = sql.SQL("\n;{}; {}; COMMIT").format(sql.SQL(OWN_LOCALS), write)
         # BEGIN in a query of its own: the statement then starts its query, as pg_stat_activity shows it.
-        self.conn.execute(f"BEGIN; {self._lock_setting()}")
+        self.conn.execute(sql.SQL("BEGIN; {}").format(self._lock_setting()))
         try:
             self._send("", st.text, suffix.as_string(self.conn))
         except StatementError as failed:
@@ -219,8 +219,8 @@ class _Run:
             self._send_alone(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(
                 sql.Identifier(schema), sql.Identifier(name)).as_string(self.conn))
 
-    def _lock_setting(self) -> str:
-        return self.retry.policy.set_local() if self.retry else ""
+    def _lock_setting(self) -> sql.Composable:
+        return self.retry.policy.set_local() if self.retry else sql.SQL("")
 
     def _send_alone(self, text: str) -> None:
         """A statement that must run outside a block, under the policy's lock_timeout when there is one."""
