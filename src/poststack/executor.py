@@ -24,7 +24,7 @@ from poststack.files import Migration
 from poststack.history import History
 from poststack.lock_policy import LOCK_NOT_AVAILABLE, LockPolicy, RetryContext
 from poststack.plan import RollbackStep
-from poststack.session import OWN_LOCALS
+from poststack.session import OWN_IDENTITY, OWN_SETTINGS, reset_sql
 from poststack.sqltext import line_of
 from poststack.txscan import scan, statement_at
 
@@ -36,7 +36,7 @@ from poststack.txscan import scan, statement_at
 # exists under that name on every server poststack supports (the history insert assigns an id anyway).
 _ESCAPED = "poststack: the migration ended poststack's transaction"
 _PROBE = "SELECT pg_catalog.set_config('poststack.xact', pg_catalog.txid_current()::text, true)"
-_CHECK = (f"\n;{OWN_LOCALS}; SELECT CASE WHEN pg_catalog.current_setting('poststack.xact', true) = "
+_CHECK = (f"\n;SELECT CASE WHEN pg_catalog.current_setting('poststack.xact', true) = "
           f"pg_catalog.txid_current()::text THEN 'ok' ELSE ('{_ESCAPED.replace(chr(39), chr(39) * 2)} ' || "
           "pg_catalog.txid_current())::int8::text END")
 
@@ -119,6 +119,7 @@ class _Unit:
     what: str  # "migration 002 (path)" / "the rollback of 002 (path)"
     write_history: Callable[[int], None]  # given the elapsed ms, inside the transaction
     nothing_done: str  # what a failure before the commit leaves, for the messages
+    reset_to: str | None = None  # reset the session after it (in its transaction), restoring this application_name
 
 
 class _LockTimedOut(Exception):
@@ -157,7 +158,12 @@ def _attempt(conn: psycopg.Connection[Any], unit: _Unit, policy: LockPolicy | No
         begin = sql.SQL("BEGIN; {}{}").format(policy.set_local() if policy else sql.SQL(""), sql.SQL(_PROBE))
         opened = send(conn, begin.as_bytes(conn))
         xid = opened[-1].get_value(0, 0)
-        send(conn, (unit.text + _CHECK).encode())  # bytes: sent as-is, no client-side placeholders
+        # After the check, in the same transaction: the session reset (so the next migration starts clean,
+        # and a failure rolls it back to the clean state before this one), else at least poststack's own
+        # identity and timeouts for the history write.
+        after = (sql.SQL("; {}").format(reset_sql(unit.reset_to)) if unit.reset_to is not None
+                 else sql.SQL("; {}; {}").format(sql.SQL(f"SELECT {OWN_SETTINGS}"), sql.SQL(OWN_IDENTITY)))
+        send(conn, unit.text.encode() + _CHECK.encode() + after.as_bytes(conn))  # the file's bytes as they are
         elapsed = _elapsed_ms(start)
         unit.write_history(elapsed)
         committing = True
@@ -169,7 +175,7 @@ def _attempt(conn: psycopg.Connection[Any], unit: _Unit, policy: LockPolicy | No
         if lost:
             raise lost from None
         outcome = _xact_outcome(conn, xid)
-        checked = failed.index == len(failed.results) - 1 and _ESCAPED in (exc.diag.message_primary or "")
+        checked = _ESCAPED in (exc.diag.message_primary or "")
         statement = statement_at(unit.text, failed.index) if not checked else None
         error = sql_error(exc, where=unit.where, version_text=unit.version_text, text=unit.text,
                           statement_line=statement.line if statement else None)
@@ -239,7 +245,7 @@ def _escaped(unit: _Unit, outcome: str | None, failure: MigrationFailed | None) 
 
 
 def apply_transactional(conn: psycopg.Connection[Any], history: History, migration: Migration, *,
-                        retry: RetryContext | None = None) -> int:
+                        retry: RetryContext | None = None, reset_to: str | None = None) -> int:
     """Run the file and insert its history row atomically; return the execution time in ms."""
     # Parse for the semantic checksum (cached on the file) before the transaction opens: on a large file
     # parsing takes seconds, which must not be spent holding the locks the migration's statements took.
@@ -248,20 +254,26 @@ def apply_transactional(conn: psycopg.Connection[Any], history: History, migrati
         migration.sql, str(migration.path), migration.version_text,
         f"migration {migration.version_text} ({migration.path})",
         lambda elapsed: history.insert(conn, migration, execution_ms=elapsed),
-        "none of it was kept or recorded"), retry)
+        "none of it was kept or recorded", reset_to), retry)
 
 
 def rollback_one(conn: psycopg.Connection[Any], history: History, step: RollbackStep, *,
-                 retry: RetryContext | None = None) -> int:
+                 retry: RetryContext | None = None, reset_to: str | None = None) -> int:
     """Undo one migration: its rollback SQL and the removal of its history row."""
     if step.no_transaction:
+        from poststack.session import reset_session
         from poststack.stepwise import rollback_non_transactional
 
-        return rollback_non_transactional(conn, history, step, retry=retry)
+        try:
+            return rollback_non_transactional(conn, history, step, retry=retry)
+        finally:
+            if reset_to is not None and not conn.broken and conn.info.transaction_status == pq.TransactionStatus.IDLE:
+                with suppress(psycopg.Error):
+                    reset_session(conn, reset_to)
     row = step.row
     return _run_transactional(conn, _Unit(
         step.sql, step.source, row.version_text, f"the rollback of {row.version_text} ({step.source})",
-        lambda _elapsed: history.delete(conn, row.version), "nothing was rolled back"), retry)
+        lambda _elapsed: history.delete(conn, row.version), "nothing was rolled back", reset_to), retry)
 
 
 def apply_non_transactional(conn: psycopg.Connection[Any], history: History, migration: Migration, *,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import pq
 
 from poststack import executor, stepwise
 from poststack.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_SCHEMA, validate_schema_name
@@ -155,12 +156,18 @@ class MigrationRunner:
                     resumed = result.resuming.get(migration.version)
                     if progress:
                         progress("resume" if resumed else "start", migration.version_text, migration.name)
-                    reset_session(conn, baseline)  # each migration starts from the same session state
+                    # Each migration starts from the same session state: a transactional one resets it at
+                    # its end, in its own transaction (no extra round trip); a non-transactional one after it.
                     retry = self._retry(progress, migration.version_text)
                     if resumed is not None or migration.no_transaction:
-                        ms = stepwise.apply_non_transactional(conn, self.history, migration, resumed, retry=retry)
+                        try:
+                            ms = stepwise.apply_non_transactional(conn, self.history, migration, resumed,
+                                                                  retry=retry)
+                        finally:
+                            _reset_if_usable(conn, baseline)
                     else:
-                        ms = executor.apply_transactional(conn, self.history, migration, retry=retry)
+                        ms = executor.apply_transactional(conn, self.history, migration, retry=retry,
+                                                          reset_to=baseline)
                     result.steps.append(StepResult(migration.version, migration.version_text, migration.name,
                                                    ms, migration.no_transaction))
                     result.to_version = migration.version_text
@@ -259,8 +266,8 @@ class MigrationRunner:
                     row = step.row
                     if progress:
                         progress("resume" if row.status != "applied" else "start", row.version_text, row.name)
-                    reset_session(conn, baseline)  # each rollback starts from the same session state
-                    ms = executor.rollback_one(conn, self.history, step, retry=self._retry(progress, row.version_text))
+                    ms = executor.rollback_one(conn, self.history, step, retry=self._retry(progress, row.version_text),
+                                               reset_to=baseline)  # each starts from the same session state
                     result.steps.append(StepResult(row.version, row.version_text, row.name, ms,
                                                    step.no_transaction))
                     if progress:
@@ -289,6 +296,14 @@ class MigrationRunner:
         from poststack.recovery import recover
 
         return recover(self, dry_run=dry_run, force=force)
+
+
+def _reset_if_usable(conn: psycopg.Connection[Any], baseline: str) -> None:
+    """Reset the session after a non-transactional step, unless the connection cannot take it (a failure
+    is being raised, and must not be hidden by this)."""
+    if not conn.broken and not conn.closed and conn.info.transaction_status == pq.TransactionStatus.IDLE:
+        with suppress(psycopg.Error):
+            reset_session(conn, baseline)
 
 
 def _refuse_transaction_control(text: str, where: str, no_transaction: bool) -> None:

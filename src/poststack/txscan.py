@@ -184,7 +184,7 @@ def first_transaction_control(text: str) -> ScannedStatement | None:
     return next((st for st in scan(text) if st.is_transaction_control), None)
 
 
-_MAY_CONTROL = re.compile(r"(?i:begin|start|commit|end|rollback|abort|savepoint|release|prepare)")
+_MAY_CONTROL = re.compile(r"(?<![\w$])(?i:begin|start|commit|end|rollback|abort|savepoint|release|prepare)(?![\w$])")
 
 
 def statement_at(text: str, index: int) -> ScannedStatement | None:
