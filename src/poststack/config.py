@@ -36,6 +36,8 @@ class Settings:
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     lint_enable: tuple[str, ...] = ()  # [tool.poststack] lint_enable: opt-in lint rules to turn on
     lint_disable: tuple[str, ...] = ()  # [tool.poststack] lint_disable: lint rules to turn off
+    statement_lock_timeout: float | None = None  # seconds; None: poststack sets no lock_timeout
+    lock_retries: int = 0
 
     def resolved_url(self) -> str:
         """The URL to connect to; starts the embedded server when none was configured."""
@@ -174,6 +176,8 @@ def _rule_list(project: dict[str, Any], key: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise UsageError(f"[tool.poststack] {key}: expected a list of lint rule ids, got {value!r}")
     return tuple(value)
+
+
 def _first_url(candidates: list[tuple[str | Path | None, str | None]]) -> str | None:
     """The first URL given, in precedence order; ``option`` set means the value is a file to read it from."""
     for value, option in candidates:
@@ -181,3 +185,41 @@ def _first_url(candidates: list[tuple[str | Path | None, str | None]]) -> str | 
             continue
         return read_url_file(value, option) if option else str(value)
     return None
+
+
+def lock_policy_values(statement_lock_timeout: object, lock_retries: object) -> tuple[float | None, int]:
+    """Validated (--statement-lock-timeout, --lock-retries): a timeout above 0 (PostgreSQL reads 0 as none),
+    a whole number of retries, 0 or more."""
+    timeout: float | None = None
+    if statement_lock_timeout is not None and statement_lock_timeout != "":
+        try:
+            timeout = float(statement_lock_timeout)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise UsageError(f"--statement-lock-timeout: {statement_lock_timeout!r} is not a number of "
+                             "seconds") from None
+        if not 0 < timeout < float("inf"):
+            raise UsageError(f"--statement-lock-timeout: {statement_lock_timeout!r} must be a number of seconds "
+                             "above 0")
+    retries = 0
+    if lock_retries is not None and lock_retries != "":
+        try:
+            retries = int(str(lock_retries))
+        except ValueError:
+            raise UsageError(f"--lock-retries: {lock_retries!r} is not a whole number") from None
+        if retries < 0:
+            raise UsageError(f"--lock-retries: {lock_retries!r} must be 0 or more")
+    return timeout, retries
+
+
+def load_lock_policy(settings: Settings, *, statement_lock_timeout: float | None = None,
+                     lock_retries: int | None = None, cwd: Path | None = None) -> Settings:
+    """The settings with the statement lock policy: flags > POSTSTACK_STATEMENT_LOCK_TIMEOUT /
+    POSTSTACK_LOCK_RETRIES > [tool.poststack] statement_lock_timeout / lock_retries."""
+    env = os.environ
+    project = pyproject_table((cwd or Path.cwd()).resolve())
+    timeout = (statement_lock_timeout if statement_lock_timeout is not None
+               else env.get("POSTSTACK_STATEMENT_LOCK_TIMEOUT", project.get("statement_lock_timeout")))
+    retries = (lock_retries if lock_retries is not None
+               else env.get("POSTSTACK_LOCK_RETRIES", project.get("lock_retries")))
+    value, count = lock_policy_values(timeout, retries)
+    return replace(settings, statement_lock_timeout=value, lock_retries=count)

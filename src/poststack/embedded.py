@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,25 +84,75 @@ def _quiet_import() -> Any:
 
 
 def start(pgdata: Path, *, temporary: bool = False) -> ServerInfo:
-    """Start (or reuse) the server in pgdata; ``temporary`` deletes it when this process exits."""
+    """Start (or reuse) the server in pgdata; ``temporary`` deletes it when this process exits.
+
+    Concurrent first use (four ``poststack db migrate`` of a fresh checkout at once) is serialised on a file
+    lock beside the data directory: the first process initialises and starts the server while the others
+    wait, then find it running. Without it they raced on initdb and on the port, and hung or failed.
+    """
     info = inspect(pgdata)
     if info.running:
         return info
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    if not temporary:
-        _write_gitignore(pgdata.parent)
-    ep = _quiet_import()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            server = ep.get_server(pgdata, cleanup_mode="delete" if temporary else None)
-    except Exception as exc:  # the wheel raises CalledProcessError, RuntimeError, AssertionError...
-        log = pgdata / "log"
-        raise ConnectError(f"cannot start embedded PostgreSQL in {pgdata}: {exc} (see {log})") from None
-    info = inspect(pgdata)
-    if not info.running:
-        raise ConnectError(f"embedded PostgreSQL in {pgdata} did not become ready (see {pgdata / 'log'})")
-    return restrict_socket(info, server)
+    with _start_lock(pgdata):
+        info = inspect(pgdata)  # another process may have started it while this one waited
+        if info.running:
+            return info
+        if not temporary:
+            _write_gitignore(pgdata.parent)
+        ep = _quiet_import()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                server = ep.get_server(pgdata, cleanup_mode="delete" if temporary else None)
+        except Exception as exc:  # the wheel raises CalledProcessError, RuntimeError, AssertionError...
+            log = pgdata / "log"
+            raise ConnectError(f"cannot start embedded PostgreSQL in {pgdata}: {_reason(exc)} (see {log})") from None
+        info = inspect(pgdata)
+        if not info.running:
+            raise ConnectError(f"embedded PostgreSQL in {pgdata} did not become ready (see {pgdata / 'log'})")
+        return restrict_socket(info, server)
+
+
+START_LOCK_TIMEOUT = float(os.environ.get("POSTSTACK_SERVER_START_TIMEOUT", "300"))
+
+
+@contextmanager
+def _start_lock(pgdata: Path) -> Iterator[None]:
+    """An exclusive fcntl lock on ``<pgdata>.start.lock``, polled up to START_LOCK_TIMEOUT seconds.
+
+    The kernel releases it when the holder exits, however it exits, so a killed start never leaves it stuck.
+    """
+    import fcntl
+
+    path = pgdata.parent / f"{pgdata.name}.start.lock"
+    with open(path, "a+") as handle:
+        deadline = time.monotonic() + START_LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ConnectError(f"embedded PostgreSQL in {pgdata}: another poststack process has been "
+                                       f"starting it for {START_LOCK_TIMEOUT:g}s (lock {path}); see "
+                                       f"{pgdata / 'log'}") from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line reason, never empty: the wheel raises some errors without a message."""
+    output = getattr(exc, "stderr", None) or getattr(exc, "output", None)
+    if isinstance(output, bytes):
+        output = output.decode(errors="replace")
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if output:
+        text += ": " + " ".join(str(output).split())[-300:]
+    return text
 
 
 def _server_user() -> str | None:

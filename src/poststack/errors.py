@@ -140,3 +140,29 @@ class ExtensionUnavailable(MigrationFailed):
     def __init__(self, message: str, *, extension: str, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.extension = extension
+
+
+EXIT_INTERRUPTED = 130
+
+
+class Interrupted(PoststackError):
+    """The user interrupted a run (SIGINT); the message says what was left and how to go on."""
+
+    code = "interrupted"
+    exit_code = EXIT_INTERRUPTED
+
+
+class TransactionEscaped(MigrationFailed):
+    """A transactional migration's SQL ended poststack's transaction (COMMIT, ROLLBACK... that the scan missed).
+
+    Nothing is recorded and what was still open is rolled back, but unlike other migration failures this one
+    may have left a trace: whatever the file committed itself is kept. The message says what ran.
+    """
+
+    code = "transaction_escaped"
+
+
+class StatementLockTimeout(LockTimeout):
+    """A migration's statement could not get its table locks within --statement-lock-timeout, on every retry."""
+
+    code = "statement_lock_timeout"

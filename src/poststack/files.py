@@ -16,7 +16,8 @@ from functools import cached_property
 from pathlib import Path
 
 from poststack.errors import MigrationFileError, UsageError
-from poststack.sqltext import SqlSyntaxError, Statement, semantic_checksum, split_statements
+from poststack.sqltext import Statement, semantic_checksum
+from poststack.txscan import first_transaction_control
 
 # [0-9], never \d: Python's \d, str.isdigit() and int() accept any Unicode digit (Arabic-Indic, superscripts),
 # and a version must be the same number to every tool that reads the file name.
@@ -232,27 +233,20 @@ class Migration:
         return self.rollback is not None
 
 
-_TRANSACTION_WORDS = re.compile(r"\b(begin|start|commit|end|rollback|abort|prepare)\b")  # on lowercased text
-_KEEPS_TRANSACTION = re.compile(r"(savepoint|release|rollback\s+(work\s+|transaction\s+)?to)\b", re.IGNORECASE)
-
-
 def transaction_control(text: str) -> Statement | None:
-    """The first top-level BEGIN, COMMIT, ROLLBACK, END, ABORT or PREPARE TRANSACTION of a text, if any.
+    """The first top-level transaction-control statement of a text (BEGIN, COMMIT, ROLLBACK [TO], END, ABORT,
+    SAVEPOINT, RELEASE, START/PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED), if any, at any file size.
 
     A COMMIT inside a transactional migration commits half of it and lets the history row be written outside
-    any transaction (after a ROLLBACK, for changes that no longer exist): the history would lie. SAVEPOINT,
-    RELEASE and ROLLBACK TO stay inside the transaction and are fine. Only texts that contain one of the words
-    are parsed, and files above the semantic checksum limit are not (their parse would cost gigabytes).
+    any transaction (after a ROLLBACK, for changes that no longer exist): the history would lie. The scan is
+    lexical and streaming (poststack.txscan), so a data load of many megabytes is checked as cheaply as a
+    small file; SAVEPOINT and RELEASE are refused too, so the rule is simply "a transactional file issues no
+    transaction statements".
     """
-    # Lowercasing once and matching case-sensitively is several times faster than re.IGNORECASE.
-    if len(text) > SEMANTIC_CHECKSUM_MAX_CHARS or not _TRANSACTION_WORDS.search(text.lower()):
+    found = first_transaction_control(text)
+    if found is None:
         return None
-    try:
-        statements = split_statements(text)
-    except SqlSyntaxError:
-        return None  # the server reports the syntax error, with its line, when the file runs
-    return next((st for st in statements if st.kind == "TransactionStmt" and not _KEEPS_TRANSACTION.match(st.text)),
-                None)
+    return Statement(found.text(text), found.line, "TransactionStmt")
 
 
 def header_directives(text: str) -> dict[str, str]:

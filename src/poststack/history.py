@@ -268,3 +268,81 @@ class History:
         return conn.execute(
             sql.SQL("SELECT id, at, db_user, client, command, action, version, before, after, reason "
                     "FROM {} ORDER BY id DESC LIMIT %s").format(self.table("audit_log")), [limit]).fetchall()
+
+
+# -- per-statement progress of non-transactional migrations and rollbacks -----------------------------------
+# A table of its own, created on first use under the migration lock: existing histories need no upgrade and
+# the readers of the migrations table see no new column. Each row says which statement of which run did
+# what, and when; the migrations row's statements_done stays the single figure resume relies on.
+
+_STATEMENT_LOG_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    version   bigint NOT NULL,
+    direction text NOT NULL CHECK (direction IN ('migrate', 'rollback')),
+    statement integer,
+    line      integer,
+    event     text NOT NULL,
+    at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    ms        integer,
+    detail    text,
+    client    text
+)
+"""
+STATEMENT_EVENTS = ("started", "resumed", "ran", "skipped", "found_done", "dropped_invalid", "failed",
+                    "interrupted", "finished")
+
+
+@dataclass(frozen=True)
+class StatementLogEntry:
+    """One event of a non-transactional run: ``statement`` is 1-based, None for run-level events."""
+
+    version: int
+    direction: str
+    statement: int | None
+    line: int | None
+    event: str
+    at: datetime
+    ms: int | None
+    detail: str | None
+
+
+def ensure_statement_log(history: History, conn: psycopg.Connection[Any]) -> None:
+    """Create the statement log if missing (call under the migration lock, with the history present)."""
+    table = history.table("statement_log")
+    found = conn.execute("SELECT to_regclass(%s)", [table.as_string(conn)]).fetchone()
+    if found and found[0] is None:
+        with conn.transaction():
+            conn.execute(sql.SQL(_STATEMENT_LOG_DDL).format(table=table))
+
+
+def progress_sql(history: History, version: int, direction: str, event: str, *, statement: int | None = None,
+                 line: int | None = None, ms: int | sql.Composable | None = None, detail: str | None = None,
+                 **changes: Any) -> sql.Composed:
+    """One statement (no parameters, so it can share a simple query with others) that applies ``changes``
+    to the migrations row and logs the event, only if the row exists: the two can never disagree."""
+    unknown = set(changes) - set(_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown history columns: {sorted(unknown)}")
+    assignments = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(k), sql.Literal(v))
+                                     for k, v in changes.items()) if changes else sql.SQL("version = version")
+    values = sql.SQL(", ").join(v if isinstance(v, sql.Composable) else sql.Literal(v)
+                                for v in (direction, statement, line, event, ms, detail, client_identity()))
+    return sql.SQL("WITH row AS (UPDATE {} SET {} WHERE version = {} RETURNING version) "
+                   "INSERT INTO {} (version, direction, statement, line, event, ms, detail, client) "
+                   "SELECT version, {} FROM row").format(
+        history.table("migrations"), assignments, sql.Literal(version), history.table("statement_log"), values)
+
+
+def statement_log(history: History, conn: psycopg.Connection[Any], version: int | None = None,
+                  since: datetime | None = None) -> list[StatementLogEntry]:
+    """The logged events, oldest first (of one version, and from a time on, when given)."""
+    table = history.table("statement_log")
+    found = conn.execute("SELECT to_regclass(%s)", [table.as_string(conn)]).fetchone()
+    if not found or found[0] is None:
+        return []
+    query = sql.SQL("SELECT version, direction, statement, line, event, at, ms, detail FROM {} "
+                    "WHERE (%s::bigint IS NULL OR version = %s) AND (%s::timestamptz IS NULL OR at >= %s) "
+                    "ORDER BY id").format(table)
+    with conn.cursor(row_factory=class_row(StatementLogEntry)) as cur:
+        return cur.execute(query, [version, version, since, since]).fetchall()

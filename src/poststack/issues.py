@@ -226,8 +226,16 @@ def unfinished_issue(row: HistoryRow, *, lock_free: bool, objects: list[str]) ->
                         else "lock: held (see stuck_lock)")
     evidence.extend(objects)
     verb = "crashed" if row.status == "running" else "failed"
+    if (row.error or "").startswith("rollback "):  # an interrupted no-transaction rollback (see stepwise)
+        return Issue.of("failed_migration", row.version,
+                        f"the non-transactional rollback of {row.version_text} ({row.name}) {verb} part-way",
+                        evidence, fix=f"poststack db rollback <a version below {row.version_text}> --confirm "
+                                      "(resumes the interrupted rollback where its record says it stopped)")
     return Issue.of("failed_migration", row.version,
-                    f"non-transactional migration {row.version_text} ({row.name}) {verb} part-way", evidence)
+                    f"non-transactional migration {row.version_text} ({row.name}) {verb} part-way", evidence,
+                    fix="poststack db migrate (resumes it: statements recorded done are skipped, an INVALID "
+                        "index it left is dropped and built again); else poststack db repair --issue-type "
+                        "failed_migration")
 
 
 # -- the lock ----------------------------------------------------------------------------------------------

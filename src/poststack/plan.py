@@ -175,14 +175,23 @@ def plan_rollback(state: MigrationState, target: int, *, allow_changed: bool = F
     if target != 0 and target not in applied_versions:
         raise RollbackRefused(f"rollback target {target} is not an applied version (applied: "
                               f"{', '.join(r.version_text for r in state.applied) or 'none'}; use 0 for all)")
-    if state.unfinished:
-        row = state.unfinished[0]
-        raise RollbackRefused(f"migration {row.version_text} ({row.name}) is {row.status}; "
-                              "run 'poststack db diagnose' before rolling back")
+    forward = [r for r in state.unfinished if not is_rollback_row(r)]
+    if forward:
+        row = forward[0]
+        raise RollbackRefused(f"migration {row.version_text} ({row.name}) is {row.status} part-way; finish it "
+                              "first ('poststack db migrate' resumes it), or see 'poststack db diagnose'")
     files = state.migrations.by_version()
     changed = {c.version: c for c in state.changed_rollbacks}
     steps = []
     refused: list[ChangedRollback] = []
+    for row in sorted(state.unfinished, key=lambda r: -r.version):  # interrupted rollbacks: finish them first
+        step = rollback_step(row, files)
+        if row.version <= target or not step.no_transaction:
+            why = (f"roll back to a version below {row.version_text} to finish it" if row.version <= target
+                   else "its rollback file is no longer '-- poststack:no-transaction', so it cannot be resumed")
+            raise RollbackRefused(f"the rollback of {row.version_text} ({row.name}) was interrupted part-way: "
+                                  f"{why}; nothing was rolled back")
+        steps.append(step)
     for row in sorted((r for r in state.applied if r.version > target), key=lambda r: -r.version):
         migration = files.get(row.version)
         if row.rollback_sql is not None and (migration is None or use_recorded):  # '' = nothing to undo
@@ -215,3 +224,26 @@ def plan_rollback(state: MigrationState, target: int, *, allow_changed: bool = F
                               "--allow-changed to run the file(s) or --use-recorded to run the rollback SQL "
                               "recorded at apply time", diff)
     return steps
+
+
+ROLLBACK_MARK = "rollback "  # the error column of a row whose no-transaction rollback is unfinished starts so
+
+
+def is_rollback_row(row: HistoryRow) -> bool:
+    """Whether an unfinished row is an interrupted rollback (its error says so) rather than a migration."""
+    return row.status != "applied" and (row.error or "").startswith(ROLLBACK_MARK)
+
+
+def rollback_step(row: HistoryRow, files: dict[int, Migration]) -> RollbackStep:
+    """The rollback SQL of one recorded migration: its rollback file, else the text stored at apply time."""
+    migration = files.get(row.version)
+    if migration is not None and migration.rollback is not None:
+        rollback = migration.rollback
+        no_tx = migration.no_transaction or "poststack:no-transaction" in header_directives(rollback.text)
+        return RollbackStep(row, rollback.text, str(rollback.path), no_tx)
+    if migration is None and row.rollback_sql is not None:  # '' = nothing to undo
+        no_tx = row.no_transaction or "poststack:no-transaction" in header_directives(row.rollback_sql)
+        return RollbackStep(row, row.rollback_sql, "history", no_tx)
+    where = migration.filename if migration else f"version {row.version_text}"
+    raise RollbackRefused(f"{where}: no rollback file ({row.version_text}_{row.name}.rollback.sql); "
+                          "nothing was rolled back")

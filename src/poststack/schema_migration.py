@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg import pq
 
-from poststack import executor, migrate_hints
+from poststack import executor, migrate_hints, stepwise
 from poststack.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_SCHEMA, validate_schema_name
 from poststack.connection import connect, mask_url
-from poststack.drift import record_snapshot
 from poststack.errors import (
     ChecksumChanged,
     ConfirmationRequired,
@@ -30,16 +30,18 @@ from poststack.errors import (
 from poststack.files import Migration, MigrationSet, load_migrations, transaction_control
 from poststack.history import History, HistoryRow
 from poststack.lock import LockHolder, lock_holder, migration_lock
-from poststack.migration_info import MigrationInfo, describe
+from poststack.lock_policy import LockPolicy, RetryContext
 from poststack.plan import (
     ChangedFile,
     ChangedRollback,
     MigrationState,
     RollbackStep,
     compare,
+    is_rollback_row,
     plan_migrate,
     plan_rollback,
 )
+from poststack.session import application_name_of, reset_session
 
 if TYPE_CHECKING:  # imported where used: a no-op migrate needs neither (start-up time, issue 15)
     from poststack.migration_info import MigrationInfo
@@ -66,6 +68,7 @@ class MigrateResult:
     steps: list[StepResult] = field(default_factory=list)
     planned: list[Migration] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    resuming: dict[int, HistoryRow] = field(default_factory=dict)  # unfinished rows the planned ones resume
 
 
 @dataclass
@@ -111,7 +114,8 @@ class MigrationRunner:
     """Apply and roll back the migrations of one directory on one database."""
 
     def __init__(self, database_url: str | None = None, migrations_path: str | Path = "migrations", *,
-                 history_schema: str = DEFAULT_SCHEMA, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+                 history_schema: str = DEFAULT_SCHEMA, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+                 statement_lock_timeout: float | None = None, lock_retries: int = 0) -> None:
         if database_url is None:
             from poststack import embedded
 
@@ -120,6 +124,14 @@ class MigrationRunner:
         self.migrations_path = Path(migrations_path)
         self.history = History(validate_schema_name(history_schema))
         self.lock_timeout = lock_timeout
+        self.lock_policy = LockPolicy(statement_lock_timeout, lock_retries)
+
+    def _retry(self, progress: Progress | None, version_text: str) -> RetryContext | None:
+        """The lock policy for one step, its retries told through progress ("retry", version, message)."""
+        if not self.lock_policy.active:
+            return None
+        notify = (lambda message: progress("retry", version_text, message)) if progress else None
+        return RetryContext(self.lock_policy, self.database_url, notify)
 
     def __repr__(self) -> str:
         return f"MigrationRunner({mask_url(self.database_url)!r}, {str(self.migrations_path)!r})"
@@ -162,14 +174,25 @@ class MigrationRunner:
                 migrate_hints.point_to_recover_on_duplicates():
             state = self.state(conn, migrations)
             result = self._checked_plan(state, target, allow_changed, allow_out_of_order, dry_run=False, conn=conn)
-            with self._snapshot_after(conn, result.steps), _checksums_ahead(result.planned):
+            baseline = application_name_of(conn)
+            with self._snapshot_after(conn, result.steps, baseline), _checksums_ahead(result.planned):
                 for migration in result.planned:
+                    resumed = result.resuming.get(migration.version)
                     if progress:
-                        progress("start", migration.version_text, migration.name)
-                    apply = (executor.apply_non_transactional if migration.no_transaction
-                             else executor.apply_transactional)
+                        progress("resume" if resumed else "start", migration.version_text, migration.name)
+                    # Each migration starts from the same session state: a transactional one resets it at
+                    # its end, in its own transaction (no extra round trip); a non-transactional one after it.
+                    retry = self._retry(progress, migration.version_text)
                     try:
-                        ms = apply(conn, self.history, migration)
+                        if resumed is not None or migration.no_transaction:
+                            try:
+                                ms = stepwise.apply_non_transactional(conn, self.history, migration, resumed,
+                                                                      retry=retry)
+                            finally:
+                                _reset_if_usable(conn, baseline)
+                        else:
+                            ms = executor.apply_transactional(conn, self.history, migration, retry=retry,
+                                                              reset_to=baseline)
                     except MigrationFailed as exc:  # a missing extension is re-worded to say what to do
                         from poststack.extensions import explain
 
@@ -198,7 +221,8 @@ class MigrationRunner:
             raise
 
     @contextmanager
-    def _snapshot_after(self, conn: psycopg.Connection[Any], steps: list[StepResult]) -> Iterator[None]:
+    def _snapshot_after(self, conn: psycopg.Connection[Any], steps: list[StepResult],
+                        baseline: str) -> Iterator[None]:
         """Store the schema as poststack left it, once per run, so later drift is attributable.
 
         Also after a failure that followed successful steps: the snapshot must describe the version the
@@ -209,34 +233,35 @@ class MigrationRunner:
         except BaseException:
             if steps and not conn.broken:
                 with suppress(psycopg.Error):  # never hide the failure that stopped the run
+                    reset_session(conn, baseline)
                     self._record_snapshot(conn)
             raise
         if steps:
+            reset_session(conn, baseline)  # a migration's SET statement_timeout must not fail the snapshot
             self._record_snapshot(conn)
 
     def _record_snapshot(self, conn: psycopg.Connection[Any]) -> None:
+        from poststack.drift import record_snapshot  # snapshots, fingerprints: only after something ran
 
         record_snapshot(conn, self.history.schema)
 
     def _checked_plan(self, state: MigrationState, target: int | None, allow_changed: bool,
                       allow_out_of_order: bool, *, dry_run: bool,
                       conn: psycopg.Connection[Any] | None = None) -> MigrateResult:
-        if state.unfinished:
-            row = state.unfinished[0]
-            raise StateError(f"migration {row.version_text} ({row.name}) is '{row.status}' after an interrupted "
-                             "non-transactional run; run 'poststack db diagnose' and 'poststack db repair'")
-        blocking = state.blocking_changes
+        resuming = self._resumable(state, target)
+        blocking = [c for c in state.blocking_changes if c.version not in resuming]
         if blocking and not allow_changed:
             names = ", ".join(c.filename for c in blocking)
             raise ChecksumChanged(f"applied migration file(s) changed since they were applied: {names}; "
                                   "restore them (the applied text is in the history: 'poststack db repair "
                                   "--dry-run' shows the diff), record the files with 'poststack db repair "
                                   "--issue-type checksum_mismatch --force', or pass --allow-changed")
-        planned = plan_migrate(state, target)
+        files = state.migrations.by_version()
+        planned = sorted([files[v] for v in resuming] + plan_migrate(state, target), key=lambda m: m.version)
         for migration in planned:
             _refuse_transaction_control(migration.sql, str(migration.path), migration.no_transaction)
         highest = max((r.version for r in state.rows), default=None)
-        late = [m for m in planned if highest is not None and m.version < highest]
+        late = [m for m in planned if highest is not None and m.version < highest and m.version not in resuming]
         if late and not allow_out_of_order:
             raise migrate_hints.out_of_order_refusal(conn, state, late)
         warnings = [f"{c.filename}: comments or whitespace changed since it was applied (cosmetic)"
@@ -245,7 +270,32 @@ class MigrationRunner:
                      for c in blocking]
         current = state.current_version_text
         after = _current_after(state, [m.version for m in planned]) if dry_run else current
-        return MigrateResult(dry_run, current, after, planned=planned, warnings=warnings)
+        return MigrateResult(dry_run, current, after, planned=planned, warnings=warnings, resuming=resuming)
+
+    @staticmethod
+    def _resumable(state: MigrationState, target: int | None) -> dict[int, HistoryRow]:
+        """The unfinished non-transactional migrations migrate resumes; refuse what it cannot resume."""
+        resuming: dict[int, HistoryRow] = {}
+        files = state.migrations.by_version()
+        for row in state.unfinished:
+            what = f"migration {row.version_text} ({row.name}) is '{row.status}' after an interrupted run"
+            if is_rollback_row(row):
+                raise StateError(f"the no-transaction rollback of {row.version_text} ({row.name}) was interrupted "
+                                 "part-way; finish it with 'poststack db rollback' to a version below "
+                                 f"{row.version_text} (it resumes), or see 'poststack db diagnose'")
+            migration = files.get(row.version)
+            if migration is None:
+                raise StateError(f"{what} and its file is gone; restore the file to resume it, or see "
+                                 "'poststack db diagnose'")
+            if migration.checksum != row.checksum:
+                raise StateError(f"{what} and {migration.filename} changed since: restore the text it ran to "
+                                 "resume it, or see 'poststack db diagnose'")
+            if not migration.no_transaction:
+                raise StateError(f"{what} but {migration.filename} is no longer '-- poststack:no-transaction'; "
+                                 "see 'poststack db diagnose'")
+            if target is None or row.version <= target:
+                resuming[row.version] = row
+        return resuming
 
     def rollback(self, target_version: int, *, dry_run: bool = False, progress: Progress | None = None,
                  allow_changed: bool = False, use_recorded: bool = False,
@@ -270,8 +320,8 @@ class MigrationRunner:
         with self.locked(create_history=False) as conn:
             state = self.state(conn, migrations)
             steps = _checked_rollback(state, target_version, **options)
-            result = RollbackResult(False, state.current_version_text, state.current_version_text, planned=steps,
-                                    warnings=_warnings(steps))
+            current = steps[0].row.version_text if steps else state.current_version_text  # may be unfinished
+            result = RollbackResult(False, current, current, planned=steps, warnings=_warnings(steps))
             if expected is not None and list(expected) != result.planned_versions:
                 raise PlanChanged(
                     "the rollback plan changed since it was confirmed (the history moved meanwhile); nothing was "
@@ -280,12 +330,14 @@ class MigrationRunner:
                      f"now, under the lock: {_versions(result.planned_versions, state)}"])
             if confirm is not None and steps and not confirm(result):
                 raise ConfirmationRequired(f"{result.describe()}: not confirmed")
-            with self._snapshot_after(conn, result.steps):
+            baseline = application_name_of(conn)
+            with self._snapshot_after(conn, result.steps, baseline):
                 for step in steps:
                     row = step.row
                     if progress:
-                        progress("start", row.version_text, row.name)
-                    ms = executor.rollback_one(conn, self.history, step)
+                        progress("resume" if row.status != "applied" else "start", row.version_text, row.name)
+                    ms = executor.rollback_one(conn, self.history, step, retry=self._retry(progress, row.version_text),
+                                               reset_to=baseline)  # each starts from the same session state
                     result.steps.append(StepResult(row.version, row.version_text, row.name, ms,
                                                    step.no_transaction))
                     if progress:
@@ -324,6 +376,7 @@ class MigrationRunner:
         migrations = self.load()
         with self.connection() as conn:
             state = self.state(conn, migrations)
+        from poststack.migration_info import describe
 
         return describe(state, version)
 
@@ -347,6 +400,14 @@ class MigrationRunner:
 
         return mark(self, version, applied=applied, through=through, reason=reason, dry_run=dry_run,
                     force=force, dev_url=dev_url)
+
+
+def _reset_if_usable(conn: psycopg.Connection[Any], baseline: str) -> None:
+    """Reset the session after a non-transactional step, unless the connection cannot take it (a failure
+    is being raised, and must not be hidden by this)."""
+    if not conn.broken and not conn.closed and conn.info.transaction_status == pq.TransactionStatus.IDLE:
+        with suppress(psycopg.Error):
+            reset_session(conn, baseline)
 
 
 def _refuse_transaction_control(text: str, where: str, no_transaction: bool) -> None:

@@ -202,15 +202,19 @@ class Model:
     # -- commands ------------------------------------------------------------------------------------------
     def migrate(self, target: int | None) -> type[Exception] | None:
         """Apply like poststack must; return the error class the command must raise (None: success)."""
-        if self.failed:
+        # A failed no-transaction migration within the target is resumed, from the same text only.
+        resumed = min(self.failed) if self.failed and (target is None or min(self.failed) <= target) else None
+        if resumed is not None and resumed in self.edits:
             return StateError
-        if any("real" in kinds for kinds in self.edits.values()):
+        if any("real" in kinds for v, kinds in self.edits.items() if v != resumed):
             return ChecksumChanged
         if target is not None and self.current is not None and target < self.current:
             return UsageError
         planned = [v for v in self.pending if target is None or v <= target]
         if planned and self.recorded and min(planned) < max(self.recorded):
             return StateError  # out of order
+        if resumed is not None:  # its first statement meets the objects that exist again
+            return MigrationFailed
         steps = 0
         outcome: type[Exception] | None = None
         for version in planned:

@@ -247,7 +247,7 @@ ROWS = [
         setup=role()),
     Bad("read_only_role", ("migrate",), 3, "read-only transaction", setup=role("SUPERUSER",
         default_transaction_read_only="on")),
-    Bad("read_only_database", ("migrate",), 5, "003_tags.sql: migration 003 failed: cannot execute CREATE TABLE in "
+    Bad("read_only_database", ("migrate",), 5, "003_tags.sql:1: migration 003 failed: cannot execute CREATE TABLE in "
         "a read-only transaction", THIRD, setup=read_only_database, applied="002"),
     Bad("statement_timeout", ("migrate",), 5, "migration 003 failed: canceling statement due to statement timeout",
         SLEEP, setup=params(options="-c statement_timeout=200"), applied="002"),

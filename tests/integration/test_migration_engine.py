@@ -99,7 +99,7 @@ def test_non_transactional_migration_records_progress(database_url, make_migrati
     assert valid
 
 
-def test_failed_non_transactional_migration_is_recorded_and_blocks_migrate(database_url, make_migrations):
+def test_failed_non_transactional_migration_is_recorded_and_resumed_by_migrate(database_url, make_migrations):
     files = dict(BASIC)
     files["003_email_idx.sql"] = ("-- poststack:no-transaction\nCREATE INDEX CONCURRENTLY users_email_idx "
                                   "ON users (email);\nCREATE INDEX CONCURRENTLY broken ON nope (x);")
@@ -109,8 +109,12 @@ def test_failed_non_transactional_migration_is_recorded_and_blocks_migrate(datab
         runner.migrate()
     row = runner.history.row(psycopg.connect(database_url), 3)
     assert row.status == "failed" and row.statements_done == 1 and "nope" in row.error
-    with pytest.raises(StateError, match=r"migration 003 .* is 'failed'"):
+    # migrate resumes it: statement 1 is recorded done and is not run again; statement 2 fails again
+    with pytest.raises(MigrationFailed, match=r"003_email_idx.sql:3: .*1 of 2 statements had run.*resume from "
+                                              r"statement 2"):
         runner.migrate()
+    row = runner.history.row(psycopg.connect(database_url), 3)
+    assert row.status == "failed" and row.statements_done == 1
 
 
 def test_changed_file_blocks_migrate_unless_allowed(database_url, make_migrations):

@@ -34,7 +34,7 @@ def test_unknown_extension_names_it_and_the_way_out(database_url, make_migration
     result = cli.run_command("migrate")
     assert result.exit_code == 5, result
     line = _one_error_line(result)
-    assert '002_ext.sql: migration 002 failed: extension "poststack_no_such_ext" is not available: ' in line
+    assert '002_ext.sql:2: migration 002 failed: extension "poststack_no_such_ext" is not available: ' in line
     assert "--database-url URL or POSTSTACK_DATABASE_URL" in line
     assert _state(database_url) == ([1], False)  # 002 left no trace, 003 never ran
 

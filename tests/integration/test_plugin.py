@@ -119,7 +119,7 @@ def test_failing_user_test_and_broken_migration_are_reported(user_project):
     result.assert_outcomes(failed=1, errors=1)
     result.stdout.fnmatch_lines([
         "*ERROR at setup of test_uses_broken_migrations*",
-        "migrated_database_url: migrations in * cannot be applied: *002_bad.sql: migration 002 failed: "
+        "migrated_database_url: migrations in * cannot be applied: *002_bad.sql:1: migration 002 failed: "
         "relation \"nowhere\" does not exist",
         "*assert False*",
         "*table_exists('gadgets')*"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from poststack.errors import EXIT_CONNECT, EXIT_ISSUES, PoststackError
+from poststack.errors import EXIT_CONNECT, EXIT_INTERRUPTED, EXIT_ISSUES, PoststackError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.details:  # evidence first (a diff, both plans), then the one error line
             print(f"  {escape(line)}", file=sys.stderr)
         fail(str(exc), exc.exit_code, verbose)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            fail("interrupted", EXIT_INTERRUPTED, False)
         fail("aborted", EXIT_ISSUES, False)
     except getattr(click.exceptions, "NoArgsIsHelpError", ()) as exc:  # click >= 8.2
         exc.show()  # bare ``poststack``: the help text is the answer, not an error
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        fail("interrupted", 130, False)
+        fail("interrupted", EXIT_INTERRUPTED, False)
     except Exception as exc:
         import psycopg
 

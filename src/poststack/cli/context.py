@@ -40,7 +40,18 @@ class CliContext:
 
         s = self.settings
         return MigrationRunner(s.resolved_url(), s.migrations_path, history_schema=s.history_schema,
-                               lock_timeout=s.lock_timeout)
+                               lock_timeout=s.lock_timeout, statement_lock_timeout=s.statement_lock_timeout,
+                               lock_retries=s.lock_retries)
+
+    def with_lock_policy(self, statement_lock_timeout: float | None, lock_retries: int | None) -> CliContext:
+        """This context with --statement-lock-timeout / --lock-retries (else env, else pyproject) resolved."""
+        from dataclasses import replace
+
+        from poststack.config import load_lock_policy
+
+        settings = load_lock_policy(self.settings, statement_lock_timeout=statement_lock_timeout,
+                                    lock_retries=lock_retries)
+        return replace(self, settings=settings)
 
     def say(self, message: str) -> None:
         """Progress and notes for humans: stderr, so stdout stays clean for JSON and pipes."""

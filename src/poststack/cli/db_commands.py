@@ -19,9 +19,27 @@ if TYPE_CHECKING:
 
 def _progress(ctx: CliContext, verb: str):  # noqa: ANN202 - a Progress callback
     def report(event: str, version: str, name: str) -> None:
-        if event == "start":
-            ctx.say(f"  {verb} {version} {name} ...")
+        if event in ("start", "resume"):
+            ctx.say(f"  {'resuming' if event == 'resume' else verb} {version} {name} ...")
+        elif event == "retry":  # name carries the message: which session blocked it, when it retries
+            ctx.say(f"  warning: {name}")
     return report
+
+
+lock_policy_options = [
+    click.option("--statement-lock-timeout", type=float, default=None, metavar="SECONDS",
+                 help="lock_timeout for each migration's statements; on a timeout the migration is rolled back "
+                      "and retried (else POSTSTACK_STATEMENT_LOCK_TIMEOUT, [tool.poststack]; default: none)."),
+    click.option("--lock-retries", type=int, default=None, metavar="N",
+                 help="Retries after a statement lock timeout, with backoff (else POSTSTACK_LOCK_RETRIES; "
+                      "default 0); exit 4 when they run out."),
+]
+
+
+def with_lock_policy(command):  # noqa: ANN001, ANN201 - a click decorator
+    for option in reversed(lock_policy_options):
+        command = option(command)
+    return command
 
 
 @click.command()
@@ -29,12 +47,14 @@ def _progress(ctx: CliContext, verb: str):  # noqa: ANN202 - a Progress callback
 @click.option("--dry-run", is_flag=True, help="Print the plan and the SQL; change nothing.")
 @click.option("--allow-changed", is_flag=True, help="Proceed although applied files changed in meaning.")
 @click.option("--allow-out-of-order", is_flag=True, help="Apply pending versions older than the newest applied.")
+@with_lock_policy
 @format_option
 @pass_ctx
 def migrate(ctx: CliContext, target: str | None, dry_run: bool, allow_changed: bool, allow_out_of_order: bool,
-            fmt: str) -> None:
+            statement_lock_timeout: float | None, lock_retries: int | None, fmt: str) -> None:
     """Apply pending migrations in version order, each in one transaction with its history row."""
     target_version = parse_version(target) if target is not None else None
+    ctx = ctx.with_lock_policy(statement_lock_timeout, lock_retries)
     runner = ctx.runner()
     result = runner.migrate(target_version, dry_run=dry_run, allow_changed=allow_changed,
                             allow_out_of_order=allow_out_of_order,
@@ -98,15 +118,17 @@ def confirm_or_refuse(action: str, confirm: bool) -> None:
               help="Run rollback files although their meaning changed since their migration was applied.")
 @click.option("--use-recorded", is_flag=True,
               help="Run the rollback SQL recorded when each migration was applied instead of the files.")
+@with_lock_policy
 @format_option
 @pass_ctx
 def rollback(ctx: CliContext, target: str, dry_run: bool, confirm: bool, allow_changed: bool, use_recorded: bool,
-             fmt: str) -> None:
+             statement_lock_timeout: float | None, lock_retries: int | None, fmt: str) -> None:
     """Roll back every applied migration newer than TARGET (an applied version, or 0 for all).
 
     The plan is made and confirmed under the migration lock: what runs is what the prompt showed.
     """
     target_version = parse_version(target, "TARGET")
+    ctx = ctx.with_lock_policy(statement_lock_timeout, lock_retries)
     runner = ctx.runner()
     options = {"allow_changed": allow_changed, "use_recorded": use_recorded}
     if dry_run:
@@ -140,7 +162,7 @@ def rollback(ctx: CliContext, target: str, dry_run: bool, confirm: bool, allow_c
                           "warnings": result.warnings})
         return
     if not result.steps:
-        click.echo(f"Nothing to roll back; at version {result.from_version or 'none'}.")
+        render.line(f"Nothing to roll back; at version {result.from_version or 'none'}.")
         return
     render.line(f"Rolled back {len(result.steps)} migration(s): {result.from_version} -> "
                f"{result.to_version or 'none'}.")
