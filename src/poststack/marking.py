@@ -118,6 +118,7 @@ def _write(conn: psycopg.Connection[Any], history: History, result: MarkResult, 
            rows: dict[int, HistoryRow], reason: str | None) -> None:
     note = "; ".join(filter(None, [reason, "forced against the evidence" if result.force and not result.consistent
                                    else None, *result.evidence[:20]]))
+    history.ensure(conn)
     with conn.transaction():
         for step in result.changes:
             before = rows.get(step.version)
@@ -141,7 +142,7 @@ def mark(runner: MigrationRunner, version: int, *, applied: bool = True, through
             _plan(conn, runner, result, version, through, dev_url)
         result.refused = not result.consistent and not force and bool(result.changes)
         return result
-    with runner.locked() as conn:
+    with runner.locked(create_history=False) as conn:  # a refused mark leaves the database as it was
         files, rows = _plan(conn, runner, result, version, through, dev_url)
         if not result.changes:
             return result

@@ -268,6 +268,7 @@ def _write(conn: psycopg.Connection[Any], history: History, planned: _Plan) -> N
     writes = [s for s in planned.result.steps if s.action in WRITES]
     if not writes:
         return
+    history.ensure(conn)
     with conn.transaction():
         for s in writes:
             if s.origin == "legacy":
@@ -294,7 +295,9 @@ def recover(runner: MigrationRunner, *, dry_run: bool = False, force: bool = Fal
         with runner.connection() as conn:
             return _make_plan(conn, runner.history, migrations, migration_set.directory, force, dev_url,
                               runner.database_url).result
-    with runner.locked() as conn:  # the plan is computed after the lock is held, never before
+    # The plan is computed after the lock is held, never before; the history tables are created only when
+    # there is something to record, so a recover that records nothing leaves the database as it was.
+    with runner.locked(create_history=False) as conn:
         planned = _make_plan(conn, runner.history, migrations, migration_set.directory, force, dev_url,
                               runner.database_url)
         _write(conn, runner.history, planned)

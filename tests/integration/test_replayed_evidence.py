@@ -333,3 +333,10 @@ def test_the_replay_drops_only_the_roles_its_migrations_create(postgres_server):
         finally:
             admin.execute(f"DROP ROLE IF EXISTS {theirs}")
             admin.execute(f"DROP ROLE IF EXISTS {ours}")
+
+
+def test_recover_and_mark_that_record_nothing_leave_the_database_as_it_was(project):
+    runner, _, helper = project({"001_t.sql": "CREATE TABLE t (id int);"})
+    assert runner.recover().recorded == []
+    assert runner.mark(1).refused
+    assert helper.fetch_value("SELECT to_regnamespace('poststack') IS NULL")
