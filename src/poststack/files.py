@@ -249,8 +249,10 @@ def transaction_control(text: str) -> Statement | None:
     return Statement(found.text(text), found.line, "TransactionStmt")
 
 
-def header_directives(text: str) -> dict[str, str]:
-    """Directives in the leading comment lines: ``-- Description: x`` and ``-- poststack:no-transaction``."""
+def header_directives(text: str, pattern: re.Pattern[str] | None = None) -> dict[str, str]:
+    """Directives in the leading comment lines: ``-- Description: x`` and ``-- poststack:no-transaction``
+    (or, with ``pattern``, another tool's ``-- key: value`` header, which ``db adopt`` reads the same way)."""
+    pattern = pattern or _DIRECTIVE
     found: dict[str, str] = {}
     for line in text.splitlines():
         stripped = line.strip()
@@ -258,7 +260,7 @@ def header_directives(text: str) -> dict[str, str]:
             continue
         if not stripped.startswith("--"):
             break
-        match = _DIRECTIVE.match(stripped)
+        match = pattern.match(stripped)
         if match:
             found[match["key"].lower()] = match["value"].strip()
     return found

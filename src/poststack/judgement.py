@@ -60,6 +60,15 @@ class Judgement:
     views: dict[int, Snapshot] = field(default_factory=dict, repr=False)  # states, on the touched objects only
     catalog: Snapshot | None = field(default=None, repr=False)  # the catalog, on the touched objects only
 
+    def effect(self, position: int, limit: int = 20) -> list[str]:
+        """What the migration at ``position`` changed, from the replayed states around it (evidence lines)."""
+        before, after = self.states.state(position - 1), self.states.state(position)
+        if before is None or after is None:
+            return []
+        changes = before.diff(after, missing="dropped", added="created")
+        more = [f"its effect: ... and {len(changes) - limit} more"] if len(changes) > limit else []
+        return [f"its effect: {c}" for c in changes[:limit]] + more
+
     def against(self, position: int) -> list[str]:
         """How the catalog differs from the state at ``position`` (on the objects migrations touch)."""
         view = self.views.get(position)

@@ -136,7 +136,7 @@ def plan_from_states(j: Judgement, steps: list[Migration], origins: dict[int, st
             if position <= complete:
                 out.append(_step(m, RECORD, f"the catalog equals the state after {m.version_text} on every object "
                                  f"it and its predecessors change; {steps[refused_at - 1].version_text} after it "
-                                 "is half applied and touches none of them", "proven", _effect(j, position),
+                                 "is half applied and touches none of them", "proven", j.effect(position),
                                  origins[m.version]))
             elif position == refused_at:
                 out.append(_step(m, REFUSED, reason, "partial" if j.partial else "mismatch", lines,
@@ -157,7 +157,7 @@ def plan_from_states(j: Judgement, steps: list[Migration], origins: dict[int, st
     for position in range(j.recorded + 1, len(steps) + 1):
         m = steps[position - 1]
         if position <= complete:
-            out.append(_step(m, RECORD, j.match_evidence(), "proven", evidence + _effect(j, position),
+            out.append(_step(m, RECORD, j.match_evidence(), "proven", evidence + j.effect(position),
                              origins[m.version]))
         elif position == proven:  # its schema changes are there; its last statements cannot be seen
             tail = (f"its last {j.hidden_tail} statement(s) change no schema, so the catalog cannot show whether "
@@ -180,16 +180,6 @@ def plan_from_states(j: Judgement, steps: list[Migration], origins: dict[int, st
         else:
             out.append(_step(m, PENDING, f"pending: {j.match_evidence()}", "pending", [], origins[m.version]))
     return out
-
-
-def _effect(j: Judgement, position: int) -> list[str]:
-    """What the migration at ``position`` changed, from the replayed states around it."""
-    before, after = j.states.state(position - 1), j.states.state(position)
-    if before is None or after is None:
-        return []
-    changes = before.diff(after, missing="dropped", added="created")
-    return [f"its effect: {c}" for c in changes[:20]] + ([f"its effect: ... and {len(changes) - 20} more"]
-                                                          if len(changes) > 20 else [])
 
 
 def _legacy_consistent(steps: list[RecoverStep]) -> list[RecoverStep]:

@@ -85,7 +85,7 @@ def _state_issues(evidence: SchemaEvidence, j: Judgement) -> list[Issue]:
         found = []
         for position in range(j.recorded + 1, j.proven + 1):
             m = steps[position - 1]
-            lines = [f"file: {m.filename} has no history row", j.match_evidence(), *_effect(j, position)]
+            lines = [f"file: {m.filename} has no history row", j.match_evidence(), *j.effect(position)]
             if position == j.proven and j.hidden_tail:
                 lines.append(f"its last {j.hidden_tail} statement(s) change no schema: the catalog cannot show "
                              "whether the file ran to its end")
@@ -110,7 +110,7 @@ def _state_issues(evidence: SchemaEvidence, j: Judgement) -> list[Issue]:
                                   [f"file: {earlier.filename} has no history row",
                                    f"catalog equals the state after {earlier.version_text} on every object it "
                                    f"changes; {m.version_text} after it is half applied and touches none of them",
-                                   *_effect(j, position)]))
+                                   *j.effect(position)]))
         if before and not complete:
             lines.append(f"unrecorded versions before it may have run too: {', '.join(before)} (they touch "
                          "objects this one changes, so the catalog cannot show them apart)")
@@ -129,13 +129,3 @@ def _state_issues(evidence: SchemaEvidence, j: Judgement) -> list[Issue]:
     version = steps[j.recorded - 1].version if j.recorded > 0 else None
     return [Issue.of("schema_mismatch", version,
                      f"the catalog is not the state {recorded} the history records, nor any later one", lines)]
-
-
-def _effect(j: Judgement, position: int) -> list[str]:
-    """What the migration at ``position`` changed, from the two states around it."""
-    before, after = j.states.state(position - 1), j.states.state(position)
-    if before is None or after is None:
-        return []
-    changes = before.diff(after, missing="dropped", added="created")
-    return [f"its effect: {c}" for c in changes[:20]] + ([f"... and {len(changes) - 20} more"]
-                                                          if len(changes) > 20 else [])

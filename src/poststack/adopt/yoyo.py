@@ -14,23 +14,14 @@ from pathlib import Path
 from poststack.adopt.model import Layout, Note, NoteKind, SourceMigration
 from poststack.adopt.sourcefiles import files_in, read_text, source_dir
 from poststack.errors import MigrationFileError
+from poststack.files import header_directives
 
 _DIRECTIVE = re.compile(r"^--\s*(?P<key>[a-z_-]+)\s*:\s*(?P<value>.*)$", re.IGNORECASE)
 
 
 def directives(text: str) -> dict[str, str]:
     """The ``-- key: value`` lines of the leading comment block, as yoyo reads them."""
-    found: dict[str, str] = {}
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if not stripped.startswith("--"):
-            break
-        match = _DIRECTIVE.match(stripped)
-        if match:
-            found[match["key"].lower()] = match["value"].strip()
-    return found
+    return header_directives(text, _DIRECTIVE)
 
 
 def _in_dependency_order(ids: list[str], depends: dict[str, list[str]], source: Path) -> list[str]:
