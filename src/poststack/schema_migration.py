@@ -7,9 +7,7 @@ deployers can never plan from the same stale state.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,11 +27,9 @@ from poststack.errors import (
 )
 from poststack.files import Migration, MigrationSet, load_migrations, transaction_control
 from poststack.history import History, HistoryRow
-from poststack.lock import LockHolder, lock_holder, migration_lock
+from poststack.lock import lock_holder, migration_lock
 from poststack.lock_policy import LockPolicy, RetryContext
 from poststack.plan import (
-    ChangedFile,
-    ChangedRollback,
     MigrationState,
     RollbackStep,
     compare,
@@ -46,68 +42,17 @@ from poststack.session import application_name_of, reset_session
 if TYPE_CHECKING:  # imported where used: a no-op migrate needs neither (start-up time, issue 15)
     from poststack.migration_info import MigrationInfo
 
+from poststack.run_results import (  # re-exported: the seed's import path for the results stays valid
+    ConfirmRollback as ConfirmRollback,
+)
+from poststack.run_results import MigrateResult as MigrateResult
+from poststack.run_results import MigrationStatus as MigrationStatus
+from poststack.run_results import RollbackResult as RollbackResult
+from poststack.run_results import StepResult as StepResult
+
 Progress = Callable[[str, str, str], None]  # (event, version_text, name): "start"/"done" of each step
 
 
-@dataclass(frozen=True)
-class StepResult:
-    version: int
-    version_text: str
-    name: str
-    execution_ms: int | None
-    no_transaction: bool = False
-
-
-@dataclass
-class MigrateResult:
-    """What migrate did (or, with dry_run, would do)."""
-
-    dry_run: bool
-    from_version: str | None
-    to_version: str | None
-    steps: list[StepResult] = field(default_factory=list)
-    planned: list[Migration] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    resuming: dict[int, HistoryRow] = field(default_factory=dict)  # unfinished rows the planned ones resume
-
-
-@dataclass
-class RollbackResult:
-    dry_run: bool
-    from_version: str | None
-    to_version: str | None
-    steps: list[StepResult] = field(default_factory=list)
-    planned: list[RollbackStep] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def planned_versions(self) -> list[int]:
-        return [s.row.version for s in self.planned]
-
-    def describe(self) -> str:
-        """The plan as the prompt shows it: 'roll back 2 migration(s) (003, 002)'."""
-        names = ", ".join(s.row.version_text for s in self.planned)
-        return f"roll back {len(self.planned)} migration(s) ({names})"
-
-
-ConfirmRollback = Callable[[RollbackResult], bool]  # called under the lock with the plan that will run
-
-
-@dataclass
-class MigrationStatus:
-    """The files and the history side by side, plus the current lock holder."""
-
-    database: str  # masked URL
-    history_exists: bool
-    current_version: str | None
-    applied: list[HistoryRow]
-    pending: list[Migration]
-    changed: list[ChangedFile]
-    missing_files: list[HistoryRow]
-    unfinished: list[HistoryRow]
-    out_of_order: list[Migration]
-    lock: LockHolder | None
-    changed_rollbacks: list[ChangedRollback] = field(default_factory=list)
 
 
 class MigrationRunner:
@@ -438,6 +383,8 @@ def _checksums_ahead(planned: list[Migration]) -> Iterator[None]:
     if len(planned) < 2:
         yield
         return
+
+    from concurrent.futures import ThreadPoolExecutor  # only when something will run: start-up time (issue 15)
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poststack-checksums")
     for migration in planned:
