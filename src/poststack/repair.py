@@ -303,6 +303,16 @@ class Repairer:
         verdict = catalog_facts.unfinished_verdict(facts, row, invalid)
         label = f"migration {row.version_text} ({row.name})"
         if verdict == "done":
+            from poststack import schema_evidence
+
+            confirmed, proof = schema_evidence.confirms_applied(
+                conn, facts.state, facts.migrations.directory, self.history.schema, self.diag.database_url, row,
+                dev_url=self.diag.dev_url)
+            if not confirmed:
+                self.skip(issue, f"{label}: its objects exist, but the replayed states do not confirm they are the "
+                                 "ones its SQL makes; repair will not mark it applied", [*evidence, *proof])
+                return None
+            evidence = [*evidence, *proof]
             after = replace(row, status="applied", error=None, source="repair")
             reason = f"{row.status} row, but the catalog shows its result: " + "; ".join(evidence or ["progress"])
             write = self._audited_write("repair", "mark_applied", row, after, reason,

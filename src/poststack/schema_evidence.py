@@ -65,6 +65,33 @@ def judge_catalog(conn: psycopg.Connection[Any], state: MigrationState, director
     return SchemaEvidence(judge(catalog, states, len(applied)), steps=steps)
 
 
+def confirms_applied(conn: psycopg.Connection[Any], state: MigrationState, directory: Path, history_schema: str,
+                     target_url: str, row: HistoryRow, *, dev_url: str | None = None) -> tuple[bool, list[str]]:
+    """Whether the catalog is the replayed state after the applied migrations plus ``row``'s stored SQL (an
+    unfinished non-transactional run repair would mark applied), with the evidence either way.
+
+    The per-statement progress and object names say a crashed run may be complete; only the state says the
+    objects are the ones *this* text makes (a hand-run older text leaves objects of the same names).
+    """
+    from poststack.recovery import migration_of_row
+
+    files = state.migrations.by_version()
+    applied = applied_as(list(state.applied), directory, files)
+    ran = migration_of_row(row, directory, None)
+    rest = [m for m in state.pending if m.version != row.version]
+    steps = replay_sequence([*applied, ran], rest)
+    try:
+        states = replay(target_url, steps, start=len(applied), dev_url=dev_url)
+    except EvidenceUnavailable as exc:
+        return False, [f"no replayed states to confirm it: {exc}"]
+    j = judge(judged_catalog.read(conn, history_schema), states, len(applied) + 1)
+    if j.consistent and not j.hidden_tail:
+        return True, [j.match_evidence()]
+    where = j.label(j.closest) if j.closest is not None else "unknown"
+    return False, [f"the catalog is not the state after {ran.version_text} as the history row's SQL leaves it "
+                   f"(closest: the state {where})", *j.against(len(applied) + 1)]
+
+
 def issues(evidence: SchemaEvidence) -> list[Issue]:
     """missing_tracking / partially_applied / schema_mismatch from one judgement, and schema_drift for what
     differs on objects no migration touches (outside the states' evidence, but still a change to report)."""

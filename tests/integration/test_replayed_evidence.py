@@ -340,3 +340,18 @@ def test_recover_and_mark_that_record_nothing_leave_the_database_as_it_was(proje
     assert runner.recover().recorded == []
     assert runner.mark(1).refused
     assert helper.fetch_value("SELECT to_regnamespace('poststack') IS NULL")
+
+
+def test_repair_marks_a_crashed_run_applied_only_when_the_states_confirm_its_text(project):
+    from poststack.errors import MigrationFailed
+
+    runner, diag, helper = project({"001_t1.sql": "CREATE TABLE t1 (id int);",
+                                    "002_t2.sql": "-- poststack:no-transaction\n"
+                                                  "CREATE TABLE t2 (id int, knob int DEFAULT 1);\n"})
+    runner.migrate(target=1)
+    helper.execute("CREATE TABLE t2 (id int, knob int DEFAULT 0)")  # an older text, run by hand
+    with pytest.raises(MigrationFailed):
+        runner.migrate()  # 002's row is now 'failed', and a table of its name exists
+    result = diag.repair(diag.diagnose().issues, force=True)
+    assert [r.status for r in helper.history_rows()] == ["applied", "failed"]
+    assert any("do not confirm" in s.reason for s in result.skipped)
