@@ -245,10 +245,11 @@ def _fingerprint(conn: psycopg.Connection[Any]) -> str:
     return catalog_fingerprint(conn, (REPLAY_SCHEMA,))
 
 
-def _apply(conn: psycopg.Connection[Any], migration: Migration) -> int:
+def _apply(conn: psycopg.Connection[Any], migration: Migration, *, watch: bool = True) -> int:
     """Apply one migration statement by statement (in one transaction unless it is a no-transaction file),
     as migrate would, on a fresh session; return how many trailing statements left the catalog as a proper
-    prefix of the file left it (0: every statement's effect, or the lack of one, can be seen)."""
+    prefix of the file left it (0: every statement's effect, or the lack of one, can be seen). ``watch``
+    False skips the per-statement fingerprints: for steps before the first state anyone asked for."""
     from poststack.sqltext import SqlSyntaxError, split_statements
 
     try:
@@ -265,7 +266,8 @@ def _apply(conn: psycopg.Connection[Any], migration: Migration) -> int:
             except psycopg.Error as exc:
                 message = (exc.diag.message_primary or str(exc)).strip()
                 raise MigrationFailed(f"{migration.filename}:{statement.line}: {message}") from None
-            prints.append(_fingerprint(conn))
+            if watch and len(statements) > 1:
+                prints.append(_fingerprint(conn))
     if len(prints) < 2:
         return 0
     final = prints[-1]
@@ -312,7 +314,7 @@ def _replay_into(url: str, result: ReplayedStates, keys: list[str], directory: P
         for position, migration in enumerate(result.steps, start=1):
             conn.execute("RESET ALL; RESET SESSION AUTHORIZATION")  # every file starts from the same session
             try:
-                hidden = _apply(conn, migration)
+                hidden = _apply(conn, migration, watch=position >= start and position not in result.states)
             except MigrationFailed as exc:
                 result.failed_at = position
                 result.failure = f"replaying fails on {result.where}: {scrub(str(exc), url)}"
