@@ -50,14 +50,17 @@ def gather(conn: psycopg.Connection[Any], facts: Facts, history_schema: str, *, 
 
 def judge_states(conn: psycopg.Connection[Any], facts: Facts, history_schema: str, *, target_url: str,
                  dev_url: str | None) -> None:
-    """Compare the catalog with replayed states unless the stored snapshot already shows it is consistent.
+    """Read the catalog to judge against replayed states, unless the stored snapshot already shows it is
+    consistent; ``finish_judgement`` replays and judges once the reading transaction has ended.
 
     The stored snapshot is the cheap proof: taken by poststack at the recorded version, so an unchanged
     catalog is that version's state and every pending migration is simply pending. Replaying is needed when
     it differs (something was applied or changed by hand) or when none was stored (a history written by
-    hand, by ``track_only``, by another tool).
+    hand, by ``track_only``, by another tool). The catalog is read here, in the same snapshot as the history;
+    the replay, which can take minutes on a long history, runs after, so no transaction stays open on the
+    target meanwhile (it would hold back vacuum on a production server).
     """
-    from poststack import schema_evidence
+    from poststack import judged_catalog, schema_evidence
 
     state = facts.state
     if facts.drift_checked and facts.drift is None:
@@ -71,8 +74,19 @@ def judge_states(conn: psycopg.Connection[Any], facts: Facts, history_schema: st
         return  # nothing pending could explain the difference: it is drift, reported as such
     if not state.applied and not state.pending:
         return
-    result = schema_evidence.judge_catalog(conn, state, facts.migrations.directory, history_schema, target_url,
-                                           dev_url=dev_url)
+    facts.catalog_to_judge = judged_catalog.read(conn, history_schema)
+
+
+def finish_judgement(facts: Facts, history_schema: str, *, target_url: str, dev_url: str | None) -> None:
+    """Replay (or read the cached states) and judge the catalog ``judge_states`` read."""
+    from poststack import schema_evidence
+
+    catalog = facts.catalog_to_judge
+    if catalog is None:
+        return
+    facts.catalog_to_judge = None
+    result = schema_evidence.judge_catalog(None, facts.state, facts.migrations.directory, history_schema,
+                                           target_url, dev_url=dev_url, catalog=catalog)
     if result.skipped:
         for code in schema_evidence.CHECKS:
             facts.skipped.append(code)

@@ -93,6 +93,7 @@ class Facts:
     drift: Any = None  # poststack.drift.Drift when the schema differs from the recorded snapshot
     drift_checked: bool = False  # a comparable snapshot existed, so "no drift" is known rather than assumed
     schema: Any = None  # poststack.schema_evidence.SchemaEvidence when the catalog was judged against states
+    catalog_to_judge: Any = None  # the catalog read with the history, until it is judged (after the transaction)
     legacy_duplicates: list[tuple[str, str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     skip_reasons: dict[str, str] = field(default_factory=dict)
@@ -148,7 +149,12 @@ class MigrationDiagnostics:
         """Every fact in one read-only REPEATABLE READ transaction: the history and the catalog are read in
         the same snapshot, so a migrate committing meanwhile can never look like a hand-applied migration."""
         with _one_snapshot(conn), conn.transaction():
-            return self._gather(conn, migrations)
+            facts = self._gather(conn, migrations)
+        from poststack import catalog_facts
+
+        catalog_facts.finish_judgement(facts, self.history.schema, target_url=self.database_url,
+                                       dev_url=self.dev_url)
+        return facts
 
     def _gather(self, conn: psycopg.Connection[Any], migrations: MigrationSet) -> Facts:
         exists = self.history.exists(conn)

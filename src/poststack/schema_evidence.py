@@ -49,7 +49,7 @@ def applied_as(rows: list[HistoryRow], directory: Path, files: dict[int, Migrati
     return [migration_of_row(r, directory, files.get(r.version)) for r in rows]
 
 
-def judge_catalog(conn: psycopg.Connection[Any], state: MigrationState, directory: Path, history_schema: str,
+def judge_catalog(conn: psycopg.Connection[Any] | None, state: MigrationState, directory: Path, history_schema: str,
                   target_url: str, *, dev_url: str | None = None,
                   catalog: Snapshot | None = None) -> SchemaEvidence:
     """Replay (or read cached) states from the recorded version on and judge the catalog against them."""
@@ -61,6 +61,7 @@ def judge_catalog(conn: psycopg.Connection[Any], state: MigrationState, director
     except EvidenceUnavailable as exc:
         return SchemaEvidence(skipped=str(exc), steps=steps)
     if catalog is None:
+        assert conn is not None, "judge_catalog needs a connection or the catalog already read"
         catalog = judged_catalog.read(conn, history_schema)
     return SchemaEvidence(judge(catalog, states, len(applied)), steps=steps)
 
