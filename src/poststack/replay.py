@@ -142,6 +142,30 @@ def _store(directory: Path | None, key: str, state: Snapshot, tail_hidden: int) 
         os.replace(tmp, directory / f"{key}.json")
 
 
+def _failure_key(key: str, server_url: str) -> str:
+    """A failure depends on the server too (an extension one has and another lacks): keyed by both."""
+    return hashlib.sha256(f"{key} {mask_url(server_url)}".encode()).hexdigest() + ".failed"
+
+
+def _cached_failure(directory: Path | None, key: str, server_url: str) -> tuple[int, str] | None:
+    if directory is None:
+        return None
+    try:
+        data = json.loads((directory / f"{_failure_key(key, server_url)}.json").read_text())
+        return int(data["position"]), str(data["failure"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _store_failure(directory: Path | None, key: str, server_url: str, position: int, failure: str) -> None:
+    if directory is None:
+        return
+    with contextlib.suppress(OSError):
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"{_failure_key(key, server_url)}.json").write_text(
+            json.dumps({"position": position, "failure": failure}))
+
+
 # -- where to replay -------------------------------------------------------------------------------------
 def _major(url: str) -> int:
     with connect(url, autocommit=True) as conn:
@@ -298,8 +322,15 @@ def replay(target_url: str, steps: Sequence[Migration], *, start: int = 0, dev_u
         result.where = "the replay cache"
         return result
     server, result.where = choose_server(target_url, steps, dev_url=dev_url)
+    failed = _cached_failure(directory, keys[-1], server)
+    if failed is not None and all(p in result.states for p in range(start, failed[0])):
+        # This server failed on this chain before, and every state before the failing step is cached.
+        result.failed_at, result.failure = failed
+        return result
     with _scratch(server, _roles_named(steps)) as url:
         _replay_into(url, result, keys, directory)
+    if result.failed_at is not None:
+        _store_failure(directory, keys[-1], server, result.failed_at, result.failure or "")
     return result
 
 

@@ -355,3 +355,14 @@ def test_repair_marks_a_crashed_run_applied_only_when_the_states_confirm_its_tex
     result = diag.repair(diag.diagnose().issues, force=True)
     assert [r.status for r in helper.history_rows()] == ["applied", "failed"]
     assert any("do not confirm" in s.reason for s in result.skipped)
+
+
+def test_a_replay_that_fails_is_remembered_for_that_server(project, tmp_path, database_url):
+    runner, _, _ = project({"001_t.sql": "CREATE TABLE t (id int);",
+                            "002_ext.sql": "CREATE EXTENSION poststack_no_such_extension;",
+                            "003_u.sql": "CREATE TABLE u (id int);"})
+    steps = list(load_migrations(runner.migrations_path))
+    first = replay(database_url, steps, cache=tmp_path)
+    again = replay(database_url, steps, cache=tmp_path)
+    assert (first.failed_at, again.failed_at) == (2, 2) and first.failure == again.failure
+    assert "002_ext.sql:1" in first.failure and (first.replayed, again.replayed) == (1, 0)
