@@ -48,23 +48,31 @@ class Settings:
         return embedded.default_url()
 
 
-def pyproject_table(start: Path) -> dict[str, Any]:
+def find_pyproject(start: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The first pyproject.toml from ``start`` upwards, parsed; None when there is none."""
     for directory in (start, *start.parents):
         candidate = directory / "pyproject.toml"
         if candidate.is_file():
             import tomllib  # only when there is a pyproject.toml to read
 
             try:
-                data = tomllib.loads(candidate.read_text(encoding="utf-8"))
+                return candidate, tomllib.loads(candidate.read_text(encoding="utf-8"))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 raise UsageError(f"{candidate}: cannot read [tool.poststack]: {exc}") from None
-            tool = data.get("tool", {})
-            table = tool.get("poststack", {}) if isinstance(tool, dict) else None
-            if not isinstance(table, dict):
-                wrong = tool if not isinstance(tool, dict) else table
-                raise UsageError(f"{candidate}: [tool.poststack] must be a table, not {_toml_type(wrong)}")
-            return _typed(dict(table), candidate)
-    return {}
+    return None
+
+
+def pyproject_table(start: Path) -> dict[str, Any]:
+    found = find_pyproject(start)
+    if found is None:
+        return {}
+    candidate, data = found
+    tool = data.get("tool", {})
+    table = tool.get("poststack", {}) if isinstance(tool, dict) else None
+    if not isinstance(table, dict):
+        wrong = tool if not isinstance(tool, dict) else table
+        raise UsageError(f"{candidate}: [tool.poststack] must be a table, not {_toml_type(wrong)}")
+    return _typed(dict(table), candidate)
 
 
 _PYPROJECT_TYPES: dict[str, tuple[type, ...]] = {

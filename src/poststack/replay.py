@@ -173,13 +173,11 @@ def _major(url: str) -> int:
 
 
 def _may_create_databases(url: str) -> bool:
-    from poststack.verify import _maintenance_connection
+    from poststack.scratch_databases import maintenance_connection, may_create_databases
 
     try:
-        with _maintenance_connection(url) as conn:
-            row = conn.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"
-                               ).fetchone()
-            return bool(row and row[0])
+        with maintenance_connection(url) as conn:
+            return may_create_databases(conn)
     except ConnectError:
         return False
 
@@ -211,13 +209,16 @@ def _embedded_major() -> int | None:
         return None
 
 
-def choose_server(target_url: str, steps: Sequence[Migration], *, dev_url: str | None = None) -> tuple[str, str]:
-    """(URL of a server to create the scratch database on, how evidence names it); see the module docstring."""
-    major = _major(target_url)
+def choose_server(target_url: str, steps: Sequence[Migration], *, dev_url: str | None = None,
+                  major: int | None = None) -> tuple[str, str]:
+    """(URL of a server to create the scratch database on, how evidence names it); see the module docstring.
+    ``major``: the target's major version when the caller already read it."""
+    major = major if major is not None else _major(target_url)
     roles = _roles_named(steps)
     if dev_url:
-        if _major(dev_url) != major:
-            raise EvidenceUnavailable(f"--dev-url {mask_url(dev_url)} runs PostgreSQL {_major(dev_url)}, the target "
+        dev_major = _major(dev_url)
+        if dev_major != major:
+            raise EvidenceUnavailable(f"--dev-url {mask_url(dev_url)} runs PostgreSQL {dev_major}, the target "
                                       f"{major}: states from another major version are not comparable")
         taken = _existing_roles(dev_url, roles)
         if taken:
@@ -250,7 +251,7 @@ def choose_server(target_url: str, steps: Sequence[Migration], *, dev_url: str |
 def _scratch(server_url: str, roles: set[str]) -> Iterator[str]:
     """A scratch database on ``server_url``; afterwards (and after it is dropped, which frees what they own)
     the roles among ``roles`` that did not exist before are dropped: only the migrations' own."""
-    from poststack.verify import _maintenance_connection, scratch_database
+    from poststack.scratch_databases import maintenance_connection, scratch_database
 
     before = _existing_roles(server_url, roles)
     try:
@@ -259,7 +260,7 @@ def _scratch(server_url: str, roles: set[str]) -> Iterator[str]:
     finally:
         created = _existing_roles(server_url, roles) - before
         if created:
-            with _maintenance_connection(server_url) as conn:
+            with maintenance_connection(server_url) as conn:
                 for role in sorted(created):
                     with contextlib.suppress(psycopg.Error):
                         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
@@ -321,7 +322,7 @@ def replay(target_url: str, steps: Sequence[Migration], *, start: int = 0, dev_u
     else:
         result.where = "the replay cache"
         return result
-    server, result.where = choose_server(target_url, steps, dev_url=dev_url)
+    server, result.where = choose_server(target_url, steps, dev_url=dev_url, major=major)
     failed = _cached_failure(directory, keys[-1], server)
     if failed is not None and all(p in result.states for p in range(start, failed[0])):
         # This server failed on this chain before, and every state before the failing step is cached.

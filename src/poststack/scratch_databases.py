@@ -1,4 +1,4 @@
-"""Scratch databases verify creates, marked so that a later run can prove which leftovers are its own.
+"""Scratch databases verify and the replay create, marked so that a later run can prove which leftovers are its own.
 
 ``db verify`` killed with -9 (or its machine lost) cannot drop its scratch database. Each one is therefore
 created with a comment naming the backend that created it: its pid and its start time, in microseconds
@@ -19,10 +19,16 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg import sql
+
+from poststack.connection import connect, database_of, mask_url, with_database
+from poststack.errors import ConnectError
 
 SCRATCH_PREFIX = "poststack_verify_"
 _NAME = re.compile(re.escape(SCRATCH_PREFIX) + r"[0-9a-f]{12}")
@@ -72,3 +78,59 @@ def drop_stale(conn: psycopg.Connection[Any]) -> list[str]:
         _log.info("dropped stale scratch database %s (its verify run was killed)", name)
         dropped.append(name)
     return dropped
+
+
+class ScratchDatabaseError(ConnectError):
+    """No scratch database can be created on the target's server (exit 3, like any access problem)."""
+
+    code = "scratch_database_unavailable"
+
+
+# -- creating one --------------------------------------------------------------------------------
+def maintenance_connection(url: str) -> psycopg.Connection[Any]:
+    """A connection to the target's server to create databases from; falls back to the ``postgres``
+    database when the target database does not exist yet (verify must work before the first deploy)."""
+    try:
+        return connect(url, autocommit=True)
+    except ConnectError:
+        if database_of(url) == "postgres":
+            raise
+        try:
+            return connect(with_database(url, "postgres"), autocommit=True)
+        except ConnectError:
+            pass
+        raise
+
+
+def may_create_databases(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the session's role has CREATEDB (or is a superuser)."""
+    row = conn.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    return bool(row and row[0])
+
+
+@contextmanager
+def scratch_database(url: str) -> Iterator[str]:
+    """Create an empty database on the server of ``url``, yield its URL, drop it afterwards (even on error).
+
+    Raises ScratchDatabaseError when the role may not create databases: verify never falls back to the
+    target database itself.
+    """
+    with maintenance_connection(url) as conn:
+        if not may_create_databases(conn):
+            user = conn.info.user
+            raise ScratchDatabaseError(f"role {user!r} on {mask_url(url)} may not create databases (CREATEDB); "
+                                       "verify needs a scratch database: grant CREATEDB or use another URL")
+        drop_stale(conn)  # left by a verify killed with -9: provably its own, else kept
+        name = SCRATCH_PREFIX + uuid.uuid4().hex[:12]
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.Error as exc:
+            raise ScratchDatabaseError(f"cannot create scratch database {name} on {mask_url(url)}: "
+                                       f"{(exc.diag.message_primary or str(exc)).strip()}") from None
+        try:
+            mark(conn, name)
+            yield with_database(url, name)
+        finally:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+

@@ -15,36 +15,31 @@ plugin wants it); ``verify_migrations`` is the whole command.
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import psycopg
-from psycopg import sql
-
-from poststack import executor, scratch_databases
+from poststack import executor
 from poststack.config import DEFAULT_SCHEMA
-from poststack.connection import connect, database_of, mask_url, with_database
-from poststack.errors import ConnectError, MigrationFailed, UsageError
+from poststack.connection import connect, mask_url
+from poststack.errors import MigrationFailed, UsageError
 from poststack.files import Migration, MigrationSet, header_directives, load_migrations
 from poststack.history import History
 from poststack.plan import RollbackStep
+from poststack.scratch_databases import SCRATCH_PREFIX as SCRATCH_PREFIX
+from poststack.scratch_databases import (  # re-exported: verify's public names since the first version
+    ScratchDatabaseError as ScratchDatabaseError,
+)
+from poststack.scratch_databases import maintenance_connection as maintenance_connection
+from poststack.scratch_databases import may_create_databases as may_create_databases
+from poststack.scratch_databases import scratch_database
 from poststack.snapshot import Snapshot, snapshot
 from poststack.verify_locks import LockTaken, Rewrite
 from poststack.verify_observed import StatementTiming, apply_observed
 from poststack.verify_states import Shadow, content_digest
 
 STATUSES = ("passed", "failed", "error", "unverifiable", "skipped")
-SCRATCH_PREFIX = scratch_databases.SCRATCH_PREFIX
-
-
-class ScratchDatabaseError(ConnectError):
-    """No scratch database can be created on the target's server (exit 3, like any access problem)."""
-
-    code = "scratch_database_unavailable"
 
 
 @dataclass
@@ -103,49 +98,6 @@ class VerifyReport:
 
 
 Progress = Callable[[MigrationVerification], None]
-
-
-# -- the scratch database --------------------------------------------------------------------------------
-def _maintenance_connection(url: str) -> psycopg.Connection[Any]:
-    """A connection to the target's server to create databases from; falls back to the ``postgres``
-    database when the target database does not exist yet (verify must work before the first deploy)."""
-    try:
-        return connect(url, autocommit=True)
-    except ConnectError:
-        if database_of(url) == "postgres":
-            raise
-        try:
-            return connect(with_database(url, "postgres"), autocommit=True)
-        except ConnectError:
-            pass
-        raise
-
-
-@contextmanager
-def scratch_database(url: str) -> Iterator[str]:
-    """Create an empty database on the server of ``url``, yield its URL, drop it afterwards (even on error).
-
-    Raises ScratchDatabaseError when the role may not create databases: verify never falls back to the
-    target database itself.
-    """
-    with _maintenance_connection(url) as conn:
-        row = conn.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
-        if not row or not row[0]:
-            user = conn.info.user
-            raise ScratchDatabaseError(f"role {user!r} on {mask_url(url)} may not create databases (CREATEDB); "
-                                       "verify needs a scratch database: grant CREATEDB or use another URL")
-        scratch_databases.drop_stale(conn)  # left by a verify killed with -9: provably its own, else kept
-        name = SCRATCH_PREFIX + uuid.uuid4().hex[:12]
-        try:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        except psycopg.Error as exc:
-            raise ScratchDatabaseError(f"cannot create scratch database {name} on {mask_url(url)}: "
-                                       f"{(exc.diag.message_primary or str(exc)).strip()}") from None
-        try:
-            scratch_databases.mark(conn, name)
-            yield with_database(url, name)
-        finally:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 # -- one migration at a time ------------------------------------------------------------------------------

@@ -65,3 +65,7 @@ pass_ctx = click.make_pass_decorator(CliContext)
 
 format_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
                              show_default=True, help="Output format; json is stable and documented.")
+
+# diagnose, recover, repair and mark judge the catalog against replayed states: where to replay them.
+dev_url_option = click.option("--dev-url", envvar="POSTSTACK_DEV_URL", default=None, metavar="URL",
+                              help="Server to replay the migrations on (else the target's, else the embedded one).")

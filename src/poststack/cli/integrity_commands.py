@@ -14,9 +14,8 @@ from typing import Any
 import click
 
 from poststack.cli import render
-from poststack.cli.context import CliContext, format_option, pass_ctx
+from poststack.cli.context import CliContext, dev_url_option, format_option, pass_ctx
 from poststack.cli.db_commands import confirm_or_refuse
-from poststack.cli.mark_command import dev_url_option
 from poststack.config import parse_seconds
 from poststack.errors import EXIT_ISSUES, UsageError
 from poststack.issues import ISSUE_CODES, SEVERITIES, Issue

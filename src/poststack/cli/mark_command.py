@@ -12,11 +12,8 @@ import sys
 import click
 
 from poststack.cli import render
-from poststack.cli.context import CliContext, format_option, pass_ctx
+from poststack.cli.context import CliContext, dev_url_option, format_option, pass_ctx
 from poststack.files import parse_version
-
-dev_url_option = click.option("--dev-url", envvar="POSTSTACK_DEV_URL", default=None, metavar="URL",
-                              help="Server to replay the migrations on (else the target's, else the embedded one).")
 
 
 @click.command()

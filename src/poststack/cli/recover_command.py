@@ -13,8 +13,7 @@ import sys
 import click
 
 from poststack.cli import render
-from poststack.cli.context import CliContext, format_option, pass_ctx
-from poststack.cli.mark_command import dev_url_option
+from poststack.cli.context import CliContext, dev_url_option, format_option, pass_ctx
 from poststack.recovery import RecoverResult, RecoverStep
 
 _VERB = {"record": "record", "record_forced": "record (forced)", "import": "import"}

@@ -16,14 +16,14 @@ environment, then ``[tool.poststack]``), so a test and ``poststack db ...`` look
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from poststack.config import DEFAULT_SCHEMA
+from poststack.config import DEFAULT_SCHEMA, find_pyproject
+from poststack.errors import UsageError
 
 INI_OPTION = "poststack"
 _SETTINGS = pytest.StashKey["ProjectSettings"]()
@@ -45,16 +45,16 @@ class ProjectSettings:
 
 def _pyproject(rootpath: Path) -> tuple[Path | None, dict[str, Any] | None]:
     """The first pyproject.toml from rootpath upwards and its [tool.poststack] table (None: no table)."""
-    for directory in (rootpath, *rootpath.parents):
-        candidate = directory / "pyproject.toml"
-        if candidate.is_file():
-            try:
-                data = tomllib.loads(candidate.read_text(encoding="utf-8"))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise pytest.UsageError(f"{candidate}: cannot read [tool.poststack]: {exc}") from None
-            table = data.get("tool", {}).get("poststack")
-            return candidate, dict(table) if isinstance(table, dict) else None
-    return None, None
+    try:
+        found = find_pyproject(rootpath)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if found is None:
+        return None, None
+    candidate, data = found
+    tool = data.get("tool", {})
+    table = tool.get("poststack") if isinstance(tool, dict) else None
+    return candidate, dict(table) if isinstance(table, dict) else None
 
 
 def read(config: pytest.Config) -> ProjectSettings:
