@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from poststack.catalog import count_queries
-from poststack.drift import detect_drift
+from poststack.catalog.drift import detect_drift
+from poststack.catalog.presence import count_queries
 from poststack.migration_diagnostics import MigrationDiagnostics
 from poststack.schema_migration import MigrationRunner
 from poststack.testing.server import TestServer, create_database, drop_database, start_embedded

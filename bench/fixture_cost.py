@@ -31,8 +31,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from poststack.files import load_migrations
 from poststack.schema_migration import MigrationRunner
+from poststack.source.files import load_migrations
 from poststack.testing import DatabaseFactory, TemplateCache, scenario
 from poststack.testing import server as test_server
 

@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from poststack.engine.replay import CACHE_ENV
 from poststack.migration_diagnostics import MigrationDiagnostics
-from poststack.replay import CACHE_ENV
 from poststack.schema_migration import MigrationRunner
 from poststack.testing.db_helper import DbHelper
 from poststack.testing.server import create_database, drop_database, start_embedded

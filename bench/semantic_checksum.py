@@ -20,8 +20,8 @@ from pathlib import Path
 
 from pglast import parser
 
-from poststack.files import SqlFile
-from poststack.sqltext import _PARSER_VERSION, semantic_checksum
+from poststack.source.files import SqlFile
+from poststack.source.sqltext import _PARSER_VERSION, semantic_checksum
 
 ROOT = Path(__file__).resolve().parents[1]
 _OLD_KEY = r'"(?:location|stmt_location|stmt_len)":-?\d+'

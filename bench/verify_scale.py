@@ -112,7 +112,7 @@ def run_migrate(url: str, directory: Path, n: int) -> None:
 
 
 def run_verify(url: str, directory: Path, n: int) -> None:
-    from poststack.verify import verify_migrations
+    from poststack.engine.verify import verify_migrations
 
     report = verify_migrations(url, directory)
     bad = [m.describe() for m in report.migrations if not m.passed]

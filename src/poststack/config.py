@@ -43,7 +43,7 @@ class Settings:
         """The URL to connect to; starts the embedded server when none was configured."""
         if self.database_url:
             return self.database_url
-        from poststack import embedded
+        from poststack.db import embedded
 
         return embedded.default_url()
 

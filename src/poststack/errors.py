@@ -132,7 +132,7 @@ class ExtensionUnavailable(MigrationFailed):
     """A migration's ``CREATE EXTENSION`` names an extension the server does not have installed.
 
     Still exit 5: the migration's SQL failed on this server and left no trace; the message names the
-    extension and how to run against a server that has it (see ``poststack.extensions``).
+    extension and how to run against a server that has it (see ``poststack.db.extensions``).
     """
 
     code = "extension_unavailable"

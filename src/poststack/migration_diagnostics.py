@@ -2,8 +2,8 @@
 
 Facts come from the files, the history, the lock and pg_catalog, read on one connection in a handful of
 set-based queries (never one query per migration or per object), so diagnose stays within a small factor of
-``migration-status`` however long the history grows. The decisions live in ``poststack.issues`` (pure) and
-the fixes in ``poststack.repair``.
+``migration-status`` however long the history grows. The decisions live in ``poststack.integrity.issues`` (pure) and
+the fixes in ``poststack.integrity.repair``.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from typing import Any
 import psycopg
 from psycopg import IsolationLevel
 
-from poststack import issues as checks
 from poststack.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_SCHEMA, validate_schema_name
-from poststack.connection import connect, mask_url
+from poststack.db.connection import connect, mask_url
+from poststack.db.history import History, HistoryRow
+from poststack.db.lock import LockHolder, lock_holder
+from poststack.engine.plan import MigrationState, compare
 from poststack.errors import UsageError
-from poststack.files import MigrationSet, load_migrations
-from poststack.history import History, HistoryRow
-from poststack.issues import ISSUE_CODES, SEVERITIES, Issue, severity_rank
-from poststack.lock import LockHolder, lock_holder
-from poststack.plan import MigrationState, compare
+from poststack.integrity import issues as checks
+from poststack.integrity.issues import ISSUE_CODES, SEVERITIES, Issue, severity_rank
+from poststack.source.files import MigrationSet, load_migrations
 
 DEFAULT_LOCK_AGE = 300.0
 
@@ -87,12 +87,12 @@ class Facts:
     holder: LockHolder | None
     now: datetime
     blockers: dict[int, str] = field(default_factory=dict)
-    evidence: dict[int, Any] = field(default_factory=dict)  # version -> poststack.evidence.Evidence
+    evidence: dict[int, Any] = field(default_factory=dict)  # version -> poststack.catalog.object_evidence.Evidence
     invalid_indexes: list[Any] = field(default_factory=list)
     index_owner: dict[str, int] = field(default_factory=dict)  # qualified index name -> version
-    drift: Any = None  # poststack.drift.Drift when the schema differs from the recorded snapshot
+    drift: Any = None  # poststack.catalog.drift.Drift when the schema differs from the recorded snapshot
     drift_checked: bool = False  # a comparable snapshot existed, so "no drift" is known rather than assumed
-    schema: Any = None  # poststack.schema_evidence.SchemaEvidence when the catalog was judged against states
+    schema: Any = None  # poststack.integrity.schema_evidence.SchemaEvidence when the catalog was judged against states
     catalog_to_judge: Any = None  # the catalog read with the history, until it is judged (after the transaction)
     legacy_duplicates: list[tuple[str, str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -110,7 +110,7 @@ class MigrationDiagnostics:
                  history_schema: str = DEFAULT_SCHEMA, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
                  lock_age: float = DEFAULT_LOCK_AGE, dev_url: str | None = None) -> None:
         if database_url is None:
-            from poststack import embedded
+            from poststack.db import embedded
 
             database_url = embedded.default_url()
         if lock_age < 0:
@@ -150,7 +150,7 @@ class MigrationDiagnostics:
         the same snapshot, so a migrate committing meanwhile can never look like a hand-applied migration."""
         with _one_snapshot(conn), conn.transaction():
             facts = self._gather(conn, migrations)
-        from poststack import catalog_facts
+        from poststack.integrity import facts as catalog_facts
 
         catalog_facts.finish_judgement(facts, self.history.schema, target_url=self.database_url,
                                        dev_url=self.dev_url)
@@ -166,7 +166,8 @@ class MigrationDiagnostics:
         facts = Facts(migrations, state, exists, holder, row[0] if row else datetime.now().astimezone())
         if holder and holder.blocked_by:
             facts.blockers = _describe_pids(conn, holder.blocked_by)
-        from poststack import catalog_facts, cleaning
+        from poststack.integrity import cleaning
+        from poststack.integrity import facts as catalog_facts
 
         catalog_facts.gather(conn, facts, self.history.schema, target_url=self.database_url, dev_url=self.dev_url)
         facts.legacy_duplicates = cleaning.legacy_duplicates(conn)
@@ -175,8 +176,8 @@ class MigrationDiagnostics:
     # -- repair ------------------------------------------------------------------------------------------
     def repair(self, issues: Iterable[Issue], *, force: bool = False, dry_run: bool = False,
                issue_types: Iterable[str] | None = None) -> Any:
-        """Fix the auto-fixable issues given (see poststack.repair for what each fix does and needs)."""
-        from poststack.repair import Repairer
+        """Fix the auto-fixable issues given (see poststack.integrity.repair for what each fix does and needs)."""
+        from poststack.integrity.repair import Repairer
 
         wanted = set(issue_types or ())
         unknown = wanted - set(ISSUE_CODES)
@@ -188,7 +189,7 @@ class MigrationDiagnostics:
 
 def derive_issues(facts: Facts, *, lock_age: float, directory: str) -> list[Issue]:
     """All issues the facts show, worst first, then by version."""
-    from poststack import catalog_facts
+    from poststack.integrity import facts as catalog_facts
 
     state = facts.state
     rows = facts.rows

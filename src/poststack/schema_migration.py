@@ -14,9 +14,22 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import pq
 
-from poststack import executor, migrate_hints, stepwise
 from poststack.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_SCHEMA, validate_schema_name
-from poststack.connection import connect, mask_url
+from poststack.db.connection import connect, mask_url
+from poststack.db.history import History, HistoryRow
+from poststack.db.lock import lock_holder, migration_lock
+from poststack.db.lock_policy import LockPolicy, RetryContext
+from poststack.db.session import application_name_of, reset_session
+from poststack.engine import executor, stepwise
+from poststack.engine import hints as migrate_hints
+from poststack.engine.plan import (
+    MigrationState,
+    RollbackStep,
+    compare,
+    is_rollback_row,
+    plan_migrate,
+    plan_rollback,
+)
 from poststack.errors import (
     ChecksumChanged,
     ConfirmationRequired,
@@ -25,30 +38,18 @@ from poststack.errors import (
     PlanChanged,
     StateError,
 )
-from poststack.files import Migration, MigrationSet, load_migrations, transaction_control
-from poststack.history import History, HistoryRow
-from poststack.lock import lock_holder, migration_lock
-from poststack.lock_policy import LockPolicy, RetryContext
-from poststack.plan import (
-    MigrationState,
-    RollbackStep,
-    compare,
-    is_rollback_row,
-    plan_migrate,
-    plan_rollback,
-)
-from poststack.session import application_name_of, reset_session
+from poststack.source.files import Migration, MigrationSet, load_migrations, transaction_control
 
 if TYPE_CHECKING:  # imported where used: a no-op migrate needs neither (start-up time, issue 15)
-    from poststack.migration_info import MigrationInfo
+    from poststack.engine.info import MigrationInfo
 
-from poststack.run_results import (  # re-exported: the seed's import path for the results stays valid
+from poststack.engine.results import (  # re-exported: the seed's import path for the results stays valid
     ConfirmRollback as ConfirmRollback,
 )
-from poststack.run_results import MigrateResult as MigrateResult
-from poststack.run_results import MigrationStatus as MigrationStatus
-from poststack.run_results import RollbackResult as RollbackResult
-from poststack.run_results import StepResult as StepResult
+from poststack.engine.results import MigrateResult as MigrateResult
+from poststack.engine.results import MigrationStatus as MigrationStatus
+from poststack.engine.results import RollbackResult as RollbackResult
+from poststack.engine.results import StepResult as StepResult
 
 Progress = Callable[[str, str, str], None]  # (event, version_text, name): "start"/"done" of each step
 
@@ -62,7 +63,7 @@ class MigrationRunner:
                  history_schema: str = DEFAULT_SCHEMA, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
                  statement_lock_timeout: float | None = None, lock_retries: int = 0) -> None:
         if database_url is None:
-            from poststack import embedded
+            from poststack.db import embedded
 
             database_url = embedded.default_url()
         self.database_url = database_url
@@ -139,7 +140,7 @@ class MigrationRunner:
                             ms = executor.apply_transactional(conn, self.history, migration, retry=retry,
                                                               reset_to=baseline)
                     except MigrationFailed as exc:  # a missing extension is re-worded to say what to do
-                        from poststack.extensions import explain
+                        from poststack.db.extensions import explain
 
                         raise explain(conn, self.database_url, exc) from None
                     result.steps.append(StepResult(migration.version, migration.version_text, migration.name,
@@ -186,7 +187,7 @@ class MigrationRunner:
             self._record_snapshot(conn)
 
     def _record_snapshot(self, conn: psycopg.Connection[Any]) -> None:
-        from poststack.drift import record_snapshot  # snapshots, fingerprints: only after something ran
+        from poststack.catalog.drift import record_snapshot  # snapshots, fingerprints: only after something ran
 
         record_snapshot(conn, self.history.schema)
 
@@ -321,27 +322,27 @@ class MigrationRunner:
         migrations = self.load()
         with self.connection() as conn:
             state = self.state(conn, migrations)
-        from poststack.migration_info import describe
+        from poststack.engine.info import describe
 
         return describe(state, version)
 
     def recover(self, *, dry_run: bool = False, force: bool = False, dev_url: str | None = None) -> Any:
-        """Record untracked migrations the replayed states prove applied (see poststack.recovery).
+        """Record untracked migrations the replayed states prove applied (see poststack.engine.recovery).
 
         ``dev_url``: a server to replay the migrations on (default: the target's server, else the embedded one).
         """
-        from poststack.recovery import recover
+        from poststack.engine.recovery import recover
 
         return recover(self, dry_run=dry_run, force=force, dev_url=dev_url)
 
     def mark(self, version: int, *, applied: bool = True, through: bool = False, reason: str | None = None,
              dry_run: bool = False, force: bool = False, dev_url: str | None = None) -> Any:
-        """Record (or with ``applied=False`` remove) history rows without running SQL (see poststack.marking).
+        """Record (or with ``applied=False`` remove) history rows without running SQL (see poststack.engine.marking).
 
         ``through``: every version up to ``version`` (applied), or from it on (pending). Refused when the
         replayed states contradict the history it would leave, unless ``force``.
         """
-        from poststack.marking import mark
+        from poststack.engine.marking import mark
 
         return mark(self, version, applied=applied, through=through, reason=reason, dry_run=dry_run,
                     force=force, dev_url=dev_url)

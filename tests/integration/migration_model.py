@@ -6,7 +6,7 @@ row stores, which files changed since they were recorded, and when the last sche
 that it predicts each command's outcome and the exact set of issues ``diagnose`` must report. The
 migrations are independent of each other, so that any pending one may be applied by hand at any time.
 
-recover and diagnose judge the catalog against replayed states (``poststack.judgement``). The model replays
+recover and diagnose judge the catalog against replayed states (``poststack.engine.judgement``). The model replays
 them too, abstractly: a migration's objects are one unit, known by the ``knob`` of the text that made it
 (each text puts its knob in a column default, a view or a sequence start, so two texts never leave the same
 objects). The sequence is the applied rows (their stored text) in version order, then the pending files;

@@ -6,8 +6,9 @@ The invariants are the promises a user relies on after anything went wrong:
 - whatever a non-transactional run left half done, ``diagnose`` names it (``unreported_leftovers``);
 - the documented way back (diagnose, repair, the manual undo repair asks for, migrate) ends clean (``settle``).
 
-They are checked from the outside: the history table, pg_catalog (through ``poststack.evidence.assess``, which
-diagnose and recover use too) and pg_stat_activity, never from poststack's own idea of what it did.
+They are checked from the outside: the history table, pg_catalog (through
+``poststack.catalog.object_evidence.assess``, which diagnose and recover use too) and pg_stat_activity,
+never from poststack's own idea of what it did.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import namedtuple_row
 
-from poststack.evidence import ABSENT, PRESENT, UNCHECKABLE, assess
-from poststack.files import Migration, load_migrations
+from poststack.catalog.object_evidence import ABSENT, PRESENT, UNCHECKABLE, assess
 from poststack.migration_diagnostics import DiagnosisResult, MigrationDiagnostics
-from poststack.objects import extract
 from poststack.schema_migration import MigrationRunner
-from poststack.sqltext import split_statements
+from poststack.source.files import Migration, load_migrations
+from poststack.source.objects import extract
+from poststack.source.sqltext import split_statements
 from poststack.testing.cli_runner import executable
 
 OBSERVER = "reliability-observer"  # application_name of the tests' own connections: never 'poststack...'

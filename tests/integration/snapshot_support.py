@@ -1,7 +1,7 @@
 """A migrations set that creates one object of every kind a schema snapshot captures, shared by the snapshot
 and fingerprint tests."""
 
-from poststack.snapshot import KIND_ORDER
+from poststack.catalog.snapshot import KIND_ORDER
 
 ALL_KINDS = {
     "001_schema_and_types.sql": """

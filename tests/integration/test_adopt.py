@@ -17,8 +17,8 @@ from adopt_support import (
     write_tree,
 )
 
-from poststack.files import load_migrations
-from poststack.history import History
+from poststack.db.history import History
+from poststack.source.files import load_migrations
 from poststack.testing import CLITestRunner
 
 USERS = "CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL);\n"

@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from poststack.connection import database_of, password_of
-from poststack.lock import lock_key
+from poststack.db.connection import database_of, password_of
+from poststack.db.lock import lock_key
 from poststack.testing import CLITestRunner
 from poststack.testing.db_helper import DbHelper
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from poststack.cleaning import Cleaner
+from poststack.db.lock import lock_key
 from poststack.errors import MigrationFailed
-from poststack.lock import lock_key
+from poststack.integrity.cleaning import Cleaner
 from poststack.migration_diagnostics import MigrationDiagnostics
 from poststack.schema_migration import MigrationRunner
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from poststack.cli.root import DB_COMMANDS, cli
-from poststack.connection import password_of
+from poststack.db.connection import password_of
 from poststack.testing import CLITestRunner
 
 FILES = {

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from poststack.cli.root import DB_COMMANDS
-from poststack.lock import lock_key
+from poststack.db.lock import lock_key
 from poststack.testing import CLITestRunner
 
 pytestmark = [pytest.mark.integration, pytest.mark.database]

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from poststack.lock import lock_key
+from poststack.db.lock import lock_key
 from poststack.testing import CLITestRunner
 
 pytestmark = [pytest.mark.integration, pytest.mark.database]

@@ -134,8 +134,8 @@ FAILING_CIC = {"001_t.sql": "CREATE TABLE t (v int);\nINSERT INTO t VALUES (1), 
 
 
 def test_clean_does_not_delete_a_failed_row_written_after_the_plan_was_shown(make_migrations, database_url):
-    from poststack.cleaning import Cleaner
     from poststack.errors import MigrationFailed
+    from poststack.integrity.cleaning import Cleaner
     from poststack.migration_diagnostics import MigrationDiagnostics
 
     directory = make_migrations(FAILING_CIC)

@@ -42,10 +42,10 @@ from reliability_support import (
     wait_until_gone,
 )
 
-from poststack.files import load_migrations
+from poststack.catalog.snapshot import Snapshot, snapshot
 from poststack.migration_diagnostics import MigrationDiagnostics
 from poststack.schema_migration import MigrationRunner
-from poststack.snapshot import Snapshot, snapshot
+from poststack.source.files import load_migrations
 from poststack.testing import DatabaseFactory, write_migrations
 
 pytestmark = [pytest.mark.integration, pytest.mark.database]

@@ -8,8 +8,8 @@ healthy holder took it before the fix runs, the new holder is left alone: ending
 import psycopg
 import pytest
 
-from poststack.cleaning import Cleaner
-from poststack.lock import lock_key
+from poststack.db.lock import lock_key
+from poststack.integrity.cleaning import Cleaner
 from poststack.migration_diagnostics import MigrationDiagnostics
 from poststack.schema_migration import MigrationRunner
 from poststack.testing import CLITestRunner

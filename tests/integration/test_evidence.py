@@ -1,7 +1,7 @@
 """Catalog evidence against a real PostgreSQL: objects_exist, invalid indexes, and per-migration verdicts.
 
-Since recover and diagnose judge unrecorded migrations by replayed states (``poststack.judgement``), the
-per-object verdicts of ``poststack.evidence`` serve one purpose: deciding what an unfinished (crashed or
+Since recover and diagnose judge unrecorded migrations by replayed states (``poststack.engine.judgement``), the
+per-object verdicts of ``poststack.catalog.object_evidence`` serve one purpose: deciding what an unfinished (crashed or
 failed) non-transactional migration did, from the SQL its history row stores. So ``assess`` is asked as
 diagnose asks it: about the unfinished version only (``only``), with the versions the history records
 as applied (``applied``), against every migration file.
@@ -12,10 +12,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from poststack.catalog import count_queries, invalid_indexes, objects_exist
-from poststack.evidence import assess
-from poststack.files import load_migrations
-from poststack.objects import DbObject, extract
+from poststack.catalog.object_evidence import assess
+from poststack.catalog.presence import count_queries, invalid_indexes, objects_exist
+from poststack.source.files import load_migrations
+from poststack.source.objects import DbObject, extract
 
 EVERY_KIND = """
 CREATE SCHEMA app;

@@ -4,7 +4,7 @@ server itself accepted every row; and a constraint the filler cannot satisfy is 
 
 import pytest
 
-from poststack.filler import FillError, fill_tables
+from poststack.engine.filler import FillError, fill_tables
 from poststack.testing.db_helper import DbHelper
 
 pytestmark = [pytest.mark.integration]

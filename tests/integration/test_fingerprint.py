@@ -8,10 +8,10 @@ import pytest
 from psycopg import sql
 from snapshot_support import ALL_KINDS
 
-from poststack import drift
-from poststack.connection import connect
-from poststack.fingerprint import catalog_fingerprint
-from poststack.snapshot import snapshot
+from poststack.catalog import drift
+from poststack.catalog.fingerprint import catalog_fingerprint
+from poststack.catalog.snapshot import snapshot
+from poststack.db.connection import connect
 
 pytestmark = [pytest.mark.integration, pytest.mark.database]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from poststack.connection import password_of
+from poststack.db.connection import password_of
 from poststack.testing import CLITestRunner
 
 pytestmark = [pytest.mark.integration]

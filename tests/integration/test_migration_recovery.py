@@ -2,7 +2,7 @@
 
 Situations are created for real: migration SQL run by psycopg without tracking (as another tool would have),
 half-applied files, a seed-layout legacy history table. The proof is the catalog being exactly the replayed
-state after a version (``poststack.replay``/``poststack.judgement``): anything else records nothing.
+state after a version (``poststack.engine.replay``/``poststack.engine.judgement``): anything else records nothing.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import hashlib
 import psycopg
 import pytest
 
+from poststack.catalog.snapshot import snapshot
 from poststack.cli import recover_command
 from poststack.cli.root import db
+from poststack.db.history import History
+from poststack.db.lock import lock_key, try_lock
 from poststack.errors import LockTimeout, MigrationFailed, MigrationFileError
-from poststack.files import load_migrations
-from poststack.history import History
-from poststack.lock import lock_key, try_lock
 from poststack.schema_migration import MigrationRunner
-from poststack.snapshot import snapshot
+from poststack.source.files import load_migrations
 from poststack.testing import CLITestRunner
 from poststack.testing.db_helper import DbHelper
 

@@ -7,8 +7,8 @@ scenario's name or a dict of files; without a parameter it is the ``basic`` samp
 import pytest
 
 from poststack.errors import MigrationFailed, RollbackRefused
-from poststack.files import load_migrations
 from poststack.schema_migration import MigrationRunner
+from poststack.source.files import load_migrations
 from poststack.testing import DbHelper
 
 ROUND_TRIP_SCENARIOS = ["basic", "complex", "unified_project", "checksum_mismatch", "non_transactional"]

@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 from poststack.errors import MigrationFailed, UsageError
-from poststack.files import load_migrations
 from poststack.schema_migration import MigrationRunner
+from poststack.source.files import load_migrations
 from poststack.testing import (
     SCENARIOS,
     CLITestRunner,

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from poststack.files import load_migrations
+from poststack.catalog.snapshot import snapshot
 from poststack.schema_migration import MigrationRunner
-from poststack.snapshot import snapshot
+from poststack.source.files import load_migrations
 from poststack.testing.db_helper import DbHelper
 from poststack.testing.server import create_database, drop_database
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from reliability_support import exit_summary, history, observe, spawn
 
-from poststack.snapshot import snapshot
+from poststack.catalog.snapshot import snapshot
 from poststack.testing import write_migrations
 
 pytestmark = [pytest.mark.integration, pytest.mark.database]

@@ -12,11 +12,11 @@ import threading
 import psycopg
 import pytest
 
-from poststack.files import load_migrations
-from poststack.history import History
+from poststack.db.history import History
+from poststack.engine.replay import chain_keys, replay
 from poststack.migration_diagnostics import MigrationDiagnostics
-from poststack.replay import chain_keys, replay
 from poststack.schema_migration import MigrationRunner
+from poststack.source.files import load_migrations
 from poststack.testing.db_helper import DbHelper
 
 
@@ -319,7 +319,7 @@ def test_the_legacy_history_table_is_history_not_drift(project):
 
 def test_the_replay_drops_only_the_roles_its_migrations_create(postgres_server):
     """Roles are server-wide: one another session creates while a replay runs must survive it."""
-    from poststack.replay import _scratch
+    from poststack.engine.replay import _scratch
 
     ours, theirs = "pst_replay_ours_probe", "pst_replay_theirs_probe"
     with psycopg.connect(postgres_server.url, autocommit=True) as admin:

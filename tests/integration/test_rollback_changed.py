@@ -116,7 +116,7 @@ def test_diagnose_validate_status_and_info_report_a_changed_rollback(applied):
 
 
 def test_validate_check_rollbacks_compares_with_the_history_only_given_a_database(applied, database_url):
-    from poststack.validation import validate
+    from poststack.engine.validation import validate
 
     directory, _ = applied
     (directory / "002_posts.rollback.sql").write_text(EDITED)

@@ -20,10 +20,10 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from poststack import embedded
-from poststack.connection import password_of
+from poststack.db import embedded
+from poststack.db.connection import password_of
+from poststack.db.lock import lock_key
 from poststack.errors import UsageError
-from poststack.lock import lock_key
 from poststack.schema_migration import MigrationRunner
 from poststack.testing import CLITestRunner
 from poststack.testing.cli_runner import CommandResult, executable
@@ -156,7 +156,7 @@ def _is_sql_composable(node: ast.expr) -> bool:
 
 def test_no_sql_is_built_by_string_formatting() -> None:
     """Identifiers go through psycopg.sql.Identifier; text formatting of SQL is allowed only for constants."""
-    allowed = {"cleaning.py: _LEGACY_DUPLICATES.format(order=order)"}  # ORDER BY from two fixed column lists
+    allowed = {"integrity/cleaning.py: _LEGACY_DUPLICATES.format(order=order)"}  # ORDER BY from two fixed column lists
     assert set(_formatted_sql_calls()) - allowed == set()
 
 

@@ -27,9 +27,9 @@ from reliability_support import (
     wait_until_gone,
 )
 
-from poststack import embedded
+from poststack.db import embedded
+from poststack.db.lock import lock_key
 from poststack.errors import EXIT_CONNECT
-from poststack.lock import lock_key
 from poststack.migration_diagnostics import MigrationDiagnostics
 from poststack.testing import CLITestRunner, write_migrations
 

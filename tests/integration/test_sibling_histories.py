@@ -58,7 +58,7 @@ def test_a_reference_stored_before_the_sibling_was_recognised_still_compares_cle
     a.migrate()
     with psycopg.connect(database_url, autocommit=True) as conn:  # the reference of an older poststack kept app_b
         conn.execute("UPDATE app_a.schema_snapshot SET fingerprint = NULL")
-        from poststack.snapshot import snapshot
+        from poststack.catalog.snapshot import snapshot
 
         full = snapshot(conn, exclude_schemas=("app_a",))
         assert ("table", "app_b.migrations") in full

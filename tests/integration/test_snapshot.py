@@ -5,12 +5,12 @@ import pytest
 from psycopg import sql
 from snapshot_support import ALL_KINDS, CREATED_KINDS
 
-from poststack.connection import connect
-from poststack.drift import check_drift, detect_drift, record_snapshot, stored_snapshot
-from poststack.executor import apply_transactional
-from poststack.files import load_migrations
-from poststack.history import History
-from poststack.snapshot import Snapshot, snapshot
+from poststack.catalog.drift import check_drift, detect_drift, record_snapshot, stored_snapshot
+from poststack.catalog.snapshot import Snapshot, snapshot
+from poststack.db.connection import connect
+from poststack.db.history import History
+from poststack.engine.executor import apply_transactional
+from poststack.source.files import load_migrations
 
 
 @pytest.fixture

@@ -37,11 +37,11 @@ from reliability_support import (
     transactional_disagreements,
 )
 
+from poststack.db.lock import lock_key
 from poststack.errors import LockTimeout, PoststackError
-from poststack.files import load_migrations
-from poststack.lock import lock_key
 from poststack.migration_diagnostics import MigrationDiagnostics
 from poststack.schema_migration import MigrationRunner
+from poststack.source.files import load_migrations
 from poststack.testing.server import TestServer, create_database, drop_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.database]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from poststack.cli.render import _UNSAFE
-from poststack.issues import Issue
+from poststack.integrity.issues import Issue
 from poststack.migration_diagnostics import MigrationDiagnostics
 from poststack.testing import CLITestRunner
 from poststack.testing.db_helper import DbHelper

@@ -4,17 +4,17 @@ failures reported, locks read from pg_locks, and the target database left alone.
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from poststack.connection import connect
-from poststack.errors import UsageError
-from poststack.files import load_migrations
-from poststack.testing import CLITestRunner
-from poststack.verify import (
+from poststack.db.connection import connect
+from poststack.engine.verify import (
     ScratchDatabaseError,
     Verifier,
     scratch_database,
     verify_migration,
     verify_migrations,
 )
+from poststack.errors import UsageError
+from poststack.source.files import load_migrations
+from poststack.testing import CLITestRunner
 
 BASE = {
     "001_users.sql": """

@@ -20,7 +20,7 @@ import pytest
 from psycopg import conninfo, sql
 from reliability_support import HANG_GUARD_SECONDS, OBSERVER, spawn
 
-from poststack.scratch_databases import SCRATCH_PREFIX
+from poststack.db.scratch_databases import SCRATCH_PREFIX
 from poststack.testing import CLITestRunner
 
 SLOW = {"001_slow.sql": "CREATE TABLE slow (id int);\nSELECT pg_sleep(600);\n",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from poststack.files import load_migrations
-from poststack.snapshot import snapshot
+from poststack.catalog.snapshot import snapshot
+from poststack.engine.verify import verify_migration
+from poststack.engine.verify_states import content_digest
+from poststack.source.files import load_migrations
 from poststack.testing import CLITestRunner
-from poststack.verify import verify_migration
-from poststack.verify_states import content_digest
 
 pytestmark = [pytest.mark.integration, pytest.mark.database]
 

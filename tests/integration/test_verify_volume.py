@@ -5,8 +5,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from poststack.engine.verify import verify_migrations
 from poststack.testing import CLITestRunner
-from poststack.verify import verify_migrations
 
 pytestmark = [pytest.mark.integration]
 

@@ -12,7 +12,7 @@ from poststack.adopt import dbmate, flyway, sqitch, yoyo
 from poststack.adopt.convert import KEPT, RENUMBERED, convert, numbering, prepare_body, safe_name
 from poststack.adopt.model import Layout, NoteKind, SourceMigration
 from poststack.errors import MigrationFileError
-from poststack.files import MIGRATION_NAME, load_migrations
+from poststack.source.files import MIGRATION_NAME, load_migrations
 
 
 def source(version: str, name: str = "x", up: str = "SELECT 1;\n", **kw: object) -> SourceMigration:

@@ -2,8 +2,8 @@
 
 import pytest
 
+from poststack.db.extensions import missing_extension
 from poststack.errors import MigrationFailed
-from poststack.extensions import missing_extension
 
 
 @pytest.mark.parametrize(("message", "sqlstate", "expected"), [

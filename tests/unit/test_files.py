@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from poststack.errors import MigrationFileError, UsageError
-from poststack.files import checksum_of, header_directives, load_migrations, parse_version
+from poststack.source.files import checksum_of, header_directives, load_migrations, parse_version
 
 
 def write(directory: Path, files: dict[str, bytes | str]) -> Path:
@@ -108,7 +108,7 @@ def test_parse_version_rejects_non_versions_naming_the_option(text):
 
 
 def test_semantic_checksum_is_position_free_even_for_the_first_statement():
-    from poststack.sqltext import semantic_checksum
+    from poststack.source.sqltext import semantic_checksum
 
     plain = "CREATE TABLE a (id int, s text DEFAULT 'x,}');"
     commented = "-- header\n\nCREATE   TABLE a (\n  id int,\n  s text DEFAULT 'x,}' -- note\n);"

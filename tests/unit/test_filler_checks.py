@@ -5,7 +5,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from poststack.filler_checks import rules_for
+from poststack.engine.filler_checks import rules_for
 
 
 @given(st.integers(-10_000, 10_000), st.integers(0, 10_000), st.booleans())

@@ -3,8 +3,8 @@ the fingerprint fails here instead of hiding drift behind an unchanged digest.""
 
 import re
 
-from poststack.fingerprint import STATEMENT
-from poststack.snapshot_queries import snapshot_query
+from poststack.catalog.fingerprint import STATEMENT
+from poststack.catalog.snapshot_queries import snapshot_query
 
 # Read by the deparse functions the snapshot calls rather than named in its text.
 THROUGH_DEPARSE = {"pg_rewrite", "pg_operator", "pg_opclass", "pg_collation", "pg_ts_config", "pg_ts_dict",

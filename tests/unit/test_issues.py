@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from poststack.db.lock import LockHolder
 from poststack.errors import UsageError
-from poststack.files import FileProblem
-from poststack.issues import (
+from poststack.integrity.issues import (
     ISSUE_CODES,
     KINDS,
     SEVERITIES,
@@ -17,8 +17,8 @@ from poststack.issues import (
     lock_age_seconds,
     stuck_lock_issue,
 )
-from poststack.lock import LockHolder
 from poststack.migration_diagnostics import DiagnosisResult, DiagnosisSummary
+from poststack.source.files import FileProblem
 
 NOW = datetime(2025, 3, 1, 0, 5, 0, tzinfo=UTC)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from poststack.files import Migration, SqlFile
-from poststack.judgement import judge
-from poststack.replay import ReplayedStates, chain_keys
-from poststack.snapshot import Snapshot
+from poststack.catalog.snapshot import Snapshot
+from poststack.engine.judgement import judge
+from poststack.engine.replay import ReplayedStates, chain_keys
+from poststack.source.files import Migration, SqlFile
 
 
 def snap(*tables: str, **columns: str) -> Snapshot:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from poststack.connection import connect, mask_url
+from poststack.db.connection import connect, mask_url
 from poststack.errors import ConnectError
 
 LETTERS = "QXZJKW"

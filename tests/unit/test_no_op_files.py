@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from poststack.files import is_no_op_sql
-from poststack.sqltext import split_statements
+from poststack.source.files import is_no_op_sql
+from poststack.source.sqltext import split_statements
 
 NO_OPS = ["", " \n\t\r\n", "-- intentionally empty\n", "-- no newline at the end", "/* block */",
           "/* outer /* nested */ still comment */", ";\n;", "-- a\n/* b */\n;\n-- c"]

@@ -1,4 +1,4 @@
-"""Object extraction from SQL (poststack.objects): what a migration leaves behind, by statement kind.
+"""Object extraction from SQL (poststack.source.objects): what a migration leaves behind, by statement kind.
 
 Pure: no database. Each test states the catalog effect a user would expect of a statement.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from poststack.objects import DbObject, SqlSyntaxError, covers, extract
+from poststack.source.objects import DbObject, SqlSyntaxError, covers, extract
 
 
 def created(sql: str, schema: str = "public") -> list[str]:

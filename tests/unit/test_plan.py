@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from poststack.db.history import HistoryRow
+from poststack.engine.plan import compare, plan_migrate, plan_rollback
 from poststack.errors import RollbackRefused, UsageError
-from poststack.files import load_migrations
-from poststack.history import HistoryRow
-from poststack.plan import compare, plan_migrate, plan_rollback
+from poststack.source.files import load_migrations
 
 
 def row(migration, **changes) -> HistoryRow:

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pglast import parser
 
-from poststack.files import SqlFile, same_meaning
-from poststack.sqltext import POSITION_KEYS, semantic_checksum
+from poststack.source.files import SqlFile, same_meaning
+from poststack.source.sqltext import POSITION_KEYS, semantic_checksum
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS_DIRS = (ROOT / "src" / "poststack" / "testing" / "scenarios", ROOT / "examples")

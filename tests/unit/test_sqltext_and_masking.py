@@ -2,8 +2,8 @@
 
 import pytest
 
-from poststack.connection import mask_url, scrub, with_database
-from poststack.sqltext import SqlSyntaxError, split_statements
+from poststack.db.connection import mask_url, scrub, with_database
+from poststack.source.sqltext import SqlSyntaxError, split_statements
 
 
 def test_split_keeps_dollar_quoted_bodies_and_reports_lines():

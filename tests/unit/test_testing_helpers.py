@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from poststack.snapshot import describe_change
+from poststack.catalog.snapshot import describe_change
 from poststack.testing.roles import created_roles
 from poststack.testing.templates import CHECKPOINT_EVERY, _split_list, checkpoint_below
 

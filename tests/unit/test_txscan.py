@@ -6,9 +6,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from poststack.files import transaction_control
-from poststack.sqltext import split_statements
-from poststack.txscan import first_transaction_control, scan
+from poststack.source.files import transaction_control
+from poststack.source.sqltext import split_statements
+from poststack.source.txscan import first_transaction_control, scan
 
 PLAIN = [
     "SELECT 1",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from poststack.adopt.model import Layout, Note, NoteKind, SourceMigration
-from poststack.files import MAX_VERSION
+from poststack.source.files import MAX_VERSION
 
 KEPT, RENUMBERED = "kept", "renumbered"
 NO_TRANSACTION = "-- poststack:no-transaction"

@@ -1,7 +1,7 @@
 """The one decision adopt does not make itself: is a version the other tool claims really applied?
 
-``judge_claims`` asks the replayed states (``poststack.replay``: the migrations applied on a scratch
-database, a snapshot after each version; ``poststack.judgement`` compares the target's catalog with them), as
+``judge_claims`` asks the replayed states (``poststack.engine.replay``: the migrations applied on a scratch
+database, a snapshot after each version; ``poststack.engine.judgement`` compares the target's catalog with them), as
 ``recover`` does. The claimed versions are placed right after poststack's own history in the sequence: a
 claim is accepted when the catalog is the state after it or after a later version (proven), and when schema
 cannot decide it (a data-only migration, a file whose last statements change no schema) the other tool's
@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from poststack import judged_catalog
-from poststack.files import Migration
-from poststack.judgement import Judgement, judge
-from poststack.replay import EvidenceUnavailable, replay
+from poststack.catalog import judged as judged_catalog
+from poststack.engine.judgement import Judgement, judge
+from poststack.engine.replay import EvidenceUnavailable, replay
+from poststack.source.files import Migration
 
 if TYPE_CHECKING:
     from poststack.schema_migration import MigrationRunner

@@ -23,16 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from poststack import ignored_objects
 from poststack.adopt import TOOLS
 from poststack.adopt.convert import Conversion, Converted, convert
 from poststack.adopt.evidence import Verdict, judge_claims
 from poststack.adopt.model import Claim, Layout, Note, ToolHistory
 from poststack.adopt.tables import read_history
-from poststack.drift import record_snapshot
+from poststack.catalog import ignored_objects
+from poststack.catalog.drift import record_snapshot
+from poststack.db.history import History
 from poststack.errors import EXIT_ISSUES, EXIT_OK, MigrationFileError, UsageError
-from poststack.files import Migration, SqlFile, load_migrations
-from poststack.history import History
+from poststack.source.files import Migration, SqlFile, load_migrations
 
 if TYPE_CHECKING:
     from poststack.schema_migration import MigrationRunner

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from poststack.errors import MigrationFileError
-from poststack.files import normalize_bytes
+from poststack.source.files import normalize_bytes
 
 
 def read_text(path: Path) -> str:

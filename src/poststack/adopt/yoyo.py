@@ -14,7 +14,7 @@ from pathlib import Path
 from poststack.adopt.model import Layout, Note, NoteKind, SourceMigration
 from poststack.adopt.sourcefiles import files_in, read_text, source_dir
 from poststack.errors import MigrationFileError
-from poststack.files import header_directives
+from poststack.source.files import header_directives
 
 _DIRECTIVE = re.compile(r"^--\s*(?P<key>[a-z_-]+)\s*:\s*(?P<value>.*)$", re.IGNORECASE)
 

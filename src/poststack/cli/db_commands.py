@@ -10,10 +10,10 @@ import click
 from poststack.cli import render
 from poststack.cli.context import CliContext, format_option, pass_ctx
 from poststack.errors import ConfirmationRequired
-from poststack.files import parse_version
+from poststack.source.files import parse_version
 
 if TYPE_CHECKING:
-    from poststack.migration_info import MigrationInfo
+    from poststack.engine.info import MigrationInfo
     from poststack.schema_migration import MigrateResult, RollbackResult
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from poststack.cli.render import escape
-from poststack.connection import scrub_secrets
+from poststack.db.connection import scrub_secrets
 
 _URLS: list[str] = []
 

@@ -13,7 +13,7 @@ import click
 
 from poststack.cli import render
 from poststack.cli.context import CliContext, dev_url_option, format_option, pass_ctx
-from poststack.files import parse_version
+from poststack.source.files import parse_version
 
 
 @click.command()

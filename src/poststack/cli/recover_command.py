@@ -14,7 +14,7 @@ import click
 
 from poststack.cli import render
 from poststack.cli.context import CliContext, dev_url_option, format_option, pass_ctx
-from poststack.recovery import RecoverResult, RecoverStep
+from poststack.engine.recovery import RecoverResult, RecoverStep
 
 _VERB = {"record": "record", "record_forced": "record (forced)", "import": "import"}
 

@@ -6,9 +6,9 @@ import json
 
 import click
 
-from poststack import embedded
 from poststack.cli import render
 from poststack.cli.context import format_option
+from poststack.db import embedded
 
 
 @click.command("status")

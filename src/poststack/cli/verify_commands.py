@@ -15,10 +15,10 @@ import click
 
 from poststack.cli import lint_report, render, verify_report
 from poststack.cli.context import CliContext, pass_ctx
+from poststack.engine.verify import STATUSES, MigrationVerification, VerifyReport, verify_migrations
 from poststack.errors import EXIT_ISSUES, ConnectError
-from poststack.files import parse_version
 from poststack.lint import RULES, LintReport, enabled_rules, lint_migrations
-from poststack.verify import STATUSES, MigrationVerification, VerifyReport, verify_migrations
+from poststack.source.files import parse_version
 
 
 def _exit_if(failed: bool) -> None:

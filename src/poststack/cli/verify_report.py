@@ -7,7 +7,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from poststack.cli.lint_report import relative_uri
-from poststack.verify import STATUSES, MigrationVerification, VerifyReport
+from poststack.engine.verify import STATUSES, MigrationVerification, VerifyReport
 
 
 def _details(m: MigrationVerification) -> str:
@@ -41,7 +41,7 @@ def junit(report: VerifyReport) -> str:
                           failures=str(failures), errors=str(errors), skipped=str(skipped), time=f"{seconds:.3f}")
     ET.SubElement(ET.SubElement(suite, "properties"), "property", name="server", value=report.server)
     for m in report.migrations:
-        case = ET.SubElement(suite, "testcase", classname="poststack.verify", name=f"{m.version_text}_{m.name}",
+        case = ET.SubElement(suite, "testcase", classname="poststack.engine.verify", name=f"{m.version_text}_{m.name}",
                              file=relative_uri(m.file), time=f"{m.elapsed_ms / 1000:.3f}")
         detail = _details(m)
         if m.status == "failed":

@@ -24,13 +24,13 @@ from pathlib import Path
 from pglast import parser as pg_parser
 
 from poststack.errors import UsageError
-from poststack.files import Migration, header_directives, load_migrations
 from poststack.lint.changes import long_identifiers
 from poststack.lint.check import check_statement, finish
 from poststack.lint.context import MigrationContext, NotNullChecks, RelationKey, created_relations
 from poststack.lint.rules import DEFAULT_RULES, ROLLBACK_CATEGORIES, RULES, Hit, Rule
 from poststack.lint.target import TableSize, TargetFacts, read_target
-from poststack.sqltext import SqlSyntaxError, check_syntax, line_of
+from poststack.source.files import Migration, header_directives, load_migrations
+from poststack.source.sqltext import SqlSyntaxError, check_syntax, line_of
 
 __all__ = ["RULES", "Finding", "LintReport", "Rule", "TableSize", "enabled_rules", "lint_migration",
            "lint_migrations", "lint_sql"]

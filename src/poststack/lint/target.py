@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from poststack.connection import connect, mask_url
-from poststack.history import History
+from poststack.db.connection import connect, mask_url
+from poststack.db.history import History
 
 _SIZES = """
 SELECT n.nspname, c.relname, c.reltuples::float8, c.relpages::int8,

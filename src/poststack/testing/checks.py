@@ -16,10 +16,10 @@ from typing import Any
 
 import psycopg
 
+from poststack.catalog.snapshot import KIND_ORDER, Snapshot, snapshot
 from poststack.config import DEFAULT_SCHEMA
-from poststack.connection import connect, mask_url
+from poststack.db.connection import connect, mask_url
 from poststack.schema_migration import MigrationRunner
-from poststack.snapshot import KIND_ORDER, Snapshot, snapshot
 from poststack.testing.db_helper import DbHelper
 from poststack.testing.roles import created_roles, role_objects
 

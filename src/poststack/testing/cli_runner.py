@@ -21,7 +21,7 @@ from typing import Any
 import click
 from click.testing import CliRunner
 
-from poststack.connection import mask_url
+from poststack.db.connection import mask_url
 
 
 @dataclass

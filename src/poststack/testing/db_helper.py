@@ -18,15 +18,15 @@ import psycopg
 from psycopg import sql
 
 from poststack.config import DEFAULT_SCHEMA
-from poststack.connection import connect, mask_url
+from poststack.db.connection import connect, mask_url
+from poststack.db.history import History, HistoryRow
 from poststack.errors import UsageError
-from poststack.files import Migration, load_migrations
-from poststack.history import History, HistoryRow
-from poststack.sqltext import split_statements
+from poststack.source.files import Migration, load_migrations
+from poststack.source.sqltext import split_statements
 
 if TYPE_CHECKING:
-    from poststack.filler import FillResult
-    from poststack.snapshot import Snapshot
+    from poststack.catalog.snapshot import Snapshot
+    from poststack.engine.filler import FillResult
 
 MigrationRef = Migration | int | str | Path
 
@@ -164,22 +164,22 @@ class DbHelper:
             "WHERE n.nspname = %s AND c.relname = %s AND k.conname = %s", [nsp, rel, constraint])
 
     def snapshot(self, schemas: list[str] | None = None) -> Snapshot:
-        """The catalog snapshot (``poststack.snapshot``) of user schemas, without the history schema.
+        """The catalog snapshot (``poststack.catalog.snapshot``) of user schemas, without the history schema.
 
         Compare two with ``==``; ``before.diff(after)`` says in words what differs.
         """
-        from poststack.snapshot import snapshot
+        from poststack.catalog.snapshot import snapshot
 
         return snapshot(self.conn, schemas, exclude_schemas=(self.history.schema,))
 
     # -- data at volume ---------------------------------------------------------------------------------
     def fill(self, table: str, rows: int, *, parents: bool = True) -> list[FillResult]:
         """Top ``table`` (``schema.name``, taken literally) up to ``rows`` synthetic rows, generated in the
-        server (``poststack.filler``): NOT NULL, UNIQUE, foreign keys, enums, domains and simple CHECKs
+        server (``poststack.engine.filler``): NOT NULL, UNIQUE, foreign keys, enums, domains and simple CHECKs
         hold. Referenced tables with no rows are filled first (to ``rows`` too) unless ``parents=False``.
         Returns one result per table filled; raises FillError naming a constraint it cannot satisfy.
         """
-        from poststack.filler import fill
+        from poststack.engine.filler import fill
 
         return fill(self.conn, table if "." in table else f"public.{table}", rows, parents=parents)
 

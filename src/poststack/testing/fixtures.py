@@ -163,7 +163,7 @@ def database_at(poststack_templates: TemplateCache, poststack_databases: Databas
     cloned from a cached template at that version. Each call gives a new database; all are dropped after
     the test. For data migrations: insert rows at N-1, ``MigrationRunner(url, migrations_dir).step_up()``,
     assert on the data."""
-    from poststack.files import parse_version
+    from poststack.source.files import parse_version
 
     made: list[str] = []
 
@@ -208,7 +208,7 @@ def db_helper(request: pytest.FixtureRequest, migrations_dir: Path,
 @pytest.fixture
 def db_connection(request: pytest.FixtureRequest) -> Iterator[psycopg.Connection[Any]]:
     """A psycopg connection (autocommit) to the test's database, closed after the test."""
-    from poststack.connection import connect
+    from poststack.db.connection import connect
 
     with connect(_test_database_url(request), autocommit=True) as conn:
         yield conn

@@ -150,7 +150,7 @@ class MigrationsDirectory(pytest.Directory):
         self.lint = lint
 
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
-        from poststack.files import load_migrations
+        from poststack.source.files import load_migrations
 
         directory = self.path
         yield _item(self, "files_valid", lambda _config: _check_files(directory), database=False)
@@ -183,7 +183,7 @@ def _history_schema(config: pytest.Config) -> str:
 
 
 def _check_files(directory: Path) -> None:
-    from poststack.validation import validate
+    from poststack.engine.validation import validate
 
     result = validate(directory, files=True, checksums=False, rollbacks=False)
     if not result.ok:

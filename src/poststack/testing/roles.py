@@ -34,8 +34,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from poststack.connection import connect
-from poststack.sqltext import created_roles as created_roles  # the parse lives with the other SQL text work
+from poststack.db.connection import connect
+from poststack.source.sqltext import created_roles as created_roles  # the parse lives with the other SQL text work
 
 BASELINE_FILE = "poststack-roles-baseline.json"
 REPORT_FILE = "poststack-roles-report.json"
@@ -77,7 +77,7 @@ class RunRoles:
         self.directories.add(Path(directory).resolve())
 
     def _write_candidates(self) -> None:
-        from poststack.files import load_migrations
+        from poststack.source.files import load_migrations
 
         names: list[str] = []
         for directory in sorted(self.directories):

@@ -14,14 +14,14 @@ from collections.abc import Iterable
 import psycopg
 import pytest
 
+from poststack.catalog.snapshot import Snapshot
+from poststack.engine.verify import Verifier
 from poststack.errors import PoststackError
-from poststack.files import MigrationSet
-from poststack.snapshot import Snapshot
+from poststack.source.files import MigrationSet
 from poststack.testing.checks import checked_snapshot
 from poststack.testing.hints import with_hint
 from poststack.testing.roles import created_roles
 from poststack.testing.templates import checkpoint_below
-from poststack.verify import Verifier
 
 
 class TestingVerifier(Verifier):

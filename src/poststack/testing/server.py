@@ -20,8 +20,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from poststack import embedded
-from poststack.connection import connect, mask_url, with_database
+from poststack.db import embedded
+from poststack.db.connection import connect, mask_url, with_database
 
 # Durability is irrelevant for a throwaway test server and costs most of a migration's time.
 _FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}

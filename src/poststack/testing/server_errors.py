@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from poststack.connection import mask_url, scrub
+from poststack.db.connection import mask_url, scrub
 from poststack.testing.server import DATA_DIR_ENV
 
 # Lines that say why, best first: the server's own FATAL, then the usual system complaints.

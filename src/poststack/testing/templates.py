@@ -29,10 +29,10 @@ from psycopg import sql
 
 from poststack import __version__
 from poststack.config import DEFAULT_SCHEMA
-from poststack.connection import connect
+from poststack.db.connection import connect
+from poststack.db.history import LAYOUT_VERSION
 from poststack.errors import UsageError
-from poststack.files import MigrationSet, load_migrations
-from poststack.history import LAYOUT_VERSION
+from poststack.source.files import MigrationSet, load_migrations
 from poststack.testing.server import DatabaseFactory, TestServer
 
 TEMPLATE_PREFIX = "pst_tpl_"

@@ -1,0 +1,1 @@
+"""What a database holds: catalog queries, snapshots and fingerprints, drift between two states."""

@@ -1,0 +1,1 @@
+"""Talking to PostgreSQL: connections, poststack's history and lock, legacy tables, the embedded server."""

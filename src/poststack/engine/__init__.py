@@ -1,0 +1,1 @@
+"""Running migrations: plan, executor, replayed states, recovery, marking, verify and validation."""
