@@ -19,6 +19,7 @@ from poststack.cli.db_commands import confirm_or_refuse
 from poststack.config import parse_seconds
 from poststack.errors import EXIT_ISSUES, UsageError
 from poststack.integrity.issues import ISSUE_CODES, SEVERITIES, Issue
+from poststack.integrity.repair import SkipKind
 from poststack.migration_diagnostics import DEFAULT_LOCK_AGE, DiagnosisResult, MigrationDiagnostics
 
 
@@ -121,7 +122,7 @@ def repair(ctx: CliContext, dry_run: bool, force: bool, types: tuple[str, ...], 
     diag = _diagnostics(ctx, dev_url=dev_url)
     found = diag.diagnose().issues
     result = diag.repair(found, force=force, dry_run=dry_run, issue_types=codes or None)
-    left = [s for s in result.skipped if s.reason and not s.reason.startswith("not auto-fixable")]
+    left = [s for s in result.skipped if s.kind is SkipKind.REFUSED]
     if fmt == "json":
         render.echo_json({"dry_run": result.dry_run, "fixed": result.fixed, "skipped": result.skipped})
         _exit_if(bool(left))

@@ -13,6 +13,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,13 @@ class RepairAction:
     details: list[str] = field(default_factory=list)
 
 
+class SkipKind(StrEnum):
+    """Why repair left an issue alone, which decides repair's exit code (not the wording of the reason)."""
+
+    MANUAL = "manual"  # not auto-fixable: diagnose's fix text is for a person, repair exits 0 for it alone
+    REFUSED = "refused"  # auto-fixable in kind, but the evidence or a missing --force stopped it: exit 1
+
+
 @dataclass(frozen=True)
 class SkippedIssue:
     """An issue repair left alone, with the reason and what the user can do."""
@@ -59,6 +67,7 @@ class SkippedIssue:
     version: int | None
     reason: str
     details: list[str] = field(default_factory=list)
+    kind: SkipKind = SkipKind.REFUSED
 
 
 @dataclass
@@ -82,8 +91,8 @@ class Repairer:
         self.dry_run = dry_run
         self.result = RepairResult(dry_run)
 
-    def skip(self, issue: Issue, reason: str, details: Iterable[str] = ()) -> None:
-        self.result.skipped.append(SkippedIssue(issue.code, issue.version, reason, list(details)))
+    def skip(self, issue: Issue, reason: str, details: Iterable[str] = (), kind: SkipKind = SkipKind.REFUSED) -> None:
+        self.result.skipped.append(SkippedIssue(issue.code, issue.version, reason, list(details), kind))
 
     def run(self, issues: list[Issue]) -> RepairResult:
         todo: list[Issue] = []
@@ -91,7 +100,7 @@ class Repairer:
             if issue.auto_fixable:
                 todo.append(issue)
             else:
-                self.skip(issue, f"not auto-fixable; fix: {issue.fix}", issue.evidence)
+                self.skip(issue, f"not auto-fixable; fix: {issue.fix}", issue.evidence, SkipKind.MANUAL)
         for issue in [i for i in todo if i.code == "stuck_lock"]:
             self._end_lock_holder(issue)
         locked = [i for i in todo if i.code in LOCKED_CODES]
