@@ -39,14 +39,6 @@ class Settings:
     statement_lock_timeout: float | None = None  # seconds; None: poststack sets no lock_timeout
     lock_retries: int = 0
 
-    def resolved_url(self) -> str:
-        """The URL to connect to; starts the embedded server when none was configured."""
-        if self.database_url:
-            return self.database_url
-        from poststack.db import embedded
-
-        return embedded.default_url()
-
 
 def find_pyproject(start: Path) -> tuple[Path, dict[str, Any]] | None:
     """The first pyproject.toml from ``start`` upwards, parsed; None when there is none."""

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import pq
 
-from poststack.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_SCHEMA, validate_schema_name
-from poststack.db.connection import connect, mask_url
-from poststack.db.history import History, HistoryRow
-from poststack.db.lock import lock_holder, migration_lock
+from poststack.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_SCHEMA
+from poststack.db.connection import mask_url
+from poststack.db.history import HistoryRow
+from poststack.db.lock import lock_holder
 from poststack.db.lock_policy import LockPolicy, RetryContext
 from poststack.db.session import application_name_of, reset_session
 from poststack.engine import executor, stepwise
@@ -30,6 +30,7 @@ from poststack.engine.plan import (
     plan_migrate,
     plan_rollback,
 )
+from poststack.engine.target import Target
 from poststack.errors import (
     ChecksumChanged,
     ConfirmationRequired,
@@ -38,10 +39,12 @@ from poststack.errors import (
     PlanChanged,
     StateError,
 )
-from poststack.source.files import Migration, MigrationSet, load_migrations, transaction_control
+from poststack.source.files import Migration, transaction_control
 
-if TYPE_CHECKING:  # imported where used: a no-op migrate needs neither (start-up time, issue 15)
+if TYPE_CHECKING:  # imported where used: a no-op migrate needs none of them (start-up time, issue 15)
     from poststack.engine.info import MigrationInfo
+    from poststack.engine.marking import MarkResult
+    from poststack.engine.recovery import RecoverResult
 
 from poststack.engine.results import (  # re-exported: the seed's import path for the results stays valid
     ConfirmRollback as ConfirmRollback,
@@ -56,20 +59,17 @@ Progress = Callable[[str, str, str], None]  # (event, version_text, name): "star
 
 
 
-class MigrationRunner:
-    """Apply and roll back the migrations of one directory on one database."""
+class MigrationRunner(Target):
+    """Apply and roll back the migrations of one directory on one database.
+
+    A Target (database, directory, history schema, lock timeout) with the commands on it, plus the statement
+    lock-timeout policy that only running migrations needs.
+    """
 
     def __init__(self, database_url: str | None = None, migrations_path: str | Path = "migrations", *,
                  history_schema: str = DEFAULT_SCHEMA, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
                  statement_lock_timeout: float | None = None, lock_retries: int = 0) -> None:
-        if database_url is None:
-            from poststack.db import embedded
-
-            database_url = embedded.default_url()
-        self.database_url = database_url
-        self.migrations_path = Path(migrations_path)
-        self.history = History(validate_schema_name(history_schema))
-        self.lock_timeout = lock_timeout
+        super().__init__(database_url, migrations_path, history_schema=history_schema, lock_timeout=lock_timeout)
         self.lock_policy = LockPolicy(statement_lock_timeout, lock_retries)
 
     def _retry(self, progress: Progress | None, version_text: str) -> RetryContext | None:
@@ -78,32 +78,6 @@ class MigrationRunner:
             return None
         notify = (lambda message: progress("retry", version_text, message)) if progress else None
         return RetryContext(self.lock_policy, self.database_url, notify)
-
-    def __repr__(self) -> str:
-        return f"MigrationRunner({mask_url(self.database_url)!r}, {str(self.migrations_path)!r})"
-
-    # -- building blocks -------------------------------------------------------------------------------
-    def load(self) -> MigrationSet:
-        return load_migrations(self.migrations_path)
-
-    def connection(self) -> psycopg.Connection[Any]:
-        """An autocommit connection (transactions are explicit); closed when used in a ``with`` block."""
-        return connect(self.database_url, autocommit=True)
-
-    @contextmanager
-    def locked(self, *, create_history: bool = True) -> Iterator[psycopg.Connection[Any]]:
-        """A connection holding the migration lock, with the history tables present if asked for.
-
-        Commands that can only read or remove history (rollback) pass ``create_history=False`` so that a
-        refused command leaves a database without poststack's schema exactly as it found it.
-        """
-        with self.connection() as conn, migration_lock(conn, self.history.schema, self.lock_timeout):
-            if create_history:
-                self.history.ensure(conn)
-            yield conn
-
-    def state(self, conn: psycopg.Connection[Any], migrations: MigrationSet | None = None) -> MigrationState:
-        return compare(migrations if migrations is not None else self.load(), self.history.rows(conn))
 
     # -- commands --------------------------------------------------------------------------------------
     def migrate(self, target: int | None = None, *, dry_run: bool = False, allow_changed: bool = False,
@@ -140,6 +114,7 @@ class MigrationRunner:
                             ms = executor.apply_transactional(conn, self.history, migration, retry=retry,
                                                               reset_to=baseline)
                     except MigrationFailed as exc:  # a missing extension is re-worded to say what to do
+                        # deferred: keeps start-up fast (only a failed migration needs the extension catalog)
                         from poststack.db.extensions import explain
 
                         raise explain(conn, self.database_url, exc) from None
@@ -187,7 +162,8 @@ class MigrationRunner:
             self._record_snapshot(conn)
 
     def _record_snapshot(self, conn: psycopg.Connection[Any]) -> None:
-        from poststack.catalog.drift import record_snapshot  # snapshots, fingerprints: only after something ran
+        # deferred: keeps start-up fast (snapshots and fingerprints load only after something ran)
+        from poststack.catalog.drift import record_snapshot
 
         record_snapshot(conn, self.history.schema)
 
@@ -322,26 +298,29 @@ class MigrationRunner:
         migrations = self.load()
         with self.connection() as conn:
             state = self.state(conn, migrations)
+        # deferred: keeps start-up fast (a no-op migrate never describes)
         from poststack.engine.info import describe
 
         return describe(state, version)
 
-    def recover(self, *, dry_run: bool = False, force: bool = False, dev_url: str | None = None) -> Any:
+    def recover(self, *, dry_run: bool = False, force: bool = False, dev_url: str | None = None) -> RecoverResult:
         """Record untracked migrations the replayed states prove applied (see poststack.engine.recovery).
 
         ``dev_url``: a server to replay the migrations on (default: the target's server, else the embedded one).
         """
+        # deferred: keeps start-up fast (replay, judgement and snapshots load only for recover)
         from poststack.engine.recovery import recover
 
         return recover(self, dry_run=dry_run, force=force, dev_url=dev_url)
 
     def mark(self, version: int, *, applied: bool = True, through: bool = False, reason: str | None = None,
-             dry_run: bool = False, force: bool = False, dev_url: str | None = None) -> Any:
+             dry_run: bool = False, force: bool = False, dev_url: str | None = None) -> MarkResult:
         """Record (or with ``applied=False`` remove) history rows without running SQL (see poststack.engine.marking).
 
         ``through``: every version up to ``version`` (applied), or from it on (pending). Refused when the
         replayed states contradict the history it would leave, unless ``force``.
         """
+        # deferred: keeps start-up fast (replay, judgement and snapshots load only for mark)
         from poststack.engine.marking import mark
 
         return mark(self, version, applied=applied, through=through, reason=reason, dry_run=dry_run,

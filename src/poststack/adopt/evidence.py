@@ -13,17 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 
 from poststack.catalog import judged as judged_catalog
 from poststack.engine.judgement import Judgement, judge
 from poststack.engine.replay import EvidenceUnavailable, replay
+from poststack.engine.target import Target
 from poststack.source.files import Migration
-
-if TYPE_CHECKING:
-    from poststack.schema_migration import MigrationRunner
 
 UNREADABLE = "unreadable"
 
@@ -49,11 +47,11 @@ def _refusal(j: Judgement) -> tuple[str, str, list[str]]:
     return "mismatch", f"the catalog equals no replayed state; the closest is the state {where}", j.differences
 
 
-def judge_claims(runner: MigrationRunner, conn: psycopg.Connection[Any], migrations: Sequence[Migration],
+def judge_claims(target: Target, conn: psycopg.Connection[Any], migrations: Sequence[Migration],
                  claimed: Collection[int], *, recorded: Collection[int] = ()) -> dict[int, Verdict]:
     """A verdict for each claimed version, from the catalog judged against the replayed states of poststack's
     history, then the claims, then the rest of ``migrations``. ``recorded`` are versions already in
-    poststack's history; ``runner`` names the target (and so where the scratch database can live)."""
+    poststack's history; ``target`` names the target (and so where the scratch database can live)."""
     if not claimed:
         return {}
     by_version = {m.version: m for m in migrations}
@@ -63,10 +61,10 @@ def judge_claims(runner: MigrationRunner, conn: psycopg.Connection[Any], migrati
     steps = [by_version[v] for v in (*done, *claims, *rest)]
     position = {m.version: i for i, m in enumerate(steps, start=1)}
     try:
-        states = replay(runner.database_url, steps, start=max(len(done) - 1, 0))
+        states = replay(target.database_url, steps, start=max(len(done) - 1, 0))
     except EvidenceUnavailable as exc:
         return {v: Verdict(v, False, "unavailable", f"no replayed states: {exc}") for v in claimed}
-    catalog = judged_catalog.read(conn, runner.history.schema)
+    catalog = judged_catalog.read(conn, target.history.schema)
     j = judge(catalog, states, len(done))
     verdicts: dict[int, Verdict] = {}
     complete = j.complete_through

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 
@@ -31,11 +31,9 @@ from poststack.adopt.tables import read_history
 from poststack.catalog import ignored_objects
 from poststack.catalog.drift import record_snapshot
 from poststack.db.history import History
+from poststack.engine.target import Target
 from poststack.errors import EXIT_ISSUES, EXIT_OK, MigrationFileError, UsageError
 from poststack.source.files import Migration, SqlFile, load_migrations
-
-if TYPE_CHECKING:
-    from poststack.schema_migration import MigrationRunner
 
 WRITE, UNCHANGED = "write", "unchanged"
 ADOPT, REFUSED, BLOCKED, DIRTY, ALREADY, PENDING, NO_FILE = (
@@ -224,42 +222,42 @@ def _existing(target: Path) -> dict[int, Migration]:
     return found.by_version()
 
 
-def adopt(runner: MigrationRunner, tool: str, source: Path | None = None, *, dry_run: bool = False,
+def adopt(target: Target, tool: str, source: Path | None = None, *, dry_run: bool = False,
           table: str | None = None) -> AdoptResult:
-    """Convert ``tool``'s directory into the runner's migrations path and adopt its history (see module doc)."""
+    """Convert ``tool``'s directory into the target's migrations path and adopt its history (see module doc)."""
     if tool not in TOOLS:
         raise UsageError(f"--from: {tool!r} is not one of {', '.join(sorted(TOOLS))}")
     source = Path(source) if source is not None else Path(TOOLS[tool].default_source)
-    target = runner.migrations_path
-    if source.exists() and target.exists() and source.resolve() == target.resolve():
+    directory = target.migrations_path
+    if source.exists() and directory.exists() and source.resolve() == directory.resolve():
         raise UsageError(f"--source {source} is also the poststack migrations directory: pass another "
                          "--migrations-path for poststack's files")
     layout: Layout = TOOLS[tool].read_layout(source)
     conversion = convert(layout)
-    existing = _existing(target)
-    file_steps = _plan_files(conversion, target, existing)
-    result = AdoptResult(tool, str(source), str(target), dry_run, conversion.numbering, conversion.reason,
+    existing = _existing(directory)
+    file_steps = _plan_files(conversion, directory, existing)
+    result = AdoptResult(tool, str(source), str(directory), dry_run, conversion.numbering, conversion.reason,
                          files=file_steps, notes=[*layout.notes, *conversion.notes])
-    planned = {**existing, **{c.version: _as_migration(c, target) for c in conversion.files}}
+    planned = {**existing, **{c.version: _as_migration(c, directory) for c in conversion.files}}
     # The history tables are created only once the plan is made: bad input leaves the database as it was.
-    with runner.connection() if dry_run else runner.locked(create_history=False) as conn:
+    with target.connection() if dry_run else target.locked(create_history=False) as conn:
         tool_history = read_history(conn, layout, table)
         if tool_history is None:
             if not dry_run:
-                _write_files(conversion, file_steps, target)
+                _write_files(conversion, file_steps, directory)
             return result
         result.table = tool_history.table
-        applied = {r.version for r in runner.history.rows(conn) if r.status == "applied"}
-        recorded = {r.version for r in runner.history.rows(conn)}
+        applied = {r.version for r in target.history.rows(conn) if r.status == "applied"}
+        recorded = {r.version for r in target.history.rows(conn)}
         by_key = conversion.by_key()
         claimed = {by_key[k].version for k in (*tool_history.claims, *tool_history.dirty) if k in by_key} - recorded
-        verdicts = judge_claims(runner, conn, sorted(planned.values(), key=lambda m: m.version), claimed,
+        verdicts = judge_claims(target, conn, sorted(planned.values(), key=lambda m: m.version), claimed,
                                 recorded=applied)
         result.history = _plan_history(conversion, tool_history, verdicts, recorded, tool_history.table)
         if dry_run:
             return result
-        _write_files(conversion, file_steps, target)
-        loaded = load_migrations(target)
+        _write_files(conversion, file_steps, directory)
+        loaded = load_migrations(directory)
         loaded.raise_for_problems()
         by_version = loaded.by_version()
         for version, migration in planned.items():
@@ -268,8 +266,8 @@ def adopt(runner: MigrationRunner, tool: str, source: Path | None = None, *, dry
         if any(s.action == REFUSED for s in result.history):
             return result  # the files are written (a later run finds them identical); the database is untouched
         claims = {by_key[k].version: c for k, c in tool_history.claims.items() if k in by_key}
-        runner.history.ensure(conn)
-        _record(conn, runner.history, result.history, by_version, claims, tool, tool_history)
+        target.history.ensure(conn)
+        _record(conn, target.history, result.history, by_version, claims, tool, tool_history)
         if result.recorded:
-            record_snapshot(conn, runner.history.schema)
+            record_snapshot(conn, target.history.schema)
         return result

@@ -39,7 +39,7 @@ class CliContext:
         from poststack.schema_migration import MigrationRunner
 
         s = self.settings
-        return MigrationRunner(s.resolved_url(), s.migrations_path, history_schema=s.history_schema,
+        return MigrationRunner(s.database_url, s.migrations_path, history_schema=s.history_schema,
                                lock_timeout=s.lock_timeout, statement_lock_timeout=s.statement_lock_timeout,
                                lock_retries=s.lock_retries)
 

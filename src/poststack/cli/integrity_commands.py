@@ -26,7 +26,7 @@ from poststack.migration_diagnostics import DEFAULT_LOCK_AGE, DiagnosisResult, M
 def _diagnostics(ctx: CliContext, lock_age: float = DEFAULT_LOCK_AGE,
                  dev_url: str | None = None) -> MigrationDiagnostics:
     s = ctx.settings
-    return MigrationDiagnostics(s.resolved_url(), s.migrations_path, history_schema=s.history_schema,
+    return MigrationDiagnostics(s.database_url, s.migrations_path, history_schema=s.history_schema,
                                 lock_timeout=s.lock_timeout, lock_age=lock_age, dev_url=dev_url)
 
 
@@ -162,8 +162,9 @@ def validate(ctx: CliContext, check_files: bool, check_checksums: bool, check_ro
     everything = not (check_files or check_checksums or check_rollbacks)
     s = ctx.settings
     checksums = everything or check_checksums
-    # --check-rollbacks alone connects only to a database that was named: it never starts the embedded server
-    url = s.resolved_url() if checksums else s.database_url
+    # --check-rollbacks alone connects only to a database that was named: run_validate starts the embedded
+    # server only for --check-checksums
+    url = s.database_url
     result = run_validate(s.migrations_path, files=everything or check_files, checksums=checksums,
                           rollbacks=everything or check_rollbacks, database_url=url, history_schema=s.history_schema)
     if fmt == "json":

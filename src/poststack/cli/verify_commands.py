@@ -15,6 +15,7 @@ import click
 
 from poststack.cli import lint_report, render, verify_report
 from poststack.cli.context import CliContext, pass_ctx
+from poststack.db import embedded
 from poststack.engine.verify import STATUSES, MigrationVerification, VerifyReport, verify_migrations
 from poststack.errors import EXIT_ISSUES, ConnectError
 from poststack.lint import RULES, LintReport, enabled_rules, lint_migrations
@@ -109,7 +110,7 @@ def verify(ctx: CliContext, from_version: str | None, to_version: str | None, al
     is never changed. Reports the locks each migration takes and the tables and indexes it rewrites.
     """
     s = ctx.settings
-    url = s.resolved_url()
+    url = embedded.url_or_default(s.database_url)
     report = verify_migrations(
         url, s.migrations_path,
         from_version=parse_version(from_version, "--from") if from_version is not None else None,

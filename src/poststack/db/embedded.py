@@ -223,3 +223,11 @@ def _write_gitignore(directory: Path) -> None:
 def default_url(root: Path | None = None) -> str:
     """The URL of the project-local embedded server, started on demand."""
     return start(project_pgdata(root)).url()
+
+
+def url_or_default(database_url: str | None) -> str:
+    """``database_url``, or when none was configured the embedded server's (started on demand).
+
+    The one place the zero-set-up rule is written: no URL means the project-local embedded PostgreSQL.
+    """
+    return database_url if database_url else default_url()

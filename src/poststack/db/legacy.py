@@ -122,3 +122,23 @@ def legacy_migration(row: LegacyRow, directory: Path) -> Migration:
                             hashlib.sha256(row.sql_down.encode()).hexdigest()) if row.sql_down else None)
     return Migration(row.version, row.version_text, name, SqlFile(path, text, row.checksum.strip().lower()),
                      rollback)
+
+
+_LEGACY_DUPLICATES = """
+SELECT ctid::text, version::text, data FROM (
+  SELECT ctid, version, row_to_json(s)::text AS data,
+         row_number() OVER (PARTITION BY version ORDER BY {order}) AS n
+  FROM public.schema_migrations s) t
+WHERE n > 1 ORDER BY version, n
+"""
+
+
+def legacy_duplicates(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str]]:
+    """(ctid, version, row as JSON) of every duplicate row in the legacy table; [] if it does not exist."""
+    columns = {name for (name,) in conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+        [LEGACY_TABLE]).fetchall()}
+    if "version" not in columns:
+        return []
+    order = "applied_at NULLS LAST, ctid" if "applied_at" in columns else "ctid"  # applied_at is optional
+    return [tuple(r) for r in conn.execute(_LEGACY_DUPLICATES.format(order=order)).fetchall()]  # type: ignore[misc]

@@ -125,3 +125,12 @@ def migration_lock(conn: psycopg.Connection[Any], schema: str, timeout: float) -
         if not conn.closed:
             with suppress(psycopg.Error):  # if the session is gone, so is the lock
                 conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def describe_pids(conn: psycopg.Connection[Any], pids: list[int]) -> dict[int, str]:
+    """What each backend the lock holder waits on is doing, from pg_stat_activity (one query)."""
+    rows = conn.execute(
+        "SELECT pid, coalesce(application_name, ''), coalesce(state, ''), coalesce(query, '') "
+        "FROM pg_stat_activity WHERE pid = ANY(%s)", [pids]).fetchall()
+    return {pid: f"{app or 'unknown client'}, {state or 'unknown state'}, query: {' '.join(query.split())[:120]}"
+            for pid, app, state, query in rows}

@@ -11,7 +11,7 @@ audited with its before/after image, the evidence and the user's reason.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 
@@ -21,11 +21,9 @@ from poststack.db.history import History, HistoryRow
 from poststack.engine.judgement import judge
 from poststack.engine.recovery import migration_of_row
 from poststack.engine.replay import EvidenceUnavailable, replay
+from poststack.engine.target import Target
 from poststack.errors import EXIT_ISSUES, EXIT_OK, UsageError
 from poststack.source.files import Migration
-
-if TYPE_CHECKING:
-    from poststack.schema_migration import MigrationRunner
 
 MARK_APPLIED, MARK_PENDING, ALREADY = "mark_applied", "mark_pending", "already"
 
@@ -72,12 +70,12 @@ def _targets(migrations: dict[int, Migration], rows: dict[int, HistoryRow], vers
     return sorted(v for v in rows if (v >= version if through else v == version))
 
 
-def _plan(conn: psycopg.Connection[Any], runner: MigrationRunner, result: MarkResult, version: int,
+def _plan(conn: psycopg.Connection[Any], target: Target, result: MarkResult, version: int,
           through: bool, dev_url: str | None) -> tuple[dict[int, Migration], dict[int, HistoryRow]]:
-    migration_set = runner.load()
+    migration_set = target.load()
     migration_set.raise_for_problems()
     files = migration_set.by_version()
-    history: History = runner.history
+    history: History = target.history
     rows = {r.version: r for r in history.rows(conn)} if history.exists(conn) else {}
     targets = _targets(files, rows, version, applied=result.applied, through=through)
     for v in targets:
@@ -95,7 +93,7 @@ def _plan(conn: psycopg.Connection[Any], runner: MigrationRunner, result: MarkRe
     steps = [applied[v] for v in sorted(applied)] + [m for v, m in sorted(files.items()) if v not in applied]
     try:
         # From the start: the states on both sides of every marked version take part in the judgement.
-        states = replay(runner.database_url, steps, dev_url=dev_url)
+        states = replay(target.database_url, steps, dev_url=dev_url)
     except EvidenceUnavailable as exc:
         result.evidence = [f"no replayed states: {exc}"]
         return files, rows
@@ -132,25 +130,25 @@ def _write(conn: psycopg.Connection[Any], history: History, result: MarkResult, 
                           before=rows.get(step.version), after=after.get(step.version), reason=note)
 
 
-def mark(runner: MigrationRunner, version: int, *, applied: bool = True, through: bool = False,
+def mark(target: Target, version: int, *, applied: bool = True, through: bool = False,
          reason: str | None = None, dry_run: bool = False, force: bool = False,
          dev_url: str | None = None) -> MarkResult:
     """Record (``applied``) or remove version(s) from the history, refused when the states contradict it."""
     result = MarkResult(dry_run=dry_run, force=force, applied=applied)
     if dry_run:
-        with runner.connection() as conn:
-            _plan(conn, runner, result, version, through, dev_url)
+        with target.connection() as conn:
+            _plan(conn, target, result, version, through, dev_url)
         result.refused = not result.consistent and not force and bool(result.changes)
         return result
-    with runner.locked(create_history=False) as conn:  # a refused mark leaves the database as it was
-        files, rows = _plan(conn, runner, result, version, through, dev_url)
+    with target.locked(create_history=False) as conn:  # a refused mark leaves the database as it was
+        files, rows = _plan(conn, target, result, version, through, dev_url)
         if not result.changes:
             return result
         if not result.consistent and not force:
             result.refused = True
             return result
-        _write(conn, runner.history, result, files, rows, reason)
+        _write(conn, target.history, result, files, rows, reason)
         result.written = True
         if result.consistent and not result.outside:
-            record_snapshot(conn, runner.history.schema)  # the catalog is the new version's state: a reference
+            record_snapshot(conn, target.history.schema)  # the catalog is the new version's state: a reference
     return result

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 
@@ -33,12 +33,10 @@ from poststack.db.history import History, HistoryRow
 from poststack.db.legacy import LEGACY_TABLE, LegacyRow, legacy_migration, legacy_rows
 from poststack.engine.judgement import Judgement, judge
 from poststack.engine.replay import replay, replay_sequence
+from poststack.engine.target import Target
 from poststack.errors import EXIT_ISSUES, EXIT_OK, MigrationFileError
 from poststack.source.files import Migration, SqlFile
 from poststack.source.sqltext import SqlSyntaxError, split_statements
-
-if TYPE_CHECKING:
-    from poststack.schema_migration import MigrationRunner
 
 RECORD, RECORD_FORCED, IMPORT = "record", "record_forced", "import"
 PENDING, REFUSED, BLOCKED, ALREADY = "pending", "refused", "blocked", "already_recorded"
@@ -99,7 +97,7 @@ def _step(m: Migration, action: str, reason: str, status: str | None = None, evi
 
 
 @dataclass
-class _Plan:
+class _RecoveryPlan:
     result: RecoverResult
     migrations: dict[int, Migration]  # what each write records: the file, or the legacy row's applied SQL
     legacy: dict[int, LegacyRow]
@@ -203,7 +201,7 @@ def _legacy_consistent(steps: list[RecoverStep]) -> list[RecoverStep]:
 
 
 def _make_plan(conn: psycopg.Connection[Any], history: History, migrations: list[Migration],
-               directory: Path, force: bool, dev_url: str | None, target_url: str) -> _Plan:
+               directory: Path, force: bool, dev_url: str | None, target_url: str) -> _RecoveryPlan:
     result = RecoverResult(dry_run=True, force=force)
     history_rows = history.rows(conn)
     recorded = {r.version for r in history_rows}
@@ -224,7 +222,7 @@ def _make_plan(conn: psycopg.Connection[Any], history: History, migrations: list
         result.steps += [_step(m, BLOCKED, f"not examined: migration {first.version_text} is {first.status}; "
                                            "finish it first ('poststack db migrate' resumes it, or see diagnose)")
                          for v, m in sorted(files.items()) if v not in recorded]
-        return _Plan(result, {}, {})
+        return _RecoveryPlan(result, {}, {})
     applied = [migration_of_row(r, directory, files.get(r.version)) for r in history_rows]
     claimed = [legacy_migration(r, directory) for v, r in sorted(legacy.items()) if v not in recorded]
     pending = [m for v, m in sorted(files.items()) if v not in recorded and v not in legacy]
@@ -236,7 +234,7 @@ def _make_plan(conn: psycopg.Connection[Any], history: History, migrations: list
             raise MigrationFileError(f"{where}: {exc.message} (recover reads every untracked migration)") from None
     steps = replay_sequence(applied, claimed) + sorted(pending, key=lambda m: m.version)
     if not claimed and not pending:
-        return _Plan(result, {}, legacy)
+        return _RecoveryPlan(result, {}, legacy)
     origins = {m.version: "file" for m in steps} | {m.version: "legacy" for m in claimed}
     catalog = judged_catalog.read(conn, history.schema)
     states = replay(target_url, steps, start=max(len(applied) - 1, 0), dev_url=dev_url)
@@ -250,10 +248,10 @@ def _make_plan(conn: psycopg.Connection[Any], history: History, migrations: list
     last = max((i for i, m in enumerate(steps, start=1) if any(s.version == m.version and s.action in WRITES
                                                                for s in result.steps)), default=None)
     exact = last is not None and last == judgement.proven and not judgement.outside
-    return _Plan(result, {m.version: m for m in steps}, legacy, exact)
+    return _RecoveryPlan(result, {m.version: m for m in steps}, legacy, exact)
 
 
-def _write(conn: psycopg.Connection[Any], history: History, planned: _Plan) -> None:
+def _write(conn: psycopg.Connection[Any], history: History, planned: _RecoveryPlan) -> None:
     """Record the plan in one transaction: history rows first, then one audit entry per row."""
     writes = [s for s in planned.result.steps if s.action in WRITES]
     if not writes:
@@ -275,26 +273,26 @@ def _write(conn: psycopg.Connection[Any], history: History, planned: _Plan) -> N
                           after=after[s.version], reason="; ".join([s.reason, *s.evidence]))
 
 
-def recover(runner: MigrationRunner, *, dry_run: bool = False, force: bool = False,
+def recover(target: Target, *, dry_run: bool = False, force: bool = False,
             dev_url: str | None = None) -> RecoverResult:
     """Plan from replayed states, then (unless dry_run) record under the migration lock in one transaction."""
-    migration_set = runner.load()
+    migration_set = target.load()
     migration_set.raise_for_problems()
     migrations = list(migration_set)
     if dry_run:
-        with runner.connection() as conn:
-            return _make_plan(conn, runner.history, migrations, migration_set.directory, force, dev_url,
-                              runner.database_url).result
+        with target.connection() as conn:
+            return _make_plan(conn, target.history, migrations, migration_set.directory, force, dev_url,
+                              target.database_url).result
     # The plan is computed after the lock is held, never before; the history tables are created only when
     # there is something to record, so a recover that records nothing leaves the database as it was.
-    with runner.locked(create_history=False) as conn:
-        planned = _make_plan(conn, runner.history, migrations, migration_set.directory, force, dev_url,
-                              runner.database_url)
-        _write(conn, runner.history, planned)
+    with target.locked(create_history=False) as conn:
+        planned = _make_plan(conn, target.history, migrations, migration_set.directory, force, dev_url,
+                              target.database_url)
+        _write(conn, target.history, planned)
         if planned.result.recorded and planned.exact:
             # The history moved to a new version: without a reference taken at it, drift could not be
             # checked until the next migrate. Only a catalog that *is* that version's state may become the
             # reference: otherwise what differs (a hidden tail, a hand-made table) would vanish from diagnose.
-            record_snapshot(conn, runner.history.schema)
+            record_snapshot(conn, target.history.schema)
         planned.result.dry_run = False
         return planned.result

@@ -14,24 +14,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 
-from poststack.db.legacy import LEGACY_TABLE
-from poststack.db.lock import LockHolder, lock_holder, migration_lock, terminate_holder
+from poststack.db.legacy import LEGACY_TABLE, legacy_duplicates
+from poststack.db.lock import LockHolder, describe_pids, lock_holder, migration_lock, terminate_holder
+from poststack.integrity import catalog_facts
+from poststack.integrity.gathering import Inspected
 from poststack.source.files import load_migrations, version_of
-
-if TYPE_CHECKING:
-    from poststack.migration_diagnostics import MigrationDiagnostics
-
-_LEGACY_DUPLICATES = """
-SELECT ctid::text, version::text, data FROM (
-  SELECT ctid, version, row_to_json(s)::text AS data,
-         row_number() OVER (PARTITION BY version ORDER BY {order}) AS n
-  FROM public.schema_migrations s) t
-WHERE n > 1 ORDER BY version, n
-"""
 
 
 @dataclass(frozen=True)
@@ -57,19 +48,8 @@ class CleanResult:
     skipped: list[tuple[CleanAction, str]] = field(default_factory=list)
 
 
-def legacy_duplicates(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str]]:
-    """(ctid, version, row as JSON) of every duplicate row in the legacy table; [] if it does not exist."""
-    columns = {name for (name,) in conn.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
-        [LEGACY_TABLE]).fetchall()}
-    if "version" not in columns:
-        return []
-    order = "applied_at NULLS LAST, ctid" if "applied_at" in columns else "ctid"  # applied_at is optional
-    return [tuple(r) for r in conn.execute(_LEGACY_DUPLICATES.format(order=order)).fetchall()]  # type: ignore[misc]
-
-
 class Cleaner:
-    def __init__(self, diagnostics: MigrationDiagnostics) -> None:
+    def __init__(self, diagnostics: Inspected) -> None:
         self.diag = diagnostics
         self.history = diagnostics.history
 
@@ -85,8 +65,6 @@ class Cleaner:
         return plan
 
     def _plan_locks(self, conn: psycopg.Connection[Any], plan: CleanPlan) -> None:
-        from poststack.migration_diagnostics import _describe_pids
-
         holder = plan.lock = lock_holder(conn, self.history.schema)
         if holder is None:
             plan.notes.append("lock: free")
@@ -94,14 +72,12 @@ class Cleaner:
         details = [f"holder: {holder.describe()}"]
         if holder.query:
             details.append(f"last query: {' '.join(holder.query.split())[:200]}")
-        for pid, what in _describe_pids(conn, holder.blocked_by).items():
+        for pid, what in describe_pids(conn, holder.blocked_by).items():
             details.append(f"waits on pid {pid}: {what}")
         plan.actions.append(CleanAction("end_lock_holder", f"end backend pid {holder.pid} holding the migration lock",
                                         None, True, details, str(holder.pid)))
 
     def _plan_failed(self, conn: psycopg.Connection[Any], plan: CleanPlan) -> None:
-        from poststack.integrity import facts as catalog_facts
-
         migrations = load_migrations(self.diag.migrations_path)
         facts = self.diag.gather(conn, migrations)
         holder = facts.holder

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from poststack.db.history import HistoryRow
 from poststack.db.lock import LockHolder
 from poststack.engine.plan import ChangedFile, ChangedRollback, MigrationState
+from poststack.errors import UsageError
 from poststack.source.files import FileProblem, Migration, migration_file_name, version_of
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
@@ -75,6 +76,22 @@ KINDS: dict[str, IssueKind] = {k.code: k for k in (
               "the schema changed outside poststack since the last migration"),
 )}
 ISSUE_CODES = tuple(KINDS)
+
+
+def checked_severity(severity: str, option: str = "--severity") -> str:
+    """``severity`` if it is one of SEVERITIES; else a one-line UsageError naming the option."""
+    if severity not in SEVERITIES:
+        raise UsageError(f"{option}: {severity!r} is not one of {', '.join(SEVERITIES)}")
+    return severity
+
+
+def checked_codes(codes: Iterable[str], option: str = "--type") -> list[str]:
+    """The issue codes given, each known (the one place that checks them: CLI options and the Python API)."""
+    codes = list(codes)
+    unknown = [c for c in codes if c not in ISSUE_CODES]
+    if unknown:
+        raise UsageError(f"{option}: unknown issue code {unknown[0]!r} (one of: {', '.join(ISSUE_CODES)})")
+    return codes
 
 
 @dataclass(frozen=True)

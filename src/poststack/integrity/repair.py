@@ -15,14 +15,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from poststack.catalog.drift import record_snapshot
 from poststack.db.history import HistoryRow
 from poststack.db.lock import migration_lock
+from poststack.engine.recovery import recover
 from poststack.errors import PoststackError
+from poststack.integrity import catalog_facts, schema_evidence
+from poststack.integrity.cleaning import Cleaner
+from poststack.integrity.diagnosis import derive_issues
+from poststack.integrity.facts import Facts
+from poststack.integrity.gathering import Inspected
 from poststack.integrity.issues import Issue
 from poststack.source.files import (
     checksum_of,
@@ -33,9 +40,6 @@ from poststack.source.files import (
     version_of,
 )
 
-if TYPE_CHECKING:
-    from poststack.migration_diagnostics import Facts, MigrationDiagnostics
-
 LOCKED_CODES = ("cosmetic_change", "checksum_mismatch", "rollback_changed", "missing_file", "failed_migration",
                 "invalid_index")
 
@@ -43,7 +47,6 @@ LOCKED_CODES = ("cosmetic_change", "checksum_mismatch", "rollback_changed", "mis
 @dataclass(frozen=True)
 class RepairAction:
     """One fix, done (or with dry_run, planned)."""
-
     code: str
     version: int | None
     action: str  # rechecksum | rerecord_rollback | restore_file | mark_applied | retry | drop_invalid_index | recover |
@@ -54,7 +57,6 @@ class RepairAction:
 
 class SkipKind(StrEnum):
     """Why repair left an issue alone, which decides repair's exit code (not the wording of the reason)."""
-
     MANUAL = "manual"  # not auto-fixable: diagnose's fix text is for a person, repair exits 0 for it alone
     REFUSED = "refused"  # auto-fixable in kind, but the evidence or a missing --force stopped it: exit 1
 
@@ -62,7 +64,6 @@ class SkipKind(StrEnum):
 @dataclass(frozen=True)
 class SkippedIssue:
     """An issue repair left alone, with the reason and what the user can do."""
-
     code: str
     version: int | None
     reason: str
@@ -78,13 +79,15 @@ class RepairResult:
 
 
 @dataclass
-class _Plan:
+class _Fix:
+    """One planned fix: what repair reports, and the function that does it (not called in a dry run)."""
+
     action: RepairAction
     apply: Callable[[psycopg.Connection[Any]], None]
 
 
 class Repairer:
-    def __init__(self, diagnostics: MigrationDiagnostics, *, force: bool, dry_run: bool) -> None:
+    def __init__(self, diagnostics: Inspected, *, force: bool, dry_run: bool) -> None:
         self.diag = diagnostics
         self.history = diagnostics.history
         self.force = force
@@ -117,8 +120,6 @@ class Repairer:
             self.skip(issue, "ending another backend needs --force (or use 'poststack db clean --locks --force')",
                       issue.evidence)
             return
-        from poststack.integrity.cleaning import Cleaner
-
         if issue.holder is None:  # an Issue built by hand, without the backend it was judged on
             self.skip(issue, "the issue does not name the backend judged stuck; run 'poststack db diagnose' again")
             return
@@ -139,8 +140,6 @@ class Repairer:
                 self._plan_and_apply(conn, migrations, issues)
 
     def _plan_and_apply(self, conn: psycopg.Connection[Any], migrations: Any, issues: list[Issue]) -> None:
-        from poststack.migration_diagnostics import derive_issues
-
         facts = self.diag.gather(conn, migrations)
         current = {(i.code, i.version): i for i in derive_issues(
             facts, lock_age=self.diag.lock_age, directory=str(self.diag.migrations_path))}
@@ -164,11 +163,9 @@ class Repairer:
         if changed_schema and not self.dry_run and facts.drift_checked and facts.drift is None:
             # The schema matched poststack's snapshot (its own leftovers aside) before the repair, so the
             # state now is poststack's doing: make it the reference, or drift would blame the repair.
-            from poststack.catalog.drift import record_snapshot
-
             record_snapshot(conn, self.history.schema)
 
-    def _plan(self, conn: psycopg.Connection[Any], facts: Facts, issue: Issue) -> _Plan | None:
+    def _plan(self, conn: psycopg.Connection[Any], facts: Facts, issue: Issue) -> _Fix | None:
         handler = {"cosmetic_change": self._rechecksum, "checksum_mismatch": self._rechecksum,
                    "rollback_changed": self._rerecord_rollback, "missing_file": self._restore_file,
                    "failed_migration": self._unfinished,
@@ -176,17 +173,13 @@ class Repairer:
         return handler(conn, facts, issue)
 
     def _recover(self, issues: list[Issue]) -> None:
-        from poststack.schema_migration import MigrationRunner
-
-        runner = MigrationRunner(self.diag.database_url, self.diag.migrations_path,
-                                 history_schema=self.history.schema, lock_timeout=self.diag.lock_timeout)
         try:
-            outcome = runner.recover(dry_run=self.dry_run, force=False, dev_url=self.diag.dev_url)
+            outcome = recover(self.diag, dry_run=self.dry_run, force=False, dev_url=self.diag.dev_url)
         except PoststackError as exc:  # e.g. bad migration files: recover refuses to plan on them
             for issue in issues:
                 self.skip(issue, f"recover refused: {exc}")
             return
-        recorded = set(_recorded_versions(outcome))
+        recorded = {step.version for step in outcome.recorded}
         for issue in issues:
             if issue.version in recorded:
                 self.result.fixed.append(RepairAction(issue.code, issue.version, "recover",
@@ -206,7 +199,7 @@ class Repairer:
                                    after=after, reason=reason)
         return apply
 
-    def _rechecksum(self, conn: psycopg.Connection[Any], facts: Facts, issue: Issue) -> _Plan | None:
+    def _rechecksum(self, conn: psycopg.Connection[Any], facts: Facts, issue: Issue) -> _Fix | None:
         version = issue.version
         assert version is not None
         row = facts.rows[version]
@@ -233,9 +226,9 @@ class Repairer:
         action = RepairAction(issue.code, version, "rechecksum",
                               f"re-record checksum of {migration.filename} ({row.checksum[:12]} -> "
                               f"{migration.checksum[:12]})", diff)
-        return _Plan(action, write)
+        return _Fix(action, write)
 
-    def _rerecord_rollback(self, conn: psycopg.Connection[Any], facts: Facts, issue: Issue) -> _Plan | None:
+    def _rerecord_rollback(self, conn: psycopg.Connection[Any], facts: Facts, issue: Issue) -> _Fix | None:
         """Record the rollback file as the migration's rollback: its checksum and text replace the recorded ones.
 
         A cosmetic edit is recorded freely; a change of meaning needs --force, because from then on
@@ -266,9 +259,9 @@ class Repairer:
         action = RepairAction(issue.code, change.version, "rerecord_rollback",
                               f"re-record rollback {change.filename} ({change.stored_checksum[:12]} -> "
                               f"{change.file_checksum[:12]})", diff)
-        return _Plan(action, write)
+        return _Fix(action, write)
 
-    def _restore_file(self, conn: psycopg.Connection[Any], facts: Facts, issue: Issue) -> _Plan | None:
+    def _restore_file(self, conn: psycopg.Connection[Any], facts: Facts, issue: Issue) -> _Fix | None:
         version = issue.version
         assert version is not None
         row = facts.rows[version]
@@ -292,13 +285,11 @@ class Repairer:
             with conn.transaction():
                 self.history.audit(conn, command="repair", action="restore_file", version=version, before=row,
                                    after=row, reason="; ".join(details))
-        return _Plan(RepairAction(issue.code, version, "restore_file", f"restore {up.name} from the history",
+        return _Fix(RepairAction(issue.code, version, "restore_file", f"restore {up.name} from the history",
                                   details), apply)
 
-    def _unfinished(self, conn: psycopg.Connection[Any], facts: Facts, issue: Issue) -> _Plan | None:
+    def _unfinished(self, conn: psycopg.Connection[Any], facts: Facts, issue: Issue) -> _Fix | None:
         """A crashed or failed non-transactional migration: decide from the catalog what actually happened."""
-        from poststack.integrity import facts as catalog_facts
-
         version = issue.version
         row = facts.rows.get(version) if version is not None else None
         if row is None and issue.auto_fixable and version is not None:
@@ -307,13 +298,10 @@ class Repairer:
             self.skip(issue, f"not left by an unfinished migration; fix: {issue.fix}", issue.evidence)
             return None
         evidence = catalog_facts.evidence_lines(facts, row.version)
-        invalid = [ix for ix in facts.invalid_indexes
-                   if facts.index_owner.get(catalog_facts.qualified(ix)) == row.version]
+        invalid = catalog_facts.owned_invalid(facts, row.version)
         verdict = catalog_facts.unfinished_verdict(facts, row, invalid)
         label = f"migration {row.version_text} ({row.name})"
         if verdict == "done":
-            from poststack.integrity import schema_evidence
-
             confirmed, proof = schema_evidence.confirms_applied(
                 conn, facts.state, facts.migrations.directory, self.history.schema, self.diag.database_url, row,
                 dev_url=self.diag.dev_url)
@@ -327,7 +315,7 @@ class Repairer:
             write = self._audited_write("repair", "mark_applied", row, after, reason,
                                         lambda c: self.history.update(c, row.version, status="applied",
                                                                       error=None, source="repair"))
-            return _Plan(RepairAction(issue.code, row.version, "mark_applied",
+            return _Fix(RepairAction(issue.code, row.version, "mark_applied",
                                       f"mark {label} applied (source repair)", evidence), write)
         if verdict == "not_done":
             drops = [catalog_facts.qualified(ix) for ix in invalid]
@@ -343,17 +331,15 @@ class Repairer:
             def apply(conn: psycopg.Connection[Any]) -> None:
                 _drop_indexes(conn, invalid)
                 delete(conn)
-            return _Plan(RepairAction(issue.code, row.version, "retry", what, evidence), apply)
+            return _Fix(RepairAction(issue.code, row.version, "retry", what, evidence), apply)
         self.skip(issue, f"{label}: the catalog shows a mixed result, so repair will not guess; finish it by hand "
                          "(then repair marks it applied) or undo it by hand (then repair --force lets migrate "
                          "retry it)", evidence)
         return None
 
 
-    def _drop_invalid(self, facts: Facts, issue: Issue, version: int) -> _Plan | None:
+    def _drop_invalid(self, facts: Facts, issue: Issue, version: int) -> _Fix | None:
         """An INVALID index of a pending migration (its failed row was cleaned away): migrate needs the name."""
-        from poststack.integrity import facts as catalog_facts
-
         invalid = catalog_facts.owned_invalid(facts, version)
         names = ", ".join(catalog_facts.qualified(ix) for ix in invalid)
         what = f"drop invalid index(es) {names} concurrently so that pending migration {version} can build them"
@@ -366,7 +352,7 @@ class Repairer:
             with conn.transaction():
                 self.history.audit(conn, command="repair", action="drop_invalid_index", version=version,
                                    before=None, after=None, reason=what)
-        return _Plan(RepairAction(issue.code, version, "drop_invalid_index", what, issue.evidence), apply)
+        return _Fix(RepairAction(issue.code, version, "drop_invalid_index", what, issue.evidence), apply)
 
 
 def _drop_indexes(conn: psycopg.Connection[Any], indexes: list[Any]) -> None:
@@ -374,11 +360,6 @@ def _drop_indexes(conn: psycopg.Connection[Any], indexes: list[Any]) -> None:
     for ix in indexes:
         conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(
             sql.Identifier(ix.schema), sql.Identifier(ix.index)))
-
-
-def _recorded_versions(outcome: Any) -> list[int]:
-    """Versions recover recorded (or, dry, would record); tolerant of the result's exact shape."""
-    return [getattr(m, "version", m) for m in getattr(outcome, "recorded", [])]
 
 
 def restore_paths(directory: Path, row: HistoryRow) -> tuple[Path, Path] | str:

@@ -27,6 +27,7 @@ from poststack.catalog.snapshot import Snapshot
 from poststack.db.history import HistoryRow
 from poststack.engine.judgement import Judgement, judge
 from poststack.engine.plan import MigrationState
+from poststack.engine.recovery import migration_of_row
 from poststack.engine.replay import EvidenceUnavailable, replay, replay_sequence
 from poststack.integrity.issues import Issue
 from poststack.source.files import Migration
@@ -37,15 +38,13 @@ CHECKS = ("missing_tracking", "partially_applied", "schema_mismatch")
 @dataclass
 class SchemaEvidence:
     """What diagnose learnt from the states; ``judgement`` is None when no comparison was needed or possible."""
-
     judgement: Judgement | None = None
     skipped: str | None = None  # why the comparison could not be made
     steps: list[Migration] = field(default_factory=list)
 
 
 def applied_as(rows: list[HistoryRow], directory: Path, files: dict[int, Migration]) -> list[Migration]:
-    from poststack.engine.recovery import migration_of_row
-
+    """The applied migrations as they ran: each row's stored SQL, else its file (a row recorded without SQL)."""
     return [migration_of_row(r, directory, files.get(r.version)) for r in rows]
 
 
@@ -74,8 +73,6 @@ def confirms_applied(conn: psycopg.Connection[Any], state: MigrationState, direc
     The per-statement progress and object names say a crashed run may be complete; only the state says the
     objects are the ones *this* text makes (a hand-run older text leaves objects of the same names).
     """
-    from poststack.engine.recovery import migration_of_row
-
     files = state.migrations.by_version()
     applied = applied_as(list(state.applied), directory, files)
     ran = migration_of_row(row, directory, None)
