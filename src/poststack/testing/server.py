@@ -87,7 +87,7 @@ def start_embedded_at(pgdata: Path) -> TestServer:
     # starting at once race on that check. Creating it here first (exist_ok) leaves only its own
     # inter-process lock around initdb, which does serialise them.
     pgdata.mkdir(parents=True, exist_ok=True)
-    ep = embedded._quiet_import()
+    ep = embedded.import_wheel()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ep.get_server(pgdata, cleanup_mode="delete")
