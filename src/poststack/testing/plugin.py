@@ -191,8 +191,25 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
 
 def _run_dir(config: pytest.Config) -> Path:
     # Under xdist every worker's basetemp sits in one run directory: the server belongs to the run, shared.
-    base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    base = _basetemp(config)
     return base.parent if _is_xdist_worker(config) else base
+
+
+def _basetemp(config: pytest.Config) -> Path:
+    """The session's base temporary directory: the one ``tmp_path_factory.getbasetemp()`` returns.
+
+    Read through pytest's private ``config._tmp_path_factory``, which is the very object the public
+    ``tmp_path_factory`` fixture returns; a fixture cannot be reached where this is needed: the generated
+    tests are plain pytest.Items without fixtures, and pytest_terminal_summary runs in the xdist controller,
+    where no fixture ever runs. The public ways give another directory: ``config.getoption("basetemp")`` is
+    None unless --basetemp is given (pytest then picks a numbered pytest-N), and ``TempPathFactory.from_config``
+    (itself ``:meta private:``) makes a second factory, which picks another pytest-N or deletes a given
+    --basetemp again. pytest-xdist reads the same attribute to place each worker's basetemp
+    (xdist.workermanage), which is why the workers' run directory above is one. If pytest drops it, this
+    raises AttributeError: a plain failure, never a wrong directory.
+    """
+    factory: pytest.TempPathFactory = config._tmp_path_factory  # type: ignore[attr-defined]
+    return factory.getbasetemp()
 
 
 _SERVER = pytest.StashKey["TestServer"]()
