@@ -166,3 +166,55 @@ class StatementLockTimeout(LockTimeout):
     """A migration's statement could not get its table locks within --statement-lock-timeout, on every retry."""
 
     code = "statement_lock_timeout"
+
+
+class ScratchDatabaseError(ConnectError):
+    """No scratch database can be created on the target's server (exit 3, like any access problem).
+
+    Raised by ``poststack.db.scratch_databases`` (verify, replayed evidence); the message names the role and
+    what it lacks (CREATEDB) or the server's own reason.
+    """
+
+    code = "scratch_database_unavailable"
+
+
+class EvidenceUnavailable(PoststackError):
+    """No server can replay the migrations, so no state can be proven: callers record nothing.
+
+    Exit 3 like a connection failure (the server to replay on is missing or unusable), but not a
+    ConnectError: callers that retry or fall back on a ConnectError must not treat it as one. Raised by
+    ``poststack.engine.replay``; ``diagnose`` reports the checks as skipped instead.
+    """
+
+    code = "evidence_unavailable"
+    exit_code = EXIT_CONNECT
+
+
+class SqlSyntaxError(PoststackError, ValueError):
+    """PostgreSQL's parser (pglast) could not parse a text; ``line`` is 1-based within the text given.
+
+    Each command turns it into its own error before it reaches a user (migrate: MigrationFailed, exit 5;
+    recover: MigrationFileError, exit 2; validate and lint: a reported problem), so it surfaces as itself
+    only from the library API (``split_statements``, ``check_syntax``, ``objects.extract``), as a bad input.
+    Also a ValueError, as it was before it joined this tree: code calling that API may catch it as one.
+    """
+
+    code = "sql_syntax_error"
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+class SnapshotFormatError(PoststackError, ValueError):
+    """A stored schema snapshot is not one this version reads (another format, or not a snapshot at all).
+
+    A user meets it loading a golden schema file (``poststack.testing.load_schema``); internally a stored
+    snapshot of another format is treated as absent. Also a ValueError, as it was before it joined this
+    tree: those internal readers and code using ``Snapshot.from_dict``/``from_json`` catch it as one.
+    """
+
+    code = "snapshot_format"
+    exit_code = EXIT_USAGE

@@ -25,6 +25,7 @@ from psycopg.types.json import set_json_loads
 
 from poststack.catalog.snapshot_queries import SCHEMAS_QUERY, snapshot_query
 from poststack.config import DEFAULT_SCHEMA
+from poststack.errors import SnapshotFormatError
 
 FORMAT = 1
 
@@ -160,11 +161,12 @@ class Snapshot:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
-        """Rebuild a stored snapshot; raises ValueError for a format this version does not read."""
+        """Rebuild a stored snapshot; raises SnapshotFormatError (a ValueError) for a format this version does
+        not read: a user can hand one in (a golden schema file written by another version)."""
         if not isinstance(data, Mapping) or data.get("format") != FORMAT or not isinstance(data.get("objects"),
                                                                                               dict):
             found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
-            raise ValueError(f"not a poststack schema snapshot of format {FORMAT} (found {found!r})")
+            raise SnapshotFormatError(f"not a poststack schema snapshot of format {FORMAT} (found {found!r})")
         return cls(data["objects"], tuple(data.get("schemas", ())), int(data.get("server_version", 0)))
 
     def to_json(self) -> str:

@@ -240,7 +240,7 @@ class History:
 
     def update(self, conn: psycopg.Connection[Any], version: int, **changes: Any) -> None:
         unknown = set(changes) - set(_COLUMNS)
-        if unknown:
+        if unknown:  # a programming error: column names come from poststack's code, never from input
             raise ValueError(f"unknown history columns: {sorted(unknown)}")
         query = sql.SQL("UPDATE {} SET {} WHERE version = %s").format(
             self.table("migrations"),
@@ -322,7 +322,7 @@ def progress_sql(history: History, version: int, direction: str, event: str, *, 
     """One statement (no parameters, so it can share a simple query with others) that applies ``changes``
     to the migrations row and logs the event, only if the row exists: the two can never disagree."""
     unknown = set(changes) - set(_COLUMNS)
-    if unknown:
+    if unknown:  # a programming error, as in History.update: not a PoststackError, no user can cause it
         raise ValueError(f"unknown history columns: {sorted(unknown)}")
     assignments = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(k), sql.Literal(v))
                                      for k, v in changes.items()) if changes else sql.SQL("version = version")

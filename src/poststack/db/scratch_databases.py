@@ -29,6 +29,7 @@ from psycopg import sql
 
 from poststack.db.connection import connect, database_of, mask_url, with_database
 from poststack.errors import ConnectError
+from poststack.errors import ScratchDatabaseError as ScratchDatabaseError  # re-exported: its name here before errors.py
 
 SCRATCH_PREFIX = "poststack_verify_"
 _NAME = re.compile(re.escape(SCRATCH_PREFIX) + r"[0-9a-f]{12}")
@@ -78,12 +79,6 @@ def drop_stale(conn: psycopg.Connection[Any]) -> list[str]:
         _log.info("dropped stale scratch database %s (its verify run was killed)", name)
         dropped.append(name)
     return dropped
-
-
-class ScratchDatabaseError(ConnectError):
-    """No scratch database can be created on the target's server (exit 3, like any access problem)."""
-
-    code = "scratch_database_unavailable"
 
 
 # -- creating one --------------------------------------------------------------------------------

@@ -53,18 +53,12 @@ from poststack import __version__
 from poststack.catalog.fingerprint import catalog_fingerprint
 from poststack.catalog.snapshot import Snapshot, loads, snapshot
 from poststack.db.connection import connect, mask_url, scrub
-from poststack.errors import ConnectError, MigrationFailed, PoststackError
+from poststack.errors import ConnectError, MigrationFailed
+from poststack.errors import EvidenceUnavailable as EvidenceUnavailable  # re-exported: its name here before errors.py
 from poststack.source.files import Migration
 
 REPLAY_SCHEMA = "poststack_replay"  # reserved on scratch databases: left out of their snapshots
 CACHE_ENV = "POSTSTACK_REPLAY_CACHE"
-
-
-class EvidenceUnavailable(PoststackError):
-    """No server can replay the migrations, so no state can be proven: callers record nothing."""
-
-    code = "evidence_unavailable"
-    exit_code = 3
 
 
 @dataclass

@@ -26,9 +26,6 @@ from poststack.config import DEFAULT_SCHEMA
 from poststack.db.connection import connect, mask_url
 from poststack.db.history import History
 from poststack.db.scratch_databases import SCRATCH_PREFIX as SCRATCH_PREFIX
-from poststack.db.scratch_databases import (  # re-exported: verify's public names since the first version
-    ScratchDatabaseError as ScratchDatabaseError,
-)
 from poststack.db.scratch_databases import maintenance_connection as maintenance_connection
 from poststack.db.scratch_databases import may_create_databases as may_create_databases
 from poststack.db.scratch_databases import scratch_database
@@ -37,6 +34,9 @@ from poststack.engine.plan import RollbackStep
 from poststack.engine.verify_observed import StatementTiming, apply_observed
 from poststack.engine.verify_states import Shadow, content_digest
 from poststack.errors import MigrationFailed, UsageError
+from poststack.errors import (
+    ScratchDatabaseError as ScratchDatabaseError,  # re-exported: verify's name since the first version
+)
 from poststack.source.files import Migration, MigrationSet, header_directives, load_migrations
 
 STATUSES = ("passed", "failed", "error", "unverifiable", "skipped")

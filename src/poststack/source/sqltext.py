@@ -13,14 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-
-class SqlSyntaxError(ValueError):
-    """pglast could not parse the text; ``line`` is 1-based within the text given."""
-
-    def __init__(self, message: str, line: int | None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
+from poststack.errors import SqlSyntaxError as SqlSyntaxError  # re-exported: its name here before errors.py
 
 
 @dataclass(frozen=True)
