@@ -112,7 +112,8 @@ def secrets_of(url: str | None) -> set[str]:
 def password_of(url: str) -> str | None:
     """The password a URL carries as libpq reads it (None when it has none or cannot be parsed)."""
     try:
-        return pg_conninfo.conninfo_to_dict(url).get("password") or None
+        password = pg_conninfo.conninfo_to_dict(url).get("password")
+        return str(password) if password else None  # parsed from a string, it is text
     except (psycopg.ProgrammingError, UnicodeDecodeError, ValueError):
         return None
 

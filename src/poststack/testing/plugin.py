@@ -19,6 +19,7 @@ import pytest
 from poststack.testing import project
 
 if TYPE_CHECKING:
+    from poststack.testing.roles import RunRoles
     from poststack.testing.server import DatabaseFactory, TestServer
     from poststack.testing.templates import TemplateCache
 
@@ -191,7 +192,8 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
 
 def _run_dir(config: pytest.Config) -> Path:
     # Under xdist every worker's basetemp sits in one run directory: the server belongs to the run, shared.
-    base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    # pytest's tmp_path plugin sets this private attribute at configure time; Config does not declare it.
+    base: Path = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
     return base.parent if _is_xdist_worker(config) else base
 
 
@@ -199,7 +201,7 @@ _SERVER = pytest.StashKey["TestServer"]()
 _SERVER_ERROR = pytest.StashKey[str]()
 _DATABASES = pytest.StashKey["DatabaseFactory"]()
 _TEMPLATES = pytest.StashKey["TemplateCache"]()
-_ROLES = pytest.StashKey["RunRoles"]()
+_ROLES: pytest.StashKey[RunRoles] = pytest.StashKey()
 _PENDING_DIRECTORIES = pytest.StashKey[set[Path]]()  # noted before the server started
 
 
