@@ -92,8 +92,9 @@ def secrets_of(url: str | None) -> set[str]:
     if not url:
         return set()
     found: set[str] = set()
-    if _SCHEME.match(url):
-        rest = url[_SCHEME.match(url).end():]  # type: ignore[union-attr]
+    scheme = _SCHEME.match(url)
+    if scheme:
+        rest = url[scheme.end():]
         userinfo = rest[:max(rest.rfind("@"), 0)]
         if ":" in userinfo:
             found.add(userinfo.split(":", 1)[1])
