@@ -172,7 +172,7 @@ class InvalidIndex(NamedTuple):
     """An index left with ``indisvalid = false``, typically by a failed ``CREATE INDEX CONCURRENTLY``."""
 
     schema: str
-    index: str
+    index: str  # type: ignore[assignment]  # shadows tuple.index(); the field name is what callers read
     table: str
 
 

@@ -8,7 +8,7 @@ so a golden schema written on one major version compares equal on another. Anyth
 
 from __future__ import annotations
 
-from typing import Any
+from poststack.source.sqltext import required
 
 
 def portable_view_text(text: str) -> str:
@@ -26,7 +26,7 @@ def portable_view_text(text: str) -> str:
     return ";\n".join(RawStream()(raw) for raw in statements)
 
 
-def _strip(node: Any, qualifiers: set[str]) -> None:
+def _strip(node: object, qualifiers: set[str]) -> None:
     from pglast import ast
 
     if isinstance(node, list | tuple):
@@ -40,11 +40,11 @@ def _strip(node: Any, qualifiers: set[str]) -> None:
         qualifiers = set()
         if len(sources) == 1 and isinstance(sources[0], ast.RangeVar):
             source = sources[0]
-            qualifiers = {source.alias.aliasname if source.alias else source.relname}
+            qualifiers = {required(source.alias.aliasname if source.alias else source.relname)}
     if isinstance(node, ast.ColumnRef) and qualifiers:
         fields = node.fields or ()
         if len(fields) == 2 and isinstance(fields[0], ast.String) and fields[0].sval in qualifiers:
             node.fields = (fields[1],)
         return
-    for attribute in type(node).__slots__:
+    for attribute in node:  # a Node iterates over its field names
         _strip(getattr(node, attribute, None), qualifiers)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -14,10 +15,12 @@ from poststack.source.files import parse_version
 
 if TYPE_CHECKING:
     from poststack.engine.info import MigrationInfo
-    from poststack.schema_migration import MigrateResult, RollbackResult
+    from poststack.schema_migration import MigrateResult, Progress, RollbackResult
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
 
 
-def _progress(ctx: CliContext, verb: str):  # noqa: ANN202 - a Progress callback
+def _progress(ctx: CliContext, verb: str) -> Progress:
     def report(event: str, version: str, name: str) -> None:
         if event in ("start", "resume"):
             ctx.say(f"  {'resuming' if event == 'resume' else verb} {version} {name} ...")
@@ -36,7 +39,8 @@ lock_policy_options = [
 ]
 
 
-def with_lock_policy(command):  # noqa: ANN001, ANN201 - a click decorator
+def with_lock_policy(command: _Command) -> _Command:
+    """Add the lock policy options to a click command (a decorator, as click.option is)."""
     for option in reversed(lock_policy_options):
         command = option(command)
     return command
@@ -130,9 +134,8 @@ def rollback(ctx: CliContext, target: str, dry_run: bool, confirm: bool, allow_c
     target_version = parse_version(target, "TARGET")
     ctx = ctx.with_lock_policy(statement_lock_timeout, lock_retries)
     runner = ctx.runner()
-    options = {"allow_changed": allow_changed, "use_recorded": use_recorded}
     if dry_run:
-        plan = runner.rollback(target_version, dry_run=True, **options)
+        plan = runner.rollback(target_version, dry_run=True, allow_changed=allow_changed, use_recorded=use_recorded)
         for warning in plan.warnings:
             ctx.say(f"warning: {warning}")
         if fmt == "json":
@@ -155,7 +158,8 @@ def rollback(ctx: CliContext, target: str, dry_run: bool, confirm: bool, allow_c
         return True
 
     result = runner.rollback(target_version, confirm=ask,
-                             progress=None if fmt == "json" else _progress(ctx, "rolling back"), **options)
+                             progress=None if fmt == "json" else _progress(ctx, "rolling back"),
+                             allow_changed=allow_changed, use_recorded=use_recorded)
     if fmt == "json":
         render.echo_json({"dry_run": False, "from_version": result.from_version,
                           "to_version": result.to_version, "rolled_back": result.steps,

@@ -28,6 +28,7 @@ class LazyGroup(click.Group):
         return sorted({*super().list_commands(ctx), *self.lazy})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command: click.Command | None
         if cmd_name in self.lazy:
             module_name, attr = self.lazy[cmd_name].split(":")
             command = getattr(importlib.import_module(f"poststack.cli.{module_name}"), attr)

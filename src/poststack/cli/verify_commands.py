@@ -16,7 +16,7 @@ import click
 from poststack.cli import lint_report, render, verify_report
 from poststack.cli.context import CliContext, pass_ctx
 from poststack.db import embedded
-from poststack.engine.verify import STATUSES, MigrationVerification, VerifyReport, verify_migrations
+from poststack.engine.verify import STATUSES, MigrationVerification, Progress, VerifyReport, verify_migrations
 from poststack.errors import EXIT_ISSUES, ConnectError
 from poststack.lint import RULES, LintReport, enabled_rules, lint_migrations
 from poststack.source.files import parse_version
@@ -27,7 +27,7 @@ def _exit_if(failed: bool) -> None:
         sys.exit(EXIT_ISSUES)  # SystemExit passes click's non-standalone main untouched
 
 
-def _progress(ctx: CliContext):  # noqa: ANN202 - a verify Progress callback
+def _progress(ctx: CliContext) -> Progress:
     def report(result: MigrationVerification) -> None:
         ctx.say(f"  {result.version_text} {result.name}: {result.status}")
     return report

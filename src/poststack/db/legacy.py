@@ -141,4 +141,4 @@ def legacy_duplicates(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str
     if "version" not in columns:
         return []
     order = "applied_at NULLS LAST, ctid" if "applied_at" in columns else "ctid"  # applied_at is optional
-    return [tuple(r) for r in conn.execute(_LEGACY_DUPLICATES.format(order=order)).fetchall()]  # type: ignore[misc]
+    return [tuple(r) for r in conn.execute(_LEGACY_DUPLICATES.format(order=order)).fetchall()]

@@ -48,7 +48,7 @@ class LockPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before attempt ``attempt + 1``: exponential from 0.5 s, capped at 30 s, jittered."""
-        return min(0.5 * 2 ** attempt, 30.0) * random.uniform(0.75, 1.25)
+        return min(0.5 * 2.0 ** attempt, 30.0) * random.uniform(0.75, 1.25)
 
 
 _BLOCKERS = ("SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''), coalesce(a.query, '') "

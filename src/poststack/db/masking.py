@@ -92,8 +92,9 @@ def secrets_of(url: str | None) -> set[str]:
     if not url:
         return set()
     found: set[str] = set()
-    if _SCHEME.match(url):
-        rest = url[_SCHEME.match(url).end():]  # type: ignore[union-attr]
+    scheme = _SCHEME.match(url)
+    if scheme:
+        rest = url[scheme.end():]
         userinfo = rest[:max(rest.rfind("@"), 0)]
         if ":" in userinfo:
             found.add(userinfo.split(":", 1)[1])
@@ -112,7 +113,8 @@ def secrets_of(url: str | None) -> set[str]:
 def password_of(url: str) -> str | None:
     """The password a URL carries as libpq reads it (None when it has none or cannot be parsed)."""
     try:
-        return pg_conninfo.conninfo_to_dict(url).get("password") or None
+        password = pg_conninfo.conninfo_to_dict(url).get("password")
+        return str(password) if password else None  # parsed from a string, it is text
     except (psycopg.ProgrammingError, UnicodeDecodeError, ValueError):
         return None
 

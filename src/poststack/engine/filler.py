@@ -142,8 +142,10 @@ def _check_expressions(definitions: list[str] | None) -> list[str]:
 def describe_table(conn: psycopg.Connection[Any], oid: int) -> Table:
     """Everything the filler needs to know about one table, read from the catalog."""
     with conn.cursor(row_factory=tuple_row) as cur:
-        schema, name = cur.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
-                                   "ON n.oid = c.relnamespace WHERE c.oid = %s", [oid]).fetchone()
+        found = cur.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
+                            "ON n.oid = c.relnamespace WHERE c.oid = %s", [oid]).fetchone()
+        assert found is not None, f"no table with oid {oid}"  # callers pass oids just read from pg_class
+        schema, name = found
         checks = rules_for(_check_expressions([r[0] for r in cur.execute(_CHECKS, [oid]).fetchall()]))
         columns = []
         for row in cur.execute(_COLUMNS, [oid]).fetchall():
@@ -196,6 +198,7 @@ def fill(conn: psycopg.Connection[Any], table: str, rows: int, *, parents: bool 
 def _name_of(conn: psycopg.Connection[Any], oid: int) -> str:
     row = conn.execute("SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n "
                        "ON n.oid = c.relnamespace WHERE c.oid = %s", [oid]).fetchone()
+    assert row is not None, f"no table with oid {oid}"  # callers pass oids just read from pg_class
     return str(row[0])
 
 
@@ -245,7 +248,9 @@ def _dependency_order(tables: dict[int, Table]) -> list[Table]:
 
 
 def _count(conn: psycopg.Connection[Any], ident: sql.Composed) -> int:
-    return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()[0])
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    return int(row[0])
 
 
 def _fill_one(conn: psycopg.Connection[Any], table: Table, rows: int, token: str) -> FillResult:
@@ -318,4 +323,6 @@ def _max(conn: psycopg.Connection[Any], ident: sql.Composed, column: Column) -> 
     if column.base not in ("int2", "int4", "int8", "numeric"):
         return 0
     query = sql.SQL("SELECT coalesce(max({c}), 0)::int8 FROM {t}").format(c=sql.Identifier(column.name), t=ident)
-    return max(0, int(conn.execute(query).fetchone()[0]))
+    row = conn.execute(query).fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    return max(0, int(row[0]))

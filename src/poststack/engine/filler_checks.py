@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from pglast import ast, parse_sql
 from pglast import parser as pg_parser
 from pglast.enums import A_Expr_Kind, BoolExprType
 
+from poststack.source.sqltext import required
+
 Constant = int | Decimal | str | bool
+# One side of an A_Expr: an expression node, or (IN lists, BETWEEN bounds) a tuple of them.
+Operand = ast.Node | tuple[Any, ...] | None
 
 
 @dataclass
@@ -47,9 +52,11 @@ def rules_for(expressions: list[str], value_name: str | None = None) -> dict[str
     rules: dict[str, ColumnRule] = {}
     for text in expressions:
         try:
-            node = parse_sql(f"SELECT {text}")[0].stmt.targetList[0].val
+            select = parse_sql(f"SELECT {text}")[0].stmt
         except pg_parser.ParseError:  # an expression pglast cannot read is left to the server
             continue
+        assert isinstance(select, ast.SelectStmt)
+        node = required(select.targetList)[0].val
         for conjunct in _conjuncts(node):
             _read(conjunct, rules, value_name)
     return rules
@@ -57,39 +64,40 @@ def rules_for(expressions: list[str], value_name: str | None = None) -> dict[str
 
 def _conjuncts(node: ast.Node) -> list[ast.Node]:
     if isinstance(node, ast.BoolExpr) and node.boolop == BoolExprType.AND_EXPR:
-        return [part for arg in node.args for part in _conjuncts(arg)]
+        return [part for arg in required(node.args) for part in _conjuncts(arg)]
     return [node]
 
 
-def _strip(node: ast.Node | None) -> ast.Node | None:
+def _strip(node: Operand) -> Operand:
     while isinstance(node, ast.TypeCast):
         node = node.arg
     return node
 
 
-def _column(node: ast.Node | None, value_name: str | None) -> str | None:
+def _column(node: Operand, value_name: str | None) -> str | None:
     node = _strip(node)
-    if isinstance(node, ast.ColumnRef) and len(node.fields) == 1 and isinstance(node.fields[0], ast.String):
-        name = node.fields[0].sval
+    fields = required(node.fields) if isinstance(node, ast.ColumnRef) else ()
+    if len(fields) == 1 and isinstance(fields[0], ast.String):
+        name = fields[0].sval
         return value_name if value_name is not None and name == "value" else name
     if isinstance(node, ast.CoerceToDomainValue) and value_name is not None:
         return value_name
     return None
 
 
-def _constant(node: ast.Node | None) -> Constant | None:
+def _constant(node: Operand) -> Constant | None:
     node = _strip(node)
     if isinstance(node, ast.A_Expr) and node.kind == A_Expr_Kind.AEXPR_OP and node.lexpr is None \
-            and node.name[-1].sval == "-":
+            and required(node.name)[-1].sval == "-":
         inner = _constant(node.rexpr)
         return -inner if isinstance(inner, int | Decimal) and not isinstance(inner, bool) else None
     if not isinstance(node, ast.A_Const) or node.isnull:
         return None
     value = node.val
     if isinstance(value, ast.Integer):
-        return int(value.ival)
+        return int(required(value.ival))
     if isinstance(value, ast.Float):
-        return Decimal(value.fval)
+        return Decimal(required(value.fval))
     if isinstance(value, ast.Boolean):
         return bool(value.boolval)
     if isinstance(value, ast.String):
@@ -133,8 +141,9 @@ def _read(node: ast.Node, rules: dict[str, ColumnRule], value_name: str | None) 
         elements = items.elements if isinstance(items, ast.A_ArrayExpr) else items
         if column is not None and isinstance(elements, tuple | list):
             values = [_constant(e) for e in elements]
-            if values and all(v is not None for v in values):
-                rules.setdefault(column, ColumnRule()).allow(values)  # type: ignore[arg-type]
+            constants = [v for v in values if v is not None]
+            if values and len(constants) == len(values):
+                rules.setdefault(column, ColumnRule()).allow(constants)
     elif node.kind == A_Expr_Kind.AEXPR_BETWEEN:
         column = _column(node.lexpr, value_name)
         if column is not None and isinstance(node.rexpr, tuple | list) and len(node.rexpr) == 2:
@@ -143,7 +152,7 @@ def _read(node: ast.Node, rules: dict[str, ColumnRule], value_name: str | None) 
             _compare(rule, "<=", node.rexpr[1])
 
 
-def _compare(rule: ColumnRule, op: str, other: ast.Node) -> None:
+def _compare(rule: ColumnRule, op: str, other: Operand) -> None:
     value = _constant(other)
     if op == "=" and value is not None:
         rule.allow([value])
@@ -153,9 +162,10 @@ def _compare(rule: ColumnRule, op: str, other: ast.Node) -> None:
         rule.bound(op, number)
 
 
-def _length_of(node: ast.Node | None, value_name: str | None) -> str | None:
+def _length_of(node: Operand, value_name: str | None) -> str | None:
     node = _strip(node)
-    if isinstance(node, ast.FuncCall) and node.funcname[-1].sval in ("length", "char_length", "octet_length") \
+    if isinstance(node, ast.FuncCall) \
+            and required(node.funcname)[-1].sval in ("length", "char_length", "octet_length") \
             and node.args and len(node.args) == 1:
         return _column(node.args[0], value_name)
     return None

@@ -55,10 +55,12 @@ def describe(state: MigrationState, version: int | None = None) -> list[Migratio
             status = "missing_file"
         else:
             status = {"checksum_mismatch": "changed"}.get(changed.get(v, ""), changed.get(v, "applied"))
+        named = m if m else row
+        assert named is not None  # every version listed comes from a file or a history row
         infos.append(MigrationInfo(
             version=v,
-            version_text=m.version_text if m else row.version_text,  # type: ignore[union-attr]
-            name=m.name if m else row.name,  # type: ignore[union-attr]
+            version_text=named.version_text,
+            name=named.name,
             description=m.description if m else (row.description if row else None),
             status=status,
             checksum=row.checksum if row else None,

@@ -5,12 +5,15 @@ a CREATE INDEX CONCURRENTLY builds or a DROP INDEX CONCURRENTLY removes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
-from poststack.source.sqltext import Statement
+from poststack.source.sqltext import Statement, required
+
+if TYPE_CHECKING:
+    from pglast import ast
 
 # Statements PostgreSQL refuses inside a transaction block (or that must be free to commit, as CALL and DO
 # may). Anything else missed here is found by its error (25001) and run alone.
@@ -20,13 +23,15 @@ ALONE_KINDS = frozenset({"VacuumStmt", "ReindexStmt", "ClusterStmt", "CallStmt",
                           "AlterDatabaseStmt"})
 # Of those, the ones that can simply run again after a crash left their outcome unknown.
 REPEATABLE_KINDS = frozenset({"VacuumStmt", "ReindexStmt", "ClusterStmt", "AlterSystemStmt"})
-def node(statement: Statement) -> Any:
+
+
+def node(statement: Statement) -> ast.Node:
     from pglast import parser
     from pglast.ast import RawStmt
 
     raw = parser.parse_sql(statement.text)[0]
     assert isinstance(raw, RawStmt)
-    return raw.stmt
+    return required(raw.stmt)
 
 
 def is_concurrent_index(st: Statement) -> bool:
@@ -62,10 +67,13 @@ def index_target(st: Statement) -> tuple[str, str] | None:
     """(table as text for to_regclass, index name) of a named CREATE INDEX CONCURRENTLY, else None."""
     if not is_concurrent_index(st):
         return None
+    from pglast import ast
+
     parsed = node(st)
+    assert isinstance(parsed, ast.IndexStmt)  # is_concurrent_index read its kind
     if not parsed.idxname:
         return None
-    rel = parsed.relation
+    rel = required(parsed.relation)
     parts = [p for p in (rel.catalogname, rel.schemaname, rel.relname) if p]
     return ".".join(sql.Identifier(p).as_string(None) for p in parts), parsed.idxname
 
@@ -93,6 +101,14 @@ def left_index(conn: psycopg.Connection[Any], st: Statement) -> str | None:
 
 def dropped_all(conn: psycopg.Connection[Any], st: Statement) -> bool:
     """Whether every index a DROP INDEX CONCURRENTLY names is gone (resolved on the current search_path)."""
+    from pglast import ast
+
     parsed = node(st)
-    names = [".".join(sql.Identifier(p.sval).as_string(None) for p in obj) for obj in parsed.objects]
-    return all(conn.execute("SELECT to_regclass(%s) IS NULL", [n]).fetchone()[0] for n in names)
+    assert isinstance(parsed, ast.DropStmt)  # callers ask only of a DROP INDEX CONCURRENTLY
+    names = [".".join(sql.Identifier(p.sval).as_string(None) for p in obj) for obj in required(parsed.objects)]
+    for name in names:
+        row = conn.execute("SELECT to_regclass(%s) IS NULL", [name]).fetchone()
+        assert row is not None  # a SELECT without FROM returns one row
+        if not row[0]:
+            return False
+    return True

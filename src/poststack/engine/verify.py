@@ -266,8 +266,9 @@ class Verifier:
             self._applied.discard(migration.version)
         digest, snap = before
         if self.digest() != digest:  # equal digests: the catalog is as it was, no snapshot needed
-            assert snap is not None or self.shadow is not None
-            snap = snap if snap is not None else self.shadow.snapshot()
+            if snap is None:
+                assert self.shadow is not None  # _before left the snapshot to the shadow
+                snap = self.shadow.snapshot()
             result.differences = snap.diff(self.snapshot(), missing="missing after rollback",
                                            added="left behind by rollback", column_order=self.column_order)
         if result.differences:
@@ -333,7 +334,9 @@ def verify_migrations(database_url: str, migrations_path: str | Path, *, from_ve
                 scratch.close()
                 verifier = _fresh_verifier(scratch, database_url, migrations, history_schema, rows, shadow,
                                            column_order)
-                verifier.replay_through((broken or last).version)
+                replayed = broken or last
+                assert replayed is not None  # the condition above holds only when one of them is set
+                verifier.replay_through(replayed.version)
             result = last = verifier.verify(migration)
             report.migrations.append(result)
             if progress:

@@ -204,6 +204,7 @@ def invalid_index_issues(facts: Facts) -> list[Issue]:
         who = f"migration {row.version_text} ({row.name})" if row else f"pending migration {version}"
         evidence.append(f"created by {who}" + (f", status {row.status}" if row else ""))
         if version in unfinished:
+            assert row is not None  # an unfinished version is one with a history row
             found.append(Issue.of(
                 "invalid_index", version, f"index {name} was left invalid by {row.status} {who}", evidence,
                 auto_fixable=True, fix="poststack db repair --issue-type invalid_index --force"))

@@ -30,7 +30,7 @@ from poststack.lint.context import MigrationContext, NotNullChecks, RelationKey,
 from poststack.lint.rules import DEFAULT_RULES, ROLLBACK_CATEGORIES, RULES, Hit, Rule
 from poststack.lint.target import TableSize, TargetFacts, read_target
 from poststack.source.files import Migration, header_directives, load_migrations
-from poststack.source.sqltext import SqlSyntaxError, check_syntax, line_of
+from poststack.source.sqltext import SqlSyntaxError, check_syntax, line_of, required
 
 __all__ = ["RULES", "Finding", "LintReport", "Rule", "TableSize", "enabled_rules", "lint_migration",
            "lint_migrations", "lint_sql"]
@@ -136,7 +136,7 @@ def lint_sql(text: str, filename: str = "<sql>", *, no_transaction: bool | None 
     if created is not None:
         ctx.created = created  # shared: what this file creates is new to the rest of the batch
     for raw in raw_statements:
-        hits += check_statement(raw.stmt, line_of(text, raw.stmt_location or 0), ctx)
+        hits += check_statement(required(raw.stmt), line_of(text, raw.stmt_location or 0), ctx)
     hits += finish(ctx)
     hits += long_identifiers(text)
     for hit in sorted(hits, key=lambda h: h.line):
@@ -171,7 +171,7 @@ def lint_rollback(migration: Migration, *, enabled: frozenset[str] | None = None
     text = migration.rollback.text
     no_tx = migration.no_transaction or "poststack:no-transaction" in header_directives(text)
     try:
-        created = created_relations([raw.stmt for raw in pg_parser.parse_sql(migration.sql)])
+        created = created_relations([required(raw.stmt) for raw in pg_parser.parse_sql(migration.sql)])
     except pg_parser.ParseError:
         created = set()  # the migration's own syntax error is reported on the migration
     return lint_sql(text, str(migration.rollback.path), no_transaction=no_tx, version=migration.version,

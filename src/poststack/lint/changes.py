@@ -13,6 +13,7 @@ from pglast.visitors import Visitor
 
 from poststack.lint.context import MigrationContext, display, range_var
 from poststack.lint.rules import Hit
+from poststack.source.sqltext import required
 
 MAX_IDENTIFIER_BYTES = 63
 _OPENS = frozenset({TransactionStmtKind.TRANS_STMT_BEGIN, TransactionStmtKind.TRANS_STMT_START})
@@ -41,7 +42,7 @@ def _needs_a_value(column: ast.ColumnDef) -> bool:
                                          for c in constraints)
     filled = any(c.contype in (ConstrType.CONSTR_DEFAULT, ConstrType.CONSTR_IDENTITY, ConstrType.CONSTR_GENERATED)
                  for c in constraints)
-    serial = column.typeName is not None and column.typeName.names[-1].sval.lower() in (
+    serial = column.typeName is not None and required(column.typeName.names)[-1].sval.lower() in (
         "serial", "bigserial", "smallserial", "serial2", "serial4", "serial8")
     return not_null and not filled and not serial
 
@@ -131,7 +132,7 @@ class _Literals(Visitor):
 
     def visit_A_Const(self, ancestors: object, node: ast.A_Const) -> None:
         if isinstance(node.val, ast.String):
-            self.values.add(node.val.sval)
+            self.values.add(required(node.val.sval))
 
 
 def long_identifiers(text: str) -> list[Hit]:
@@ -158,4 +159,5 @@ def long_identifiers(text: str) -> list[Hit]:
 
 def sequence_created(stmt: ast.Node, ctx: MigrationContext) -> None:
     if isinstance(stmt, ast.CreateSeqStmt):
-        ctx.remember(stmt.sequence.schemaname, stmt.sequence.relname)
+        sequence = required(stmt.sequence)
+        ctx.remember(sequence.schemaname, sequence.relname)

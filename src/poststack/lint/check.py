@@ -8,6 +8,7 @@ from pglast.enums import ObjectType
 from poststack.lint import changes, locking, style
 from poststack.lint.context import MigrationContext, display, record_creations
 from poststack.lint.rules import Hit
+from poststack.source.sqltext import required
 
 
 def check_statement(stmt: ast.Node, line: int, ctx: MigrationContext) -> list[Hit]:
@@ -39,8 +40,9 @@ def finish(ctx: MigrationContext) -> list[Hit]:
 
 
 def _alter_table(stmt: ast.AlterTableStmt, line: int, ctx: MigrationContext) -> list[Hit]:
-    table, key = display(stmt.relation), str(stmt.relation.relname)
-    new = ctx.is_new(stmt.relation)
+    relation = required(stmt.relation)
+    table, key = display(relation), str(relation.relname)
+    new = ctx.is_new(relation)
     hits = []
     for cmd in stmt.cmds or ():
         hits += locking.alter_table_locks(cmd, table, key, line, new, ctx.checks)

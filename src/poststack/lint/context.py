@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pglast import ast
 from pglast.enums import ObjectType
 
+from poststack.source.sqltext import required
+
 RelationKey = tuple[str | None, str]  # (schema or None when unqualified, name)
 
 
@@ -56,30 +58,35 @@ def display(relation: ast.RangeVar) -> str:
     return f"{relation.schemaname}.{relation.relname}" if relation.schemaname else str(relation.relname)
 
 
-def names_of(parts: tuple[ast.Node, ...] | list[ast.Node]) -> tuple[str | None, str]:
+def names_of(parts: tuple[ast.String, ...] | list[ast.String]) -> tuple[str | None, str]:
     """(schema, name) of a qualified name list as DROP and ALTER TYPE spell it."""
-    names = [p.sval for p in parts]
+    names = [required(p.sval) for p in parts]
     return (names[-2] if len(names) > 1 else None), names[-1]
 
 
-def range_var(parts: tuple[ast.Node, ...] | list[ast.Node]) -> ast.RangeVar:
+def range_var(parts: tuple[ast.String, ...] | list[ast.String]) -> ast.RangeVar:
     schema, name = names_of(parts)
     return ast.RangeVar(schemaname=schema, relname=name)
 
 
 def record_creations(stmt: ast.Node, ctx: MigrationContext) -> None:
     """Remember the relations ``stmt`` creates (or renames a new one to)."""
-    if isinstance(stmt, ast.CreateStmt):
-        ctx.remember(stmt.relation.schemaname, stmt.relation.relname)
-    elif isinstance(stmt, ast.CreateTableAsStmt):
-        ctx.remember(stmt.into.rel.schemaname, stmt.into.rel.relname)
-    elif isinstance(stmt, ast.ViewStmt):
-        ctx.remember(stmt.view.schemaname, stmt.view.relname)
+    if isinstance(stmt, ast.CreateStmt | ast.CreateTableAsStmt | ast.ViewStmt):
+        relation = required(_created_relation(stmt))
+        ctx.remember(relation.schemaname, relation.relname)
     elif isinstance(stmt, ast.IndexStmt) and stmt.idxname:
-        ctx.remember(stmt.relation.schemaname, stmt.idxname)
+        ctx.remember(required(stmt.relation).schemaname, stmt.idxname)
     elif (isinstance(stmt, ast.RenameStmt) and stmt.renameType in (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_INDEX)
-          and ctx.is_new(stmt.relation)):
+          and stmt.relation is not None and ctx.is_new(stmt.relation)):
         ctx.remember(stmt.relation.schemaname, stmt.newname)
+
+
+def _created_relation(stmt: ast.CreateStmt | ast.CreateTableAsStmt | ast.ViewStmt) -> ast.RangeVar | None:
+    if isinstance(stmt, ast.CreateStmt):
+        return stmt.relation
+    if isinstance(stmt, ast.CreateTableAsStmt):
+        return required(stmt.into).rel
+    return stmt.view
 
 
 def created_relations(statements: list[ast.Node]) -> set[RelationKey]:

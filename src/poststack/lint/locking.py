@@ -12,6 +12,7 @@ from pglast.visitors import Visitor
 
 from poststack.lint.context import MigrationContext, NotNullChecks, display, range_var
 from poststack.lint.rules import Hit
+from poststack.source.sqltext import required
 
 # Functions whose result does not change row by row (stable or immutable), common in column defaults.
 # Anything else is treated as possibly volatile: CREATE FUNCTION defaults to VOLATILE.
@@ -60,7 +61,7 @@ class FunctionNames(Visitor):
         self.calls: list[tuple[str, str | None]] = []
 
     def visit_FuncCall(self, ancestors: object, node: ast.FuncCall) -> None:
-        name = node.funcname[-1].sval.lower()
+        name = required(node.funcname)[-1].sval.lower()
         first = node.args[0] if node.args else None
         text = first.val.sval if isinstance(first, ast.A_Const) and isinstance(first.val, ast.String) else None
         self.calls.append((name, text))
@@ -70,7 +71,7 @@ def index(stmt: ast.IndexStmt, line: int, ctx: MigrationContext) -> list[Hit]:
     if stmt.concurrent or ctx.is_new(stmt.relation):
         return []
     name = f"index {stmt.idxname}" if stmt.idxname else "an index"
-    table = display(stmt.relation)
+    table = display(required(stmt.relation))
     return [Hit("index-not-concurrent", line, f"creates {name} on existing table {table} without CONCURRENTLY: "
                 "writes to it wait until the index is built", table)]
 
@@ -98,7 +99,7 @@ def alter_table_locks(cmd: ast.AlterTableCmd, table: str, key: str, line: int, n
         if not new:
             hits += added_constraint(cmd.def_, table, line)
     elif kind == AlterTableType.AT_ValidateConstraint:
-        column = checks.not_valid.pop((key, cmd.name), None)
+        column = checks.not_valid.pop((key, required(cmd.name)), None)
         if column:
             checks.validated.add((key, column))
     if new:
@@ -119,7 +120,7 @@ def alter_table_locks(cmd: ast.AlterTableCmd, table: str, key: str, line: int, n
     elif kind == AlterTableType.AT_DetachPartition and isinstance(cmd.def_, ast.PartitionCmd) \
             and not cmd.def_.concurrent:
         hits.append(Hit("detach-partition-not-concurrent", line,
-                        f"detaches {display(cmd.def_.name)} from {table} under ACCESS EXCLUSIVE", table))
+                        f"detaches {display(required(cmd.def_.name))} from {table} under ACCESS EXCLUSIVE", table))
     return hits
 
 
@@ -128,9 +129,10 @@ def _remember_not_null_check(con: ast.Constraint, table: str, checks: NotNullChe
     column = None
     if con.contype == ConstrType.CONSTR_CHECK and isinstance(con.raw_expr, ast.NullTest):
         arg = con.raw_expr.arg
-        if (con.raw_expr.nulltesttype == NullTestType.IS_NOT_NULL and isinstance(arg, ast.ColumnRef)
-                and len(arg.fields) == 1 and isinstance(arg.fields[0], ast.String)):
-            column = arg.fields[0].sval
+        fields = required(arg.fields) if isinstance(arg, ast.ColumnRef) else ()
+        if (con.raw_expr.nulltesttype == NullTestType.IS_NOT_NULL and len(fields) == 1
+                and isinstance(fields[0], ast.String)):
+            column = fields[0].sval
     elif con.contype == ConstrType.CONSTR_NOTNULL and con.keys and len(con.keys) == 1:
         column = con.keys[0].sval
     if column is None:
@@ -160,7 +162,7 @@ def added_constraint(con: ast.Constraint, table: str, line: int, *, column: str 
 
 
 def _rewrite_reason(column: ast.ColumnDef) -> str | None:
-    type_name = column.typeName.names[-1].sval.lower() if column.typeName else ""
+    type_name = required(column.typeName.names)[-1].sval.lower() if column.typeName else ""
     if type_name in SERIAL_TYPES:
         return f"of type {type_name}: its nextval() default is computed for every row (table rewrite)"
     for con in column.constraints or ():
@@ -194,7 +196,7 @@ def maintenance(stmt: ast.Node, line: int, ctx: MigrationContext) -> list[Hit]:
             return [Hit("reindex-not-concurrent", line, f"REINDEX of {target} without CONCURRENTLY",
                         target if stmt.relation is not None else None)]
     elif isinstance(stmt, ast.RefreshMatViewStmt) and not stmt.concurrent and not ctx.is_new(stmt.relation):
-        view = display(stmt.relation)
+        view = display(required(stmt.relation))
         return [Hit("refresh-matview-not-concurrent", line, f"refreshes {view} under ACCESS EXCLUSIVE", view)]
     elif isinstance(stmt, ast.VacuumStmt) and stmt.is_vacuumcmd \
             and any(o.defname == "full" and _true_option(o) for o in stmt.options or ()):
@@ -207,17 +209,17 @@ def maintenance(stmt: ast.Node, line: int, ctx: MigrationContext) -> list[Hit]:
         return [Hit("rewrites-table", line, f"CLUSTER rewrites {table or 'every clustered table'}", table)]
     elif isinstance(stmt, ast.UpdateStmt | ast.DeleteStmt) and stmt.whereClause is None \
             and not ctx.is_new(stmt.relation) and not ctx.no_transaction:
-        table, verb = display(stmt.relation), "updates" if isinstance(stmt, ast.UpdateStmt) else "deletes"
+        table, verb = display(required(stmt.relation)), "updates" if isinstance(stmt, ast.UpdateStmt) else "deletes"
         return [Hit("write-without-where", line, f"{verb} every row of {table} in the migration's transaction",
                     table)]
     elif isinstance(stmt, ast.AlterDomainStmt) and stmt.subtype == "C" and isinstance(stmt.def_, ast.Constraint) \
             and not stmt.def_.skip_validation:
-        domain = ".".join(n.sval for n in stmt.typeName)
+        domain = ".".join(n.sval for n in required(stmt.typeName))
         return [Hit("domain-constraint", line, f"adds a constraint to domain {domain}: every column of that "
                     "type is checked under lock")]
     elif isinstance(stmt, ast.CreateDomainStmt) and any(c.contype == ConstrType.CONSTR_CHECK
                                                         for c in stmt.constraints or ()):
-        domain = ".".join(n.sval for n in stmt.domainname)
+        domain = ".".join(n.sval for n in required(stmt.domainname))
         return [Hit("domain-constraint", line, f"creates domain {domain} with a CHECK constraint")]
     return []
 
@@ -225,7 +227,7 @@ def maintenance(stmt: ast.Node, line: int, ctx: MigrationContext) -> list[Hit]:
 def _true_option(option: ast.DefElem) -> bool:
     arg = option.arg
     if isinstance(arg, ast.String):
-        return arg.sval.lower() not in ("false", "off", "0")
+        return required(arg.sval).lower() not in ("false", "off", "0")
     if isinstance(arg, ast.Integer):
         return arg.ival != 0
     return True
@@ -241,12 +243,12 @@ def strongly_locked(stmt: ast.Node, ctx: MigrationContext) -> str | None:
     relations: list[ast.RangeVar] = []
     if isinstance(stmt, ast.AlterTableStmt) and stmt.objtype == ObjectType.OBJECT_TABLE:
         if any(cmd.subtype not in _WEAK_ALTERS for cmd in stmt.cmds or ()):
-            relations.append(stmt.relation)
+            relations.append(required(stmt.relation))
     elif ((isinstance(stmt, ast.IndexStmt) and not stmt.concurrent)
           or (isinstance(stmt, ast.RenameStmt | ast.CreateTrigStmt | ast.RefreshMatViewStmt)
               and stmt.relation is not None and not getattr(stmt, "concurrent", False))
           or (isinstance(stmt, ast.ClusterStmt) and stmt.relation is not None)):
-        relations.append(stmt.relation)
+        relations.append(required(stmt.relation))
     elif isinstance(stmt, ast.LockStmt | ast.TruncateStmt):
         relations.extend(stmt.relations or ())
     elif isinstance(stmt, ast.VacuumStmt) and any(o.defname == "full" for o in stmt.options or ()):

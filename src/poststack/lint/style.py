@@ -12,6 +12,7 @@ from pglast import ast
 from pglast.enums import AlterTableType, ConstrType
 
 from poststack.lint.rules import Hit
+from poststack.source.sqltext import required
 
 _INT_KEYS = {"int4": "int", "int2": "smallint", "serial": "serial", "serial4": "serial",
              "smallserial": "smallserial", "serial2": "smallserial"}
@@ -21,14 +22,14 @@ _SERIALS = frozenset({"serial", "bigserial", "smallserial", "serial2", "serial4"
 def _columns(stmt: ast.Node) -> Iterator[tuple[str, ast.ColumnDef, frozenset[str]]]:
     """(table, column, primary key columns of the table statement) for every column ``stmt`` defines."""
     if isinstance(stmt, ast.CreateStmt):
-        table = _name(stmt.relation)
+        table = _name(required(stmt.relation))
         keys = frozenset(k.sval for c in stmt.tableElts or () if isinstance(c, ast.Constraint)
                          and c.contype == ConstrType.CONSTR_PRIMARY for k in c.keys or ())
         for element in stmt.tableElts or ():
             if isinstance(element, ast.ColumnDef):
                 yield table, element, keys
     elif isinstance(stmt, ast.AlterTableStmt):
-        table = _name(stmt.relation)
+        table = _name(required(stmt.relation))
         for cmd in stmt.cmds or ():
             if cmd.subtype in (AlterTableType.AT_AddColumn, AlterTableType.AT_AlterColumnType) \
                     and isinstance(cmd.def_, ast.ColumnDef):
@@ -48,7 +49,7 @@ def column_types(stmt: ast.Node, line: int) -> list[Hit]:
     for table, column, keys in _columns(stmt):
         if column.typeName is None:
             continue
-        names = [n.sval for n in column.typeName.names]
+        names = [n.sval for n in required(column.typeName.names)]
         type_name, where = names[-1].lower(), f"{table}.{column.colname}"
         builtin = len(names) == 1 or names[0] == "pg_catalog"
         if builtin and type_name == "bpchar":
@@ -70,12 +71,14 @@ def unqualified(stmt: ast.Node, line: int) -> list[Hit]:
     """CREATE of a table, view, sequence, type, domain or function without a schema."""
     name: str | None = None
     if isinstance(stmt, ast.CreateStmt | ast.CreateSeqStmt):
-        relation = stmt.relation if isinstance(stmt, ast.CreateStmt) else stmt.sequence
+        relation = required(stmt.relation if isinstance(stmt, ast.CreateStmt) else stmt.sequence)
         name = None if relation.schemaname else relation.relname
     elif isinstance(stmt, ast.ViewStmt):
-        name = None if stmt.view.schemaname else stmt.view.relname
+        view = required(stmt.view)
+        name = None if view.schemaname else view.relname
     elif isinstance(stmt, ast.CreateTableAsStmt):
-        name = None if stmt.into.rel.schemaname else stmt.into.rel.relname
+        into = required(required(stmt.into).rel)
+        name = None if into.schemaname else into.relname
     elif isinstance(stmt, ast.CreateEnumStmt | ast.CreateDomainStmt | ast.CreateFunctionStmt):
         parts = {ast.CreateEnumStmt: "typeName", ast.CreateDomainStmt: "domainname",
                  ast.CreateFunctionStmt: "funcname"}[type(stmt)]

@@ -68,7 +68,9 @@ def read_target(database_url: str, history_schema: str) -> TargetFacts:
         facts = TargetFacts(mask_url(database_url))
         with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            facts.search_path = list(cur.execute("SELECT current_schemas(false)").fetchone()[0])
+            schemas = cur.execute("SELECT current_schemas(false)").fetchone()
+            assert schemas is not None  # a SELECT without FROM returns one row
+            facts.search_path = list(schemas[0])
             for schema, name, tuples, pages, size in cur.execute(_SIZES).fetchall():
                 rows = int(tuples) if tuples >= 0 else None  # -1: never analyzed (PostgreSQL 14+)
                 if rows == 0 and pages > 0:

@@ -11,6 +11,7 @@ import errno
 import hashlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -275,7 +276,7 @@ class MigrationSet:
     problems: list[FileProblem] = field(default_factory=list)
     seeds: dict[int, Path] = field(default_factory=dict)  # version -> its NNN_name.seed.sql, when present
 
-    def __iter__(self):  # noqa: ANN204 - Iterator[Migration]
+    def __iter__(self) -> Iterator[Migration]:
         return iter(self.migrations)
 
     def __len__(self) -> int:

@@ -11,9 +11,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 from poststack.errors import SqlSyntaxError as SqlSyntaxError  # re-exported: its name here before errors.py
+
+if TYPE_CHECKING:
+    from pglast.ast import RawStmt
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -25,19 +30,23 @@ class Statement:
     kind: str
 
 
+def required(value: _T | None) -> _T:
+    """A parse-tree field the grammar always sets for the statement at hand (a RawStmt's statement, a
+    CREATE TABLE's relation, a function call's name...). pglast types every node field as optional, since a
+    node built by hand may lack any of them; this states, and checks, that a parsed one does not."""
+    assert value is not None, "the parser always sets this field"
+    return value
+
+
 def line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, max(offset, 0)) + 1
 
 
-def _parser() -> Any:
-    # Imported on first use: a no-op migrate whose files are unchanged never needs the parser.
-    from pglast import parser
+def _parse(sql: str) -> tuple[RawStmt, ...]:
+    # pglast is imported on first use (here and in semantic_checksum): a no-op migrate whose files are
+    # unchanged never needs the parser.
+    from pglast import parser as pg_parser
 
-    return parser
-
-
-def _parse(sql: str) -> tuple[Any, ...]:
-    pg_parser = _parser()
     try:
         return pg_parser.parse_sql(sql)
     except pg_parser.ParseError as exc:
@@ -83,7 +92,8 @@ def semantic_checksum(sql: str) -> str | None:
     applied, and a Python round trip of the tree cost twenty times the parse itself.
     Returns None for text pglast cannot parse; callers then fall back to the byte checksum.
     """
-    pg_parser = _parser()
+    from pglast import parser as pg_parser
+
     try:
         tree = pg_parser.parse_sql_json(sql)
     except pg_parser.ParseError:

@@ -123,8 +123,8 @@ def _after_quote(text: str, pos: int, special: str) -> int:
     tag = None if pos > 0 and _is_ident_char(text[pos - 1]) else _DOLLAR_TAG.match(text, pos)
     if tag is None:
         return pos + 1
-    closing = text.find(tag.group(), tag.end())
-    return n if closing < 0 else closing + len(tag.group())
+    closing_tag = text.find(tag.group(), tag.end())
+    return n if closing_tag < 0 else closing_tag + len(tag.group())
 
 
 def scan(text: str) -> Iterator[ScannedStatement]:

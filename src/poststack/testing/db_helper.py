@@ -74,19 +74,19 @@ class DbHelper:
         self.close()
 
     # -- plain SQL -------------------------------------------------------------------------------------
-    def execute(self, query: str | bytes | sql.Composable, params: Any = None) -> None:
+    def execute(self, query: str | bytes | sql.SQL | sql.Composed, params: Any = None) -> None:
         """Run SQL in autocommit. Without params a string may hold several statements."""
         if params is None and isinstance(query, str):
             query = query.encode()  # bytes: no placeholder parsing, several statements allowed
         self.conn.execute(query, params)
 
-    def fetch_one(self, query: str | sql.Composable, params: Any = None) -> tuple[Any, ...] | None:
+    def fetch_one(self, query: str | sql.SQL | sql.Composed, params: Any = None) -> tuple[Any, ...] | None:
         return self.conn.execute(query, params).fetchone()
 
-    def fetch_all(self, query: str | sql.Composable, params: Any = None) -> list[tuple[Any, ...]]:
+    def fetch_all(self, query: str | sql.SQL | sql.Composed, params: Any = None) -> list[tuple[Any, ...]]:
         return self.conn.execute(query, params).fetchall()
 
-    def fetch_value(self, query: str | sql.Composable, params: Any = None) -> Any:
+    def fetch_value(self, query: str | sql.SQL | sql.Composed, params: Any = None) -> Any:
         """The first column of the first row, or None when there is no row."""
         row = self.fetch_one(query, params)
         return row[0] if row else None

@@ -98,7 +98,9 @@ def select(config: pytest.Config, items: list[pytest.Item]) -> None:
     wanted = config.stash.get(_SELECTED, None)
     if wanted is None:
         return
-    kept, dropped, seen = [], [], set()
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    seen: set[str] = set()
     for item in items:
         if not isinstance(item, GeneratedItem):
             kept.append(item)

@@ -19,6 +19,7 @@ import pytest
 from poststack.testing import project
 
 if TYPE_CHECKING:
+    from poststack.testing.roles import RunRoles
     from poststack.testing.server import DatabaseFactory, TestServer
     from poststack.testing.templates import TemplateCache
 
@@ -216,7 +217,7 @@ _SERVER = pytest.StashKey["TestServer"]()
 _SERVER_ERROR = pytest.StashKey[str]()
 _DATABASES = pytest.StashKey["DatabaseFactory"]()
 _TEMPLATES = pytest.StashKey["TemplateCache"]()
-_ROLES = pytest.StashKey["RunRoles"]()
+_ROLES: pytest.StashKey[RunRoles] = pytest.StashKey()
 _PENDING_DIRECTORIES = pytest.StashKey[set[Path]]()  # noted before the server started
 
 

@@ -95,7 +95,9 @@ def start_embedded_at(pgdata: Path) -> TestServer:
     with connect(url, autocommit=True) as conn:
         for name, value in _FAST_SETTINGS.items():
             conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
-        hba = Path(conn.execute("SHOW hba_file").fetchone()[0])  # type: ignore[index]
+        shown = conn.execute("SHOW hba_file").fetchone()
+        assert shown is not None  # SHOW returns one row
+        hba = Path(shown[0])
         if hba.read_text() != _HBA_RULES:
             hba.write_text(_HBA_RULES)
         conn.execute("SELECT pg_reload_conf()")
