@@ -223,8 +223,3 @@ def clean(ctx: CliContext, locks: bool, failed: bool, duplicates: bool, confirm:
         if not plan.actions:
             render.line("Nothing to clean.")
     _exit_if(bool(result.skipped))
-
-
-def register(group: click.Group) -> None:
-    for command in (diagnose, repair, validate, clean):
-        group.add_command(command)

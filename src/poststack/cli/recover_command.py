@@ -70,7 +70,3 @@ def recover(ctx: CliContext, dry_run: bool, force: bool, dev_url: str | None, fm
         render.line(_headline(result))
     if result.exit_code:
         sys.exit(result.exit_code)  # SystemExit passes click's non-standalone main untouched, unlike click.Exit
-
-
-def register(group: click.Group) -> None:
-    group.add_command(recover)

@@ -215,8 +215,3 @@ def lint(ctx: CliContext, list_rules: bool, enable: tuple[str, ...], disable: tu
         rollbacks = f" and {report.rollbacks} rollback(s)" if report.rollbacks else ""
         render.line(f"Linted {report.files} migration(s){rollbacks}: {len(report.findings)} finding(s){ignored}.")
     _exit_if(not report.ok)
-
-
-def register(group: click.Group) -> None:
-    for command in (verify, lint):
-        group.add_command(command)
