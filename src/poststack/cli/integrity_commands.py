@@ -7,7 +7,6 @@ an unreadable migrations directory; 3 no connection; 4 lock not acquired. Notes 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,8 +15,9 @@ import click
 from poststack.cli import render
 from poststack.cli.context import CliContext, dev_url_option, format_option, pass_ctx
 from poststack.cli.db_commands import confirm_or_refuse
+from poststack.cli.failure import exit_if
 from poststack.config import parse_seconds
-from poststack.errors import EXIT_ISSUES, UsageError
+from poststack.errors import UsageError
 from poststack.integrity.issues import ISSUE_CODES, SEVERITIES, Issue
 from poststack.integrity.repair import SkipKind
 from poststack.migration_diagnostics import DEFAULT_LOCK_AGE, DiagnosisResult, MigrationDiagnostics
@@ -37,11 +37,6 @@ def _codes(values: Sequence[str], option: str) -> list[str]:
     if unknown:
         raise UsageError(f"{option}: unknown issue code {unknown[0]!r} (one of: {', '.join(ISSUE_CODES)})")
     return codes
-
-
-def _exit_if(failed: bool) -> None:
-    if failed:
-        sys.exit(EXIT_ISSUES)  # SystemExit passes click's non-standalone main untouched, unlike click.Exit
 
 
 def issue_json(issue: Issue) -> dict[str, Any]:
@@ -82,7 +77,7 @@ def diagnose(ctx: CliContext, severity: str, types: tuple[str, ...], lock_age: s
     result = full.filtered(severity, codes)
     if fmt == "json":
         render.echo_json(diagnosis_json(result, severity, codes))
-        _exit_if(not result.ok)
+        exit_if(not result.ok)
         return
     s = result.summary
     history = "present" if s.history_exists else "absent"
@@ -103,7 +98,7 @@ def diagnose(ctx: CliContext, severity: str, types: tuple[str, ...], lock_age: s
     render.line()
     for issue in result.issues:
         _print_issue(issue)
-    _exit_if(True)
+    exit_if(True)
 
 
 @click.command()
@@ -125,7 +120,7 @@ def repair(ctx: CliContext, dry_run: bool, force: bool, types: tuple[str, ...], 
     left = [s for s in result.skipped if s.kind is SkipKind.REFUSED]
     if fmt == "json":
         render.echo_json({"dry_run": result.dry_run, "fixed": result.fixed, "skipped": result.skipped})
-        _exit_if(bool(left))
+        exit_if(bool(left))
         return
     verb = "would fix" if dry_run else "fixed"
     for action in result.fixed:
@@ -144,7 +139,7 @@ def repair(ctx: CliContext, dry_run: bool, force: bool, types: tuple[str, ...], 
         ctx.say(f"note: not auto-fixable, see 'poststack db diagnose': {', '.join(manual)}")
     if not result.fixed and not left:
         render.line("Nothing to repair.")
-    _exit_if(bool(left))
+    exit_if(bool(left))
 
 
 @click.command()
@@ -180,7 +175,7 @@ def validate(ctx: CliContext, check_files: bool, check_checksums: bool, check_ro
         if result.warnings:
             status += f", {len(result.warnings)} warning(s)"
         render.line(f"validate ({', '.join(result.checks)}) on {result.migrations} migration(s): {status}")
-    _exit_if(not result.ok)
+    exit_if(not result.ok)
 
 
 @click.command()
@@ -222,4 +217,4 @@ def clean(ctx: CliContext, locks: bool, failed: bool, duplicates: bool, confirm:
             render.line(f"not done: {action.description}: {why}")
         if not plan.actions:
             render.line("Nothing to clean.")
-    _exit_if(bool(result.skipped))
+    exit_if(bool(result.skipped))
