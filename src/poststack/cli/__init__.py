@@ -9,6 +9,8 @@ from poststack.errors import EXIT_CONNECT, EXIT_INTERRUPTED, EXIT_ISSUES, Postst
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the click app, turning library errors into one line on stderr and an exit code."""
+    # deferred: keeps start-up fast (every import of a poststack.cli submodule runs this package first; the
+    # root group below brings click, the settings and psycopg's driver with it)
     import click
 
     from poststack.cli.failure import fail, forget_secret_sources

@@ -17,7 +17,9 @@ from poststack.cli.context import CliContext, dev_url_option, format_option, pas
 from poststack.cli.db_commands import confirm_or_refuse
 from poststack.cli.failure import exit_if
 from poststack.config import parse_seconds
+from poststack.engine.validation import validate as run_validate
 from poststack.errors import UsageError
+from poststack.integrity.cleaning import Cleaner
 from poststack.integrity.issues import ISSUE_CODES, SEVERITIES, Issue
 from poststack.integrity.repair import SkipKind
 from poststack.migration_diagnostics import DEFAULT_LOCK_AGE, DiagnosisResult, MigrationDiagnostics
@@ -152,8 +154,6 @@ def repair(ctx: CliContext, dry_run: bool, force: bool, types: tuple[str, ...], 
 @pass_ctx
 def validate(ctx: CliContext, check_files: bool, check_checksums: bool, check_rollbacks: bool, fmt: str) -> None:
     """Check the migrations directory (and, with --check-checksums, the applied checksums). No flag: all."""
-    from poststack.engine.validation import validate as run_validate
-
     everything = not (check_files or check_checksums or check_rollbacks)
     s = ctx.settings
     checksums = everything or check_checksums
@@ -189,8 +189,6 @@ def validate(ctx: CliContext, check_files: bool, check_checksums: bool, check_ro
 def clean(ctx: CliContext, locks: bool, failed: bool, duplicates: bool, confirm: bool, force: bool,
           fmt: str) -> None:
     """Release a stuck lock, remove failed leftovers and duplicate rows; everything shown first and audited."""
-    from poststack.integrity.cleaning import Cleaner
-
     everything = not (locks or failed or duplicates)
     cleaner = Cleaner(_diagnostics(ctx))
     plan = cleaner.plan(locks=everything or locks, failed=everything or failed,
