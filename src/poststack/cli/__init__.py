@@ -16,10 +16,11 @@ def main(argv: list[str] | None = None) -> int:
     from poststack.cli.failure import fail, forget_secret_sources
     from poststack.cli.render import escape
     from poststack.cli.root import cli
+    from poststack.cli.root_options import verbosity_typed
 
     forget_secret_sources()
     args = sys.argv[1:] if argv is None else argv
-    verbose = "-v" in args or "--verbose" in args
+    verbose = verbosity_typed(args, cli) > 0  # -v, -vv, -v -v, --verbose: a traceback before the error line
     try:
         cli.main(args=argv, prog_name="poststack", standalone_mode=False)
     except PoststackError as exc:
