@@ -21,7 +21,7 @@ from poststack.engine.validation import validate as run_validate
 from poststack.errors import UsageError
 from poststack.integrity.cleaning import Cleaner
 from poststack.integrity.issues import ISSUE_CODES, SEVERITIES, Issue
-from poststack.integrity.repair import SkipKind
+from poststack.integrity.repair import SkipKind, SkippedIssue
 from poststack.migration_diagnostics import DEFAULT_LOCK_AGE, DiagnosisResult, MigrationDiagnostics
 
 
@@ -103,6 +103,16 @@ def diagnose(ctx: CliContext, severity: str, types: tuple[str, ...], lock_age: s
     exit_if(True)
 
 
+def _manual_codes(found: Sequence[Issue], skipped: Sequence[SkippedIssue]) -> list[str]:
+    """The codes repair left to a person (kind MANUAL, as the exit code reads it), at or above low.
+
+    An info issue is left out of the note: a project may ship no rollback files on purpose. The severity is
+    the diagnosed issue's (a skipped issue does not carry it), matched by code and version.
+    """
+    worth_a_note = {(i.code, i.version) for i in found if i.at_least("low")}
+    return sorted({s.code for s in skipped if s.kind is SkipKind.MANUAL and (s.code, s.version) in worth_a_note})
+
+
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Show what would be done (with diffs); change nothing.")
 @click.option("--force", is_flag=True,
@@ -135,8 +145,7 @@ def repair(ctx: CliContext, dry_run: bool, force: bool, types: tuple[str, ...], 
         render.line(f"skipped: {skipped.code}{version}: {skipped.reason}")
         for line in skipped.details:
             render.line(f"    {line}")
-    manual = sorted({i.code for i in found if not i.auto_fixable and i.at_least("low")
-                     and (not codes or i.code in codes)})
+    manual = _manual_codes(found, result.skipped)
     if manual:
         ctx.say(f"note: not auto-fixable, see 'poststack db diagnose': {', '.join(manual)}")
     if not result.fixed and not left:
