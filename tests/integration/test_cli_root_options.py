@@ -111,6 +111,16 @@ def test_verbose_after_the_command_shows_the_traceback(make_migrations):
     assert verbose.stderr.strip().splitlines()[-1].startswith("error: cannot connect")
 
 
+@pytest.mark.parametrize("before, after", [([], ["-vv"]), (["-vv"], []), ([], ["-v", "-v"]), (["--verbose"], []),
+                                           (["-v"], ["-v"])])
+def test_any_count_of_verbose_shows_the_traceback(make_migrations, before, after):
+    cli = CLITestRunner("postgresql://nobody@127.0.0.1:1/none", make_migrations(FILES))
+    result = cli.run_raw([*before, *cli.argv("migration-status"), *after])
+    assert result.exit_code == 3, result
+    assert "Traceback" in result.stderr, result
+    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot connect")
+
+
 def test_quiet_and_verbose_on_either_side_contradict(database_url, make_migrations):
     cli = CLITestRunner(database_url, make_migrations(FILES))
     result = cli.run_raw(["-v", *cli.argv("migrate"), "-q"])

@@ -177,3 +177,29 @@ def test_no_password_in_diagnose_output(tmp_path, database_url):
     assert result.exit_code == 0, result
     assert secret not in result.stdout + result.stderr
     assert result.json["summary"]["database"].startswith("postgresql://postgres:***@")
+
+
+def test_repair_tells_manual_from_refused_by_the_skipped_kind_in_text_and_json(migrated, database_url):
+    directory, cli = migrated
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE stray (id int)")  # schema_drift: for a person to decide, not for repair
+    manual = cli.run_command("repair")
+    assert manual.exit_code == 0, manual  # only manual issues: nothing repair was stopped from doing
+    assert manual.stdout == "Nothing to repair.\n" and "skipped:" not in manual.stdout
+    # The note names the manual codes, leaving out info (002 has no rollback file, which may be deliberate).
+    assert manual.stderr == "note: not auto-fixable, see 'poststack db diagnose': schema_drift\n"
+    data = cli.run_command("repair", ["--format", "json"])
+    assert data.exit_code == 0, data
+    assert [(s["code"], s["kind"]) for s in data.json["skipped"]] == [("schema_drift", "manual"),
+                                                                      ("rollback_missing", "manual")]
+
+    (directory / "002_posts.sql").write_text("CREATE TABLE posts (id bigint PRIMARY KEY);\n")  # needs --force
+    refused = cli.run_command("repair")
+    assert refused.exit_code == 1, refused
+    [skipped] = [line for line in refused.stdout.splitlines() if line.startswith("skipped:")]
+    assert skipped.startswith("skipped: checksum_mismatch 2: ")  # a "skipped:" line is a refusal, only a refusal
+    assert refused.stderr == manual.stderr
+    data = cli.run_command("repair", ["--format", "json"])
+    assert data.exit_code == 1, data
+    assert {(s["code"], s["kind"]) for s in data.json["skipped"]} == {
+        ("schema_drift", "manual"), ("rollback_missing", "manual"), ("checksum_mismatch", "refused")}

@@ -13,8 +13,6 @@ import psycopg
 import pytest
 
 from poststack.catalog.snapshot import snapshot
-from poststack.cli import recover_command
-from poststack.cli.root import db
 from poststack.db.history import History
 from poststack.db.lock import lock_key, try_lock
 from poststack.errors import LockTimeout, MigrationFailed, MigrationFileError
@@ -353,8 +351,6 @@ def test_legacy_row_of_a_changed_file_is_imported_with_its_own_checksum(project)
 
 @pytest.fixture
 def cli(make_migrations, database_url):
-    if "recover" not in db.commands:  # until root.py registers it
-        recover_command.register(db)
     directory = make_migrations(FILES)
     with DbHelper(database_url, directory) as helper:
         yield CLITestRunner(database_url, directory), helper

@@ -9,15 +9,18 @@ from poststack.errors import EXIT_CONNECT, EXIT_INTERRUPTED, EXIT_ISSUES, Postst
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the click app, turning library errors into one line on stderr and an exit code."""
+    # deferred: keeps start-up fast (every import of a poststack.cli submodule runs this package first; the
+    # root group below brings click, the settings and psycopg's driver with it)
     import click
 
     from poststack.cli.failure import fail, forget_secret_sources
     from poststack.cli.render import escape
     from poststack.cli.root import cli
+    from poststack.cli.root_options import verbosity_typed
 
     forget_secret_sources()
     args = sys.argv[1:] if argv is None else argv
-    verbose = "-v" in args or "--verbose" in args
+    verbose = verbosity_typed(args, cli) > 0  # -v, -vv, -v -v, --verbose: a traceback before the error line
     try:
         cli.main(args=argv, prog_name="poststack", standalone_mode=False)
     except PoststackError as exc:

@@ -10,7 +10,6 @@ file, or something could not be carried; 2 for bad files or usage (nothing writt
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -19,6 +18,7 @@ from poststack.adopt import TOOLS
 from poststack.adopt.plan import AdoptResult, adopt
 from poststack.cli import render
 from poststack.cli.context import CliContext, format_option, pass_ctx
+from poststack.cli.failure import exit_if
 
 
 def _json(result: AdoptResult) -> dict[str, object]:
@@ -83,5 +83,4 @@ def adopt_command(ctx: CliContext, tool: str, source: Path | None, table: str | 
         render.echo_json(_json(result))
     else:
         _render(result)
-    if result.exit_code:
-        sys.exit(result.exit_code)
+    exit_if(result.exit_code != 0, result.exit_code)

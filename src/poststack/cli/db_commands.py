@@ -238,8 +238,3 @@ def _rollback_cell(info: MigrationInfo) -> str:
     if info.rollback_status in ("changed", "cosmetic_change"):
         cell += " (changed)" if info.rollback_status == "changed" else " (cosmetic edit)"
     return cell
-
-
-def register(group: click.Group) -> None:
-    for command in (migrate, rollback, migration_status, migration_info):
-        group.add_command(command)

@@ -1,4 +1,5 @@
-"""The one ``error:`` line: passwords scrubbed, control characters escaped, exit code from the error tree.
+"""The one ``error:`` line: passwords scrubbed, control characters escaped, exit code from the error tree;
+and ``exit_if``, how a command that ran to its end reports "issues found" (exit 1) or its result's own code.
 
 Every failure of the command line ends here, whatever raised it: poststack's own errors, click's usage
 errors and the driver's. The database URLs this run was given are remembered as soon as they are known, so
@@ -12,6 +13,7 @@ import sys
 
 from poststack.cli.render import escape
 from poststack.db.connection import scrub_secrets
+from poststack.errors import EXIT_ISSUES
 
 _URLS: list[str] = []
 
@@ -41,3 +43,13 @@ def fail(message: str, code: int, verbose: bool) -> None:
     # One line, always: a newline or escape sequence in a file name must not forge lines on a terminal.
     print(error_line(message), file=sys.stderr)
     sys.exit(code)
+
+
+def exit_if(failed: bool, code: int = EXIT_ISSUES) -> None:
+    """End the command with ``code`` (default 1: issues found, a check failed, something was left undone).
+
+    SystemExit, not click.Exit: it passes click's non-standalone main untouched, where click.Exit's code would
+    be returned by ``cli.main`` and lost.
+    """
+    if failed:
+        sys.exit(code)

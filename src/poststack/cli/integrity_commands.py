@@ -7,7 +7,6 @@ an unreadable migrations directory; 3 no connection; 4 lock not acquired. Notes 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,10 +15,13 @@ import click
 from poststack.cli import render
 from poststack.cli.context import CliContext, dev_url_option, format_option, pass_ctx
 from poststack.cli.db_commands import confirm_or_refuse
+from poststack.cli.failure import exit_if
 from poststack.config import parse_seconds
-from poststack.errors import EXIT_ISSUES, UsageError
+from poststack.engine.validation import validate as run_validate
+from poststack.errors import UsageError
+from poststack.integrity.cleaning import Cleaner
 from poststack.integrity.issues import ISSUE_CODES, SEVERITIES, Issue
-from poststack.integrity.repair import SkipKind
+from poststack.integrity.repair import SkipKind, SkippedIssue
 from poststack.migration_diagnostics import DEFAULT_LOCK_AGE, DiagnosisResult, MigrationDiagnostics
 
 
@@ -37,11 +39,6 @@ def _codes(values: Sequence[str], option: str) -> list[str]:
     if unknown:
         raise UsageError(f"{option}: unknown issue code {unknown[0]!r} (one of: {', '.join(ISSUE_CODES)})")
     return codes
-
-
-def _exit_if(failed: bool) -> None:
-    if failed:
-        sys.exit(EXIT_ISSUES)  # SystemExit passes click's non-standalone main untouched, unlike click.Exit
 
 
 def issue_json(issue: Issue) -> dict[str, Any]:
@@ -82,7 +79,7 @@ def diagnose(ctx: CliContext, severity: str, types: tuple[str, ...], lock_age: s
     result = full.filtered(severity, codes)
     if fmt == "json":
         render.echo_json(diagnosis_json(result, severity, codes))
-        _exit_if(not result.ok)
+        exit_if(not result.ok)
         return
     s = result.summary
     history = "present" if s.history_exists else "absent"
@@ -103,7 +100,17 @@ def diagnose(ctx: CliContext, severity: str, types: tuple[str, ...], lock_age: s
     render.line()
     for issue in result.issues:
         _print_issue(issue)
-    _exit_if(True)
+    exit_if(True)
+
+
+def _manual_codes(found: Sequence[Issue], skipped: Sequence[SkippedIssue]) -> list[str]:
+    """The codes repair left to a person (kind MANUAL, as the exit code reads it), at or above low.
+
+    An info issue is left out of the note: a project may ship no rollback files on purpose. The severity is
+    the diagnosed issue's (a skipped issue does not carry it), matched by code and version.
+    """
+    worth_a_note = {(i.code, i.version) for i in found if i.at_least("low")}
+    return sorted({s.code for s in skipped if s.kind is SkipKind.MANUAL and (s.code, s.version) in worth_a_note})
 
 
 @click.command()
@@ -125,7 +132,7 @@ def repair(ctx: CliContext, dry_run: bool, force: bool, types: tuple[str, ...], 
     left = [s for s in result.skipped if s.kind is SkipKind.REFUSED]
     if fmt == "json":
         render.echo_json({"dry_run": result.dry_run, "fixed": result.fixed, "skipped": result.skipped})
-        _exit_if(bool(left))
+        exit_if(bool(left))
         return
     verb = "would fix" if dry_run else "fixed"
     for action in result.fixed:
@@ -138,13 +145,12 @@ def repair(ctx: CliContext, dry_run: bool, force: bool, types: tuple[str, ...], 
         render.line(f"skipped: {skipped.code}{version}: {skipped.reason}")
         for line in skipped.details:
             render.line(f"    {line}")
-    manual = sorted({i.code for i in found if not i.auto_fixable and i.at_least("low")
-                     and (not codes or i.code in codes)})
+    manual = _manual_codes(found, result.skipped)
     if manual:
         ctx.say(f"note: not auto-fixable, see 'poststack db diagnose': {', '.join(manual)}")
     if not result.fixed and not left:
         render.line("Nothing to repair.")
-    _exit_if(bool(left))
+    exit_if(bool(left))
 
 
 @click.command()
@@ -157,8 +163,6 @@ def repair(ctx: CliContext, dry_run: bool, force: bool, types: tuple[str, ...], 
 @pass_ctx
 def validate(ctx: CliContext, check_files: bool, check_checksums: bool, check_rollbacks: bool, fmt: str) -> None:
     """Check the migrations directory (and, with --check-checksums, the applied checksums). No flag: all."""
-    from poststack.engine.validation import validate as run_validate
-
     everything = not (check_files or check_checksums or check_rollbacks)
     s = ctx.settings
     checksums = everything or check_checksums
@@ -180,7 +184,7 @@ def validate(ctx: CliContext, check_files: bool, check_checksums: bool, check_ro
         if result.warnings:
             status += f", {len(result.warnings)} warning(s)"
         render.line(f"validate ({', '.join(result.checks)}) on {result.migrations} migration(s): {status}")
-    _exit_if(not result.ok)
+    exit_if(not result.ok)
 
 
 @click.command()
@@ -194,8 +198,6 @@ def validate(ctx: CliContext, check_files: bool, check_checksums: bool, check_ro
 def clean(ctx: CliContext, locks: bool, failed: bool, duplicates: bool, confirm: bool, force: bool,
           fmt: str) -> None:
     """Release a stuck lock, remove failed leftovers and duplicate rows; everything shown first and audited."""
-    from poststack.integrity.cleaning import Cleaner
-
     everything = not (locks or failed or duplicates)
     cleaner = Cleaner(_diagnostics(ctx))
     plan = cleaner.plan(locks=everything or locks, failed=everything or failed,
@@ -222,9 +224,4 @@ def clean(ctx: CliContext, locks: bool, failed: bool, duplicates: bool, confirm:
             render.line(f"not done: {action.description}: {why}")
         if not plan.actions:
             render.line("Nothing to clean.")
-    _exit_if(bool(result.skipped))
-
-
-def register(group: click.Group) -> None:
-    for command in (diagnose, repair, validate, clean):
-        group.add_command(command)
+    exit_if(bool(result.skipped))

@@ -7,12 +7,11 @@ replayed states contradict the mark (nothing written), 2 for a bad version or ba
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from poststack.cli import render
 from poststack.cli.context import CliContext, dev_url_option, format_option, pass_ctx
+from poststack.cli.failure import exit_if
 from poststack.source.files import parse_version
 
 
@@ -49,5 +48,4 @@ def mark(ctx: CliContext, version: str, applied: bool, through: bool, reason: st
             render.line(f"Dry run: would mark {len(result.changes)} version(s); nothing was changed.")
         else:
             render.line(f"Marked {len(result.changes)} version(s).")
-    if result.exit_code:
-        sys.exit(result.exit_code)
+    exit_if(result.exit_code != 0, result.exit_code)

@@ -8,12 +8,11 @@ JSON (stable): ``{"dry_run", "force", "legacy_table", "recorded": [version_text.
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from poststack.cli import render
 from poststack.cli.context import CliContext, dev_url_option, format_option, pass_ctx
+from poststack.cli.failure import exit_if
 from poststack.engine.recovery import RecoverResult, RecoverStep
 
 _VERB = {"record": "record", "record_forced": "record (forced)", "import": "import"}
@@ -68,9 +67,4 @@ def recover(ctx: CliContext, dry_run: bool, force: bool, dev_url: str | None, fm
         for step in result.refused:
             _show_refusal(step)
         render.line(_headline(result))
-    if result.exit_code:
-        sys.exit(result.exit_code)  # SystemExit passes click's non-standalone main untouched, unlike click.Exit
-
-
-def register(group: click.Group) -> None:
-    group.add_command(recover)
+    exit_if(result.exit_code != 0, result.exit_code)

@@ -9,6 +9,7 @@ import click
 from poststack import __version__
 from poststack.cli.context import CliContext
 from poststack.cli.failure import remember_secret_source
+from poststack.cli.root_options import add_root_options
 from poststack.config import load_settings
 
 
@@ -36,8 +37,6 @@ class LazyGroup(click.Group):
         else:
             command = super().get_command(ctx, cmd_name)
         if command is not None and self.root_options:
-            from poststack.cli.root_options import add_root_options
-
             add_root_options(command, cli)
         return command
 

@@ -6,9 +6,14 @@ and help) that does not reach the command's function: its callback folds the val
 :class:`CliContext` the root made, so every command sees one set of settings. A value given after the
 subcommand wins over one given before it; ``-v`` counts add up; ``-q`` with ``-v`` anywhere is refused.
 A subcommand that has an option of the same name keeps its own.
+
+``verbosity_typed`` counts ``-v`` on either side the same way, for the one reader that comes after click's
+context is gone: the traceback decision of ``poststack.cli.main``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import click
 
@@ -52,3 +57,31 @@ def add_root_options(command: click.Command, root: click.Command) -> click.Comma
             command.params.append(_copy(param))
     setattr(command, _MARK, True)
     return command
+
+
+def _short_letters(option: click.Option) -> set[str]:
+    return {o[1] for o in (*option.opts, *option.secondary_opts) if len(o) == 2 and o[0] == "-" and o[1] != "-"}
+
+
+def verbosity_typed(args: Sequence[str], root: click.Command) -> int:
+    """How many times the root's ``-v/--verbose`` was typed, before or after the subcommand, as click counts it.
+
+    ``main`` decides on a traceback once click has unwound (the error may come from the root's own callback,
+    before any CliContext exists), so it reads the command line again, with the root's option strings:
+    ``-v``, ``-vv``, ``-v -v``, ``--verbose`` and a cluster of the root's short flags (``-qv``) all count;
+    nothing after ``--`` does (those are arguments), nor a token with a letter that is no short flag.
+    """
+    options = [p for p in root.params if isinstance(p, click.Option)]
+    [verbose] = [p for p in options if p.name == "verbose"]
+    longs = {o for o in (*verbose.opts, *verbose.secondary_opts) if o.startswith("--")}
+    letters = _short_letters(verbose)
+    flags = {letter for p in options if p.is_flag or p.count for letter in _short_letters(p)}
+    count = 0
+    for arg in args:
+        if arg == "--":
+            break
+        if arg in longs:
+            count += 1
+        elif len(arg) > 1 and arg[0] == "-" and arg[1] != "-" and set(arg[1:]) <= flags:
+            count += sum(letter in letters for letter in arg[1:])
+    return count

@@ -44,8 +44,3 @@ def stop() -> None:
 def url() -> None:
     """Print the embedded server's connection URL (Unix socket, no password), starting it if needed."""
     render.line(embedded.default_url())
-
-
-def register(group: click.Group) -> None:
-    for command in (status, start, stop, url):
-        group.add_command(command)

@@ -8,23 +8,18 @@ the role may not create the scratch database verify needs (CREATEDB). Progress g
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
 from poststack.cli import lint_report, render, verify_report
 from poststack.cli.context import CliContext, pass_ctx
+from poststack.cli.failure import exit_if
 from poststack.db import embedded
 from poststack.engine.verify import STATUSES, MigrationVerification, Progress, VerifyReport, verify_migrations
-from poststack.errors import EXIT_ISSUES, ConnectError
+from poststack.errors import ConnectError
 from poststack.lint import RULES, LintReport, enabled_rules, lint_migrations
 from poststack.source.files import parse_version
-
-
-def _exit_if(failed: bool) -> None:
-    if failed:
-        sys.exit(EXIT_ISSUES)  # SystemExit passes click's non-standalone main untouched
 
 
 def _progress(ctx: CliContext) -> Progress:
@@ -133,7 +128,7 @@ def verify(ctx: CliContext, from_version: str | None, to_version: str | None, al
         summary = ", ".join(f"{report.count(st)} {st}" for st in STATUSES if report.count(st))
         filled = f" (tables filled to {rows:,} rows)" if rows else ""
         render.line(f"Verified {len(report.migrations)} migration(s){filled}: {summary or 'nothing to verify'}.")
-    _exit_if(not report.ok)
+    exit_if(not report.ok)
 
 
 def lint_json(report: LintReport) -> dict[str, Any]:
@@ -214,9 +209,4 @@ def lint(ctx: CliContext, list_rules: bool, enable: tuple[str, ...], disable: tu
         ignored = f" ({report.ignored} silenced by lint-ignore)" if report.ignored else ""
         rollbacks = f" and {report.rollbacks} rollback(s)" if report.rollbacks else ""
         render.line(f"Linted {report.files} migration(s){rollbacks}: {len(report.findings)} finding(s){ignored}.")
-    _exit_if(not report.ok)
-
-
-def register(group: click.Group) -> None:
-    for command in (verify, lint):
-        group.add_command(command)
+    exit_if(not report.ok)
