@@ -30,8 +30,8 @@ from psycopg import pq, sql
 from poststack.db.history import History, HistoryRow, ensure_statement_log, progress_sql, statement_log
 from poststack.db.lock_policy import LOCK_NOT_AVAILABLE, RetryContext
 from poststack.db.session import OWN_LOCALS, OWN_TRANSACTION
-from poststack.engine.executor import StatementError, connection_lost, send, sql_error
 from poststack.engine.plan import ROLLBACK_MARK, RollbackStep
+from poststack.engine.sending import StatementError, connection_lost, send, sql_error
 from poststack.engine.statement_kinds import (
     REPEATABLE_KINDS,
     dropped_all,
