@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import click
 
-from poststack.config import Settings, load_settings
+from poststack.cli.failure import remember_secret_source
+from poststack.cli.render import line
+from poststack.config import Settings, load_lock_policy, load_settings
 
 if TYPE_CHECKING:
     from poststack.schema_migration import MigrationRunner
@@ -27,8 +29,6 @@ class CliContext:
                 raise click.UsageError("-q/--quiet and -v/--verbose contradict each other; pass one of them", ctx)
             self.verbosity = -1 if quiet else self.verbosity + int(value)  # type: ignore[call-overload]
             return
-        from poststack.cli.failure import remember_secret_source
-
         if name == "database_url":
             remember_secret_source(value if isinstance(value, str) else None)
         self.explicit[name] = value
@@ -36,6 +36,8 @@ class CliContext:
         remember_secret_source(self.settings.database_url)
 
     def runner(self) -> MigrationRunner:
+        # deferred: keeps start-up fast (every command, --help included, imports this module; only the commands
+        # that run migrations need the migration engine)
         from poststack.schema_migration import MigrationRunner
 
         s = self.settings
@@ -45,10 +47,6 @@ class CliContext:
 
     def with_lock_policy(self, statement_lock_timeout: float | None, lock_retries: int | None) -> CliContext:
         """This context with --statement-lock-timeout / --lock-retries (else env, else pyproject) resolved."""
-        from dataclasses import replace
-
-        from poststack.config import load_lock_policy
-
         settings = load_lock_policy(self.settings, statement_lock_timeout=statement_lock_timeout,
                                     lock_retries=lock_retries)
         return replace(self, settings=settings)
@@ -56,8 +54,6 @@ class CliContext:
     def say(self, message: str) -> None:
         """Progress and notes for humans: stderr, so stdout stays clean for JSON and pipes."""
         if self.verbosity >= 0:
-            from poststack.cli.render import line
-
             line(message, err=True)
 
 

@@ -9,6 +9,7 @@ import click
 from poststack import __version__
 from poststack.cli.context import CliContext
 from poststack.cli.failure import remember_secret_source
+from poststack.cli.root_options import add_root_options
 from poststack.config import load_settings
 
 
@@ -30,13 +31,12 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy:
             module_name, attr = self.lazy[cmd_name].split(":")
+            # deferred: keeps start-up fast (a subcommand's module, and the library it calls, only when it runs)
             command = getattr(importlib.import_module(f"poststack.cli.{module_name}"), attr)
             assert isinstance(command, click.Command)
         else:
             command = super().get_command(ctx, cmd_name)
         if command is not None and self.root_options:
-            from poststack.cli.root_options import add_root_options
-
             add_root_options(command, cli)
         return command
 
