@@ -3,8 +3,8 @@
 A cycle means neither module can be understood, tested or moved without the other, and a function-level
 import is the usual way a cycle is hidden rather than broken. Deferring an import is still right where it
 keeps start-up fast (`poststack --help`, pytest loading the plugin in every project), so such an import
-is allowed when a comment says so: on its own line, on the line above it, or above the run of import
-statements it opens.
+is allowed when a comment says so: on its own line, or in the comment lines right above it or above the run
+of import statements it belongs to. ``importlib.import_module`` of a poststack module counts as an import.
 
 The graph counts `if TYPE_CHECKING:` imports too (grimp's default): they never run, but a cycle through
 them is still two modules that each need the other's names to be read, and mypy sees it as one.
@@ -175,9 +175,15 @@ def _function_level_imports(path: Path) -> Iterator[tuple[int, str]]:
     module, is_package = _module_name(path)
     comments = _comments(source)
 
+    lines = source.splitlines()
+
     def explained(node: ast.stmt | ast.expr, run_start: int) -> bool:
         own = any(_says_start_up(comments.get(line)) for line in range(node.lineno, (node.end_lineno or 0) + 1))
-        return own or _says_start_up(comments.get(run_start - 1))
+        above = run_start - 1  # the comment block right above: comment-only lines, however many
+        while not own and above >= 1 and lines[above - 1].lstrip().startswith("#"):
+            own = _says_start_up(comments.get(above))
+            above -= 1
+        return own
 
     def visit(body: list[ast.stmt], in_function: bool) -> Iterator[tuple[int, str]]:
         run_start = 0
