@@ -33,8 +33,8 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    errors = importlib.import_module("poststack.errors")
+        return getattr(importlib.import_module(_LAZY[name]), name)  # deferred: keeps start-up fast (docstring)
+    errors = importlib.import_module("poststack.errors")  # deferred: keeps start-up fast (docstring)
     if hasattr(errors, name):
         return getattr(errors, name)
     raise AttributeError(f"module 'poststack' has no attribute {name!r}")

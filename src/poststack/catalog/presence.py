@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import psycopg
 
-from poststack.source.objects import DbObject
+from poststack.source.object_model import DbObject
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 

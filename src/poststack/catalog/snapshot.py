@@ -23,6 +23,7 @@ import psycopg
 from psycopg.rows import tuple_row
 from psycopg.types.json import set_json_loads
 
+from poststack.catalog.snapshot_portable import portable_view_text
 from poststack.catalog.snapshot_queries import SCHEMAS_QUERY, snapshot_query
 from poststack.config import DEFAULT_SCHEMA
 from poststack.errors import SnapshotFormatError
@@ -267,8 +268,6 @@ def _parent_also(attributes: Mapping[str, Any], has: Snapshot, lacks: Snapshot) 
 
 
 def _portable_view(attributes: dict[str, Any]) -> dict[str, Any]:
-    from poststack.catalog.snapshot_portable import portable_view_text
-
     text = attributes.get("definition")
     return {**attributes, "definition": portable_view_text(text)} if isinstance(text, str) else attributes
 

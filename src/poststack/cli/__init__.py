@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     # root group below brings click, the settings and psycopg's driver with it)
     import click
 
+    # deferred: keeps start-up fast (as above: cli.root loads the settings and the command tables)
     from poststack.cli.failure import fail, forget_secret_sources
     from poststack.cli.render import escape
     from poststack.cli.root import cli

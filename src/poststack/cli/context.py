@@ -36,7 +36,8 @@ class CliContext:
         remember_secret_source(self.settings.database_url)
 
     def runner(self) -> MigrationRunner:
-        # deferred: keeps start-up fast (the root group imports this module; the runner pulls in the engine)
+        # deferred: keeps start-up fast (every command, --help included, imports this module; only the commands
+        # that run migrations need the migration engine)
         from poststack.schema_migration import MigrationRunner
 
         s = self.settings

@@ -32,6 +32,7 @@ class LazyGroup(click.Group):
         command: click.Command | None
         if cmd_name in self.lazy:
             module_name, attr = self.lazy[cmd_name].split(":")
+            # deferred: keeps start-up fast (a subcommand's module, and the library it calls, only when it runs)
             command = getattr(importlib.import_module(f"poststack.cli.{module_name}"), attr)
             assert isinstance(command, click.Command)
         else:

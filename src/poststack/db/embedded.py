@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from poststack.db.connection import connect
 from poststack.errors import ConnectError
 
 DEFAULT_DIR = ".poststack"
@@ -160,8 +161,6 @@ def restrict_socket(info: ServerInfo, server: Any = None) -> ServerInfo:
     """
     if info.socket_dir is None:  # Windows: the wheel listens on 127.0.0.1
         return info
-    from poststack.db.connection import connect
-
     with connect(info.url(), autocommit=True) as conn:
         restart = conn.execute("SHOW unix_socket_permissions").fetchone() != (SOCKET_PERMISSIONS,)
         if restart:

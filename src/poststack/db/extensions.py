@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from poststack.db import embedded
 from poststack.db.connection import mask_url
 from poststack.errors import ExtensionUnavailable, MigrationFailed
 
@@ -35,8 +36,6 @@ def missing_extension(exc: MigrationFailed) -> str | None:
 
 
 def _embedded_share_dir() -> Path | None:
-    from poststack.db import embedded
-
     try:
         package = embedded.import_wheel()
     except ImportError:

@@ -22,6 +22,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from poststack.db.connection import connect
+from poststack.errors import StatementLockTimeout
+
 LOCK_NOT_AVAILABLE = "55P03"
 
 
@@ -78,8 +81,6 @@ class BlockerWatch:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        from poststack.db.connection import connect
-
         try:
             with connect(self.url, autocommit=True) as conn:
                 while not self._stop.is_set():
@@ -113,8 +114,6 @@ class RetryContext:
 
     def retry_or_raise(self, attempt: int, where: str, what: str, watch: object) -> None:
         """After a lock timeout in attempt ``attempt`` (0-based): wait and return, or raise when none are left."""
-        from poststack.errors import StatementLockTimeout
-
         blockers = watch.describe() if isinstance(watch, BlockerWatch) else "unknown"
         seconds = f"{self.policy.statement_lock_timeout:g}s"
         if attempt + 1 >= self.attempts():

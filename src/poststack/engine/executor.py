@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg import generators, pq, sql
-from psycopg.errors import error_from_result
+from psycopg import pq, sql
 
 from poststack.db.history import History
 from poststack.db.lock_policy import LOCK_NOT_AVAILABLE, LockPolicy, RetryContext
-from poststack.db.session import OWN_IDENTITY, OWN_SETTINGS, reset_sql
+from poststack.db.session import OWN_IDENTITY, OWN_SETTINGS, reset_session, reset_sql
+from poststack.engine import stepwise
 from poststack.engine.plan import RollbackStep
-from poststack.errors import ConnectError, Interrupted, MigrationFailed, TransactionEscaped
+from poststack.engine.sending import StatementError, connection_lost, send, sql_error
+from poststack.errors import Interrupted, MigrationFailed, TransactionEscaped
 from poststack.source.files import Migration
-from poststack.source.sqltext import line_of
 from poststack.source.txscan import scan, statement_at
 
 # Sent with the file in one query: the id of poststack's transaction is stored transaction-locally before
@@ -43,70 +43,6 @@ _CHECK = (f"\n;SELECT CASE WHEN pg_catalog.current_setting('poststack.xact', tru
 
 def _elapsed_ms(start: float) -> int:
     return int((time.perf_counter() - start) * 1000)
-
-
-class StatementError(Exception):
-    """A multi-statement query failed: ``index`` is the 0-based statement of the query that failed."""
-
-    def __init__(self, index: int, error: psycopg.Error, results: list[pq.abc.PGresult] | None = None) -> None:
-        super().__init__(str(error))
-        self.index = index
-        self.error = error
-        self.results = results or []
-
-
-def send(conn: psycopg.Connection[Any], query: bytes) -> list[pq.abc.PGresult]:
-    """Run a (multi-statement) simple query and return every statement's result.
-
-    psycopg's execute reports only the error of a failed multi-statement query, not which statement it was;
-    the results received before the error say that (each completed statement sends one), which is how an
-    error without a position still names its statement's line.
-    """
-    with conn.lock:
-        conn.pgconn.send_query(query)
-        results: list[pq.abc.PGresult] = conn.wait(generators.execute(conn.pgconn))
-        while results and results[-1].status == pq.ExecStatus.COPY_IN:
-            conn.pgconn.put_copy_end(b"COPY FROM STDIN is not supported in a migration")
-            results[-1:] = conn.wait(generators.execute(conn.pgconn))
-    for index, result in enumerate(results):
-        if result.status == pq.ExecStatus.FATAL_ERROR:
-            raise StatementError(index, error_from_result(result, encoding=conn.info.encoding), results)
-        if result.status in (pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH):
-            conn.pgconn.finish()  # cannot be drained here; a closed connection is honest, a stuck one is not
-            raise psycopg.OperationalError("COPY TO STDOUT is not supported in a migration")
-    return results
-
-
-def sql_error(exc: psycopg.Error, *, where: str, version_text: str, text: str, line_offset: int = 0,
-              position_offset: int = 0, statement_line: int | None = None) -> MigrationFailed:
-    """A one-line error naming the file, the line PostgreSQL pointed at (else the failing statement's first
-    line), and PostgreSQL's message."""
-    diag = exc.diag
-    message = (diag.message_primary or str(exc)).strip()
-    line = None
-    if diag.statement_position and int(diag.statement_position) > position_offset:
-        line = line_of(text, int(diag.statement_position) - 1 - position_offset) + line_offset
-    elif statement_line is not None:
-        line = statement_line + line_offset
-    elif line_offset:
-        line = line_offset + 1
-    location = f"{where}:{line}" if line else where
-    hint = f" (hint: {diag.message_hint.strip()})" if diag.message_hint else ""
-    return MigrationFailed(f"{location}: migration {version_text} failed: {message}{hint}".replace("\n", " "),
-                           path=where, line=line, sqlstate=diag.sqlstate)
-
-
-def connection_lost(conn: psycopg.Connection[Any], exc: psycopg.Error, where: str,
-                    outcome: str) -> ConnectError | None:
-    """A ConnectError (exit 3) when ``exc`` came from losing the connection, else None.
-
-    A terminated backend or a restarted server is not a failing migration (exit 5 promises the SQL itself
-    failed); the user must learn that the connection died and what state that leaves.
-    """
-    if not conn.broken:
-        return None
-    reason = " ".join((exc.diag.message_primary or str(exc)).split())
-    return ConnectError(f"database connection lost during {where}: {reason}; {outcome}")
 
 
 @dataclass(frozen=True)
@@ -261,11 +197,8 @@ def rollback_one(conn: psycopg.Connection[Any], history: History, step: Rollback
                  retry: RetryContext | None = None, reset_to: str | None = None) -> int:
     """Undo one migration: its rollback SQL and the removal of its history row."""
     if step.no_transaction:
-        from poststack.db.session import reset_session
-        from poststack.engine.stepwise import rollback_non_transactional
-
         try:
-            return rollback_non_transactional(conn, history, step, retry=retry)
+            return stepwise.rollback_non_transactional(conn, history, step, retry=retry)
         finally:
             if reset_to is not None and not conn.broken and conn.info.transaction_status == pq.TransactionStatus.IDLE:
                 with suppress(psycopg.Error):
@@ -279,6 +212,4 @@ def rollback_one(conn: psycopg.Connection[Any], history: History, step: Rollback
 def apply_non_transactional(conn: psycopg.Connection[Any], history: History, migration: Migration, *,
                             retry: RetryContext | None = None) -> int:
     """Run statement by statement in autocommit behind a committed ``running`` history row."""
-    from poststack.engine.stepwise import apply_non_transactional as apply
-
-    return apply(conn, history, migration, retry=retry)
+    return stepwise.apply_non_transactional(conn, history, migration, retry=retry)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -33,7 +33,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 
 from poststack.engine.filler_checks import ColumnRule, rules_for
-from poststack.engine.filler_values import UNFILLABLE, value_sql
+from poststack.engine.filler_values import UNFILLABLE, Column, value_sql
 from poststack.errors import UsageError
 
 
@@ -49,28 +49,6 @@ class FillResult:
     inserted: int
     total: int
     elapsed_ms: float
-
-
-@dataclass
-class Column:
-    name: str
-    attnum: int
-    type_sql: str  # format_type(), quoted
-    base: str  # the value's type name (a domain's base type)
-    typtype: str  # of the base: b, e, r, c, ...
-    category: str  # pg_type.typcategory of the base (A: array)
-    element: str | None  # element type name of an array
-    not_null: bool
-    default: str | None
-    identity: str
-    generated: str
-    typmod: int
-    labels: list[str] | None = None  # enum labels (of the base type)
-    rule: ColumnRule = field(default_factory=ColumnRule)
-
-    @property
-    def left_to_server(self) -> bool:
-        return bool(self.identity or self.generated)
 
 
 @dataclass

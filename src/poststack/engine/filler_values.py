@@ -7,13 +7,12 @@ and are cast to the column's declared type (a domain's own CHECK then applies on
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from psycopg import sql
 
-if TYPE_CHECKING:
-    from poststack.engine.filler import Column
+from poststack.engine.filler_checks import ColumnRule
 
 UNFILLABLE = sql.SQL("NULL /* unfillable */")
 G = sql.SQL("g")
@@ -21,6 +20,31 @@ _INTEGERS = frozenset({"int2", "int4", "int8"})
 _NUMBERS = _INTEGERS | {"numeric", "float4", "float8"}
 _TEXTS = frozenset({"text", "varchar", "bpchar", "citext", "name"})
 _LIMITS = {"int2": 32767, "int4": 2147483647}
+
+
+@dataclass
+class Column:
+    """A column to fill, as the filler read it from the catalog. It lives beside the values made from it, so
+    that this module needs nothing from the filler, which imports it."""
+
+    name: str
+    attnum: int
+    type_sql: str  # format_type(), quoted
+    base: str  # the value's type name (a domain's base type)
+    typtype: str  # of the base: b, e, r, c, ...
+    category: str  # pg_type.typcategory of the base (A: array)
+    element: str | None  # element type name of an array
+    not_null: bool
+    default: str | None
+    identity: str
+    generated: str
+    typmod: int
+    labels: list[str] | None = None  # enum labels (of the base type)
+    rule: ColumnRule = field(default_factory=ColumnRule)
+
+    @property
+    def left_to_server(self) -> bool:
+        return bool(self.identity or self.generated)
 
 
 def value_sql(column: Column, token: str, base: int) -> sql.Composable:

@@ -67,6 +67,8 @@ def _evidence_status(conn: psycopg.Connection[Any] | None, state: MigrationState
     """present | partial | absent | uncheckable, for one pending migration, read on ``conn``."""
     if conn is None:
         return "uncheckable"
+    # deferred: keeps start-up fast (a no-op migrate imports this module; only a refused out-of-order
+    # migration needs the object evidence)
     from poststack.catalog import object_evidence as evidence
 
     try:

@@ -52,10 +52,13 @@ from psycopg import sql
 from poststack import __version__
 from poststack.catalog.fingerprint import catalog_fingerprint
 from poststack.catalog.snapshot import Snapshot, loads, snapshot
+from poststack.db import embedded
 from poststack.db.connection import connect, mask_url, scrub
+from poststack.db.scratch_databases import maintenance_connection, may_create_databases, scratch_database
 from poststack.errors import ConnectError, MigrationFailed
 from poststack.errors import EvidenceUnavailable as EvidenceUnavailable  # re-exported: its name here before errors.py
 from poststack.source.files import Migration
+from poststack.source.sqltext import SqlSyntaxError, created_roles, split_statements
 
 REPLAY_SCHEMA = "poststack_replay"  # reserved on scratch databases: left out of their snapshots
 CACHE_ENV = "POSTSTACK_REPLAY_CACHE"
@@ -167,8 +170,6 @@ def _major(url: str) -> int:
 
 
 def _may_create_databases(url: str) -> bool:
-    from poststack.db.scratch_databases import maintenance_connection, may_create_databases
-
     try:
         with maintenance_connection(url) as conn:
             return may_create_databases(conn)
@@ -179,8 +180,6 @@ def _may_create_databases(url: str) -> bool:
 def _roles_named(steps: Sequence[Migration]) -> set[str]:
     """Roles the migrations create: they must not already exist where the replay runs, and only they are
     dropped after it (never a role another session created meanwhile on a shared server)."""
-    from poststack.source.sqltext import created_roles
-
     return set(created_roles(m.sql for m in steps if "role" in m.sql.lower() or "user" in m.sql.lower()
                              or "group" in m.sql.lower()))
 
@@ -229,8 +228,6 @@ def choose_server(target_url: str, steps: Sequence[Migration], *, dev_url: str |
         reasons.append("the target's role may not create databases (CREATEDB)")
     embedded_major = _embedded_major()
     if embedded_major == major:
-        from poststack.db import embedded
-
         url = embedded.default_url()
         if url != target_url and not _existing_roles(url, roles):
             return url, "a scratch database on the embedded PostgreSQL"
@@ -245,8 +242,6 @@ def choose_server(target_url: str, steps: Sequence[Migration], *, dev_url: str |
 def _scratch(server_url: str, roles: set[str]) -> Iterator[str]:
     """A scratch database on ``server_url``; afterwards (and after it is dropped, which frees what they own)
     the roles among ``roles`` that did not exist before are dropped: only the migrations' own."""
-    from poststack.db.scratch_databases import maintenance_connection, scratch_database
-
     before = _existing_roles(server_url, roles)
     try:
         with scratch_database(server_url) as url:
@@ -269,8 +264,6 @@ def _apply(conn: psycopg.Connection[Any], migration: Migration, *, watch: bool =
     as migrate would, on a fresh session; return how many trailing statements left the catalog as a proper
     prefix of the file left it (0: every statement's effect, or the lack of one, can be seen). ``watch``
     False skips the per-statement fingerprints: for steps before the first state anyone asked for."""
-    from poststack.source.sqltext import SqlSyntaxError, split_statements
-
     try:
         statements = split_statements(migration.sql)
     except SqlSyntaxError as exc:

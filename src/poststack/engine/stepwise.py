@@ -31,8 +31,8 @@ from psycopg import sql
 from poststack.db.history import History, HistoryRow, ensure_statement_log, statement_log
 from poststack.db.lock_policy import RetryContext
 from poststack.db.session import OWN_TRANSACTION
-from poststack.engine.executor import send
 from poststack.engine.plan import ROLLBACK_MARK, RollbackStep
+from poststack.engine.sending import send
 from poststack.engine.statement_kinds import (
     REPEATABLE_KINDS,
     dropped_all,

@@ -19,8 +19,8 @@ from psycopg import pq, sql
 from poststack.db.history import History, progress_sql
 from poststack.db.lock_policy import LOCK_NOT_AVAILABLE, RetryContext
 from poststack.db.session import OWN_LOCALS, OWN_TRANSACTION
-from poststack.engine.executor import StatementError, connection_lost, send, sql_error
 from poststack.engine.plan import ROLLBACK_MARK
+from poststack.engine.sending import StatementError, connection_lost, send, sql_error
 from poststack.engine.statement_kinds import left_index, runs_alone, transaction_word
 from poststack.errors import Interrupted, MigrationFailed, StatementLockTimeout
 from poststack.source.sqltext import Statement

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from poststack.config import DEFAULT_SCHEMA
+from poststack.db import embedded
+from poststack.db.connection import connect, mask_url
+from poststack.db.history import History
+from poststack.engine.plan import MigrationState, compare
+from poststack.lint import lint_sql
 from poststack.source.files import Migration, MigrationSet, SqlFile, header_directives, load_migrations
 from poststack.source.sqltext import SqlSyntaxError, check_syntax
-
-if TYPE_CHECKING:
-    from poststack.engine.plan import MigrationState
 
 CHECKS = ("files", "checksums", "rollbacks")
 
@@ -71,8 +72,6 @@ def check_files(migrations: MigrationSet) -> list[ValidationProblem]:
 
 
 def _concurrently(migration: Migration, file: SqlFile) -> list[ValidationProblem]:
-    from poststack.lint import lint_sql
-
     no_tx = migration.no_transaction or "poststack:no-transaction" in header_directives(file.text)
     found = lint_sql(file.text, str(file.path), no_transaction=no_tx, enabled=_CONCURRENTLY).findings
     return [ValidationProblem("files", f"{f.file}:{f.line}: {f.message}; {f.alternative}", f.file, f.line,
@@ -107,10 +106,6 @@ def check_rollbacks(migrations: MigrationSet) -> list[ValidationProblem]:
 
 
 def _state(migrations: MigrationSet, database_url: str, history_schema: str) -> MigrationState:
-    from poststack.db.connection import connect
-    from poststack.db.history import History
-    from poststack.engine.plan import compare
-
     with connect(database_url, autocommit=True) as conn:
         return compare(migrations, History(history_schema).rows(conn))
 
@@ -166,12 +161,8 @@ def validate(migrations_path: str | Path, *, files: bool = True, rollbacks: bool
         result.warnings += [w for w in no_op_warnings(migrations)
                             if (w.check == "files" and files) or (w.check == "rollbacks" and rollbacks)]
     if checksums and database_url is None:
-        from poststack.db import embedded
-
         database_url = embedded.default_url()
     if database_url is not None and (checksums or rollbacks):
-        from poststack.db.connection import mask_url
-
         result.database = mask_url(database_url)
         state = _state(migrations, database_url, history_schema)
         if rollbacks:

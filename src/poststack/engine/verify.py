@@ -30,6 +30,7 @@ from poststack.db.scratch_databases import maintenance_connection as maintenance
 from poststack.db.scratch_databases import may_create_databases as may_create_databases
 from poststack.db.scratch_databases import scratch_database
 from poststack.engine import executor
+from poststack.engine.filler import FillError, fill_tables
 from poststack.engine.plan import RollbackStep
 from poststack.engine.verify_observed import StatementTiming, apply_observed
 from poststack.engine.verify_states import Shadow, content_digest
@@ -212,8 +213,6 @@ class Verifier:
 
     def _fill(self, result: MigrationVerification) -> bool:
         """Top every table that exists now up to ``rows`` rows (``verify --rows``)."""
-        from poststack.engine.filler import FillError, fill_tables
-
         try:
             fill_tables(self.conn, self.rows or 0, exclude_schemas=(self.history.schema,))
         except FillError as exc:

@@ -18,7 +18,7 @@ import psycopg
 
 from poststack.catalog.lock_recorder import LOCK_MODES, LockRecorder, LockTaken, Rewrite
 from poststack.db.history import History
-from poststack.engine import executor
+from poststack.engine.sending import sql_error
 from poststack.errors import MigrationFailed
 from poststack.source.files import Migration
 from poststack.source.sqltext import SqlSyntaxError, split_statements
@@ -67,13 +67,13 @@ def apply_observed(conn: psycopg.Connection[Any], history: History, migration: M
                 try:
                     conn.execute(statement.text.encode())
                 except psycopg.Error as exc:
-                    raise executor.sql_error(exc, where=where, version_text=version_text, text=statement.text,
+                    raise sql_error(exc, where=where, version_text=version_text, text=statement.text,
                                              line_offset=statement.line - 1) from None
                 timings.append((statement.line, began, time.perf_counter() - began))
                 recorder.after_statement(statement.line)
             history.insert(conn, migration, execution_ms=int((time.perf_counter() - start) * 1000))
     except psycopg.Error as exc:  # the history write or the commit itself
-        raise executor.sql_error(exc, where=where, version_text=version_text, text=migration.sql) from None
+        raise sql_error(exc, where=where, version_text=version_text, text=migration.sql) from None
     committed = time.perf_counter()
     return Observation(recorder.strongest(), list(recorder.rewrites), _timed(timings, recorder.taken, committed))
 

@@ -20,7 +20,7 @@ from typing import Any
 from pglast import ast, parser
 from pglast.stream import RawStream
 
-from poststack.source.objects import RELATION_KINDS, TYPE_KINDS, DbObject, Expectation, MigrationObjects, covers
+from poststack.source.object_model import RELATION_KINDS, TYPE_KINDS, DbObject, Expectation, MigrationObjects, covers
 from poststack.source.sqltext import check_syntax
 
 Node = dict[str, Any]

@@ -93,6 +93,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'poststack.testing' has no attribute {name!r}")
+    # deferred: keeps start-up fast (pytest imports this package in every run; see the module's docstring)
     value = getattr(importlib.import_module(f"poststack.testing.{module}"), name)
     globals()[name] = value
     return value

@@ -21,6 +21,8 @@ from typing import Any
 import click
 from click.testing import CliRunner
 
+from poststack.cli import main
+from poststack.cli.root import cli
 from poststack.db.connection import mask_url
 
 
@@ -64,12 +66,6 @@ class CommandResult:
                 f"--- stderr\n{self.stderr}")
 
 
-def _root_command() -> click.Group:
-    from poststack.cli.root import cli
-
-    return cli
-
-
 def _option_arity(command: click.Command) -> dict[str, int]:
     """Each option string of a command -> how many values follow it (0 for flags)."""
     arity: dict[str, int] = {}
@@ -106,9 +102,8 @@ class CLITestRunner:
 
     def argv(self, command: str, args: Sequence[str] = ()) -> list[str]:
         """The full argument list ``run_command`` runs (without the program name)."""
-        root = _root_command()
-        root_arity = _option_arity(root)
-        db_group = root.commands["db"]
+        root_arity = _option_arity(cli)
+        db_group = cli.commands["db"]
         sub = db_group.commands.get(command) if isinstance(db_group, click.Group) else None
         own = _option_arity(sub) if sub is not None else {}
         hoisted: list[str] = []
@@ -140,8 +135,6 @@ class CLITestRunner:
         return self._run_in_process(argv, input)
 
     def _run_in_process(self, argv: list[str], input: str | None) -> CommandResult:
-        from poststack.cli import main
-
         try:
             runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2
         except TypeError:

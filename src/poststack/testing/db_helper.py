@@ -12,21 +12,19 @@ what never ran.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from poststack.catalog.snapshot import Snapshot, snapshot
 from poststack.config import DEFAULT_SCHEMA
 from poststack.db.connection import connect, mask_url
 from poststack.db.history import History, HistoryRow
+from poststack.engine.filler import FillResult, fill
 from poststack.errors import UsageError
 from poststack.source.files import Migration, load_migrations
 from poststack.source.sqltext import split_statements
-
-if TYPE_CHECKING:
-    from poststack.catalog.snapshot import Snapshot
-    from poststack.engine.filler import FillResult
 
 MigrationRef = Migration | int | str | Path
 
@@ -168,8 +166,6 @@ class DbHelper:
 
         Compare two with ``==``; ``before.diff(after)`` says in words what differs.
         """
-        from poststack.catalog.snapshot import snapshot
-
         return snapshot(self.conn, schemas, exclude_schemas=(self.history.schema,))
 
     # -- data at volume ---------------------------------------------------------------------------------
@@ -179,8 +175,6 @@ class DbHelper:
         hold. Referenced tables with no rows are filled first (to ``rows`` too) unless ``parents=False``.
         Returns one result per table filled; raises FillError naming a constraint it cannot satisfy.
         """
-        from poststack.engine.filler import fill
-
         return fill(self.conn, table if "." in table else f"public.{table}", rows, parents=parents)
 
     # -- the history -----------------------------------------------------------------------------------

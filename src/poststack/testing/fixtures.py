@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from poststack.errors import PoststackError, UsageError
 from poststack.testing import project, scenario_data
+from poststack.testing.hints import with_hint
+from poststack.testing.session import session_databases, session_server, session_templates
 
 if TYPE_CHECKING:  # imported in the fixtures: a run that uses no database never loads psycopg or pglast
     import psycopg
@@ -33,24 +36,18 @@ if TYPE_CHECKING:  # imported in the fixtures: a run that uses no database never
 @pytest.fixture(scope="session")
 def postgres_server(request: pytest.FixtureRequest) -> TestServer:
     """The PostgreSQL server of this test session: external when a URL is given, else embedded."""
-    from poststack.testing.plugin import session_server
-
     return session_server(request.config)
 
 
 @pytest.fixture(scope="session")
 def poststack_databases(request: pytest.FixtureRequest, postgres_server: TestServer) -> DatabaseFactory:
     """Creates and drops this session's test databases over one maintenance connection."""
-    from poststack.testing.plugin import session_databases
-
     return session_databases(request.config)
 
 
 @pytest.fixture(scope="session")
 def poststack_templates(request: pytest.FixtureRequest, poststack_databases: DatabaseFactory) -> TemplateCache:
     """Template databases of the migrations directories this session uses, built once, at any version."""
-    from poststack.testing.plugin import session_templates
-
     return session_templates(request.config)
 
 
@@ -133,9 +130,6 @@ def migrations_dir(request: pytest.FixtureRequest) -> Path:
 
 # -- databases of migrations_dir, and helpers on the test's database ---------------------------------------
 def _clone(templates: TemplateCache, directory: Path, schema: str, target: int | None, what: str) -> str:
-    from poststack.errors import PoststackError, UsageError
-    from poststack.testing.hints import with_hint
-
     try:
         return templates.clone(directory, schema, target=target)
     except UsageError as exc:
@@ -163,6 +157,7 @@ def database_at(poststack_templates: TemplateCache, poststack_databases: Databas
     cloned from a cached template at that version. Each call gives a new database; all are dropped after
     the test. For data migrations: insert rows at N-1, ``MigrationRunner(url, migrations_dir).step_up()``,
     assert on the data."""
+    # deferred: keeps start-up fast (the SQL scanners, slow to import: only for a test that uses this fixture)
     from poststack.source.files import parse_version
 
     made: list[str] = []
@@ -190,6 +185,7 @@ def _test_database_url(request: pytest.FixtureRequest) -> str:
 def migration_runner(request: pytest.FixtureRequest, migrations_dir: Path,
                      poststack_history_schema: str) -> MigrationRunner:
     """``MigrationRunner(<the test's database>, migrations_dir)``."""
+    # deferred: keeps start-up fast (psycopg and the migration engine: only for a test that uses this fixture)
     from poststack.schema_migration import MigrationRunner
 
     return MigrationRunner(_test_database_url(request), migrations_dir, history_schema=poststack_history_schema)
@@ -199,6 +195,7 @@ def migration_runner(request: pytest.FixtureRequest, migrations_dir: Path,
 def db_helper(request: pytest.FixtureRequest, migrations_dir: Path,
               poststack_history_schema: str) -> Iterator[DbHelper]:
     """Catalog checks, SQL and history helpers on the test's database; versions resolve in migrations_dir."""
+    # deferred: keeps start-up fast (psycopg: only for a test that uses this fixture)
     from poststack.testing.db_helper import DbHelper
 
     with DbHelper(_test_database_url(request), migrations_dir, history_schema=poststack_history_schema) as helper:
@@ -208,6 +205,7 @@ def db_helper(request: pytest.FixtureRequest, migrations_dir: Path,
 @pytest.fixture
 def db_connection(request: pytest.FixtureRequest) -> Iterator[psycopg.Connection[Any]]:
     """A psycopg connection (autocommit) to the test's database, closed after the test."""
+    # deferred: keeps start-up fast (psycopg: only for a test that uses this fixture)
     from poststack.db.connection import connect
 
     with connect(_test_database_url(request), autocommit=True) as conn:
@@ -218,6 +216,7 @@ def db_connection(request: pytest.FixtureRequest) -> Iterator[psycopg.Connection
 def poststack_cli_runner(request: pytest.FixtureRequest, migrations_dir: Path,
                          poststack_history_schema: str) -> CLITestRunner:
     """``CLITestRunner(<the test's database>, migrations_dir)``: run ``poststack db`` commands in-process."""
+    # deferred: keeps start-up fast (click and the CLI: only for a test that uses this fixture)
     from poststack.testing.cli_runner import CLITestRunner
 
     return CLITestRunner(_test_database_url(request), migrations_dir, history_schema=poststack_history_schema)

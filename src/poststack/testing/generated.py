@@ -11,6 +11,9 @@ Each rollback test starts from a clone of a template at the nearest checkpoint b
 (``templates.CHECKPOINT_EVERY``), so its cost does not grow with the number of migrations before it. A
 ``NNN_name.seed.sql`` file beside a migration is run just before that migration is applied in its rollback
 test: data at version NNN-1 that the migration must cope with (a NOT NULL column added to a filled table).
+
+pytest imports this module in every run of a project that uses poststack, generated tests or not: what the
+checks need (psycopg, pglast, the migration engine) is imported by the checks.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from typing import Any
 import pytest
 
 from poststack.config import pyproject_table
+from poststack.errors import PoststackError
+from poststack.testing import project
+from poststack.testing.hints import with_hint
+from poststack.testing.session import session_databases
 
 Check = Callable[[pytest.Config], None]  # raises GeneratedFailure
 
@@ -152,6 +159,7 @@ class MigrationsDirectory(pytest.Directory):
         self.lint = lint
 
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        # deferred: keeps start-up fast (the SQL scanners, slow to import: only when a directory is configured)
         from poststack.source.files import load_migrations
 
         directory = self.path
@@ -179,12 +187,11 @@ def _item(parent: pytest.Collector, name: str, check: Check, *, database: bool =
 
 
 def _history_schema(config: pytest.Config) -> str:
-    from poststack.testing import project
-
     return project.read(config).history_schema
 
 
 def _check_files(directory: Path) -> None:
+    # deferred: keeps start-up fast (pglast and psycopg: only when a generated test runs)
     from poststack.engine.validation import validate
 
     result = validate(directory, files=True, checksums=False, rollbacks=False)
@@ -193,10 +200,8 @@ def _check_files(directory: Path) -> None:
 
 
 def _check_upgrade(config: pytest.Config, directory: Path) -> None:
-    from poststack.errors import PoststackError
+    # deferred: keeps start-up fast (psycopg and the migration engine: only when a generated test runs)
     from poststack.schema_migration import MigrationRunner
-    from poststack.testing.hints import with_hint
-    from poststack.testing.plugin import session_databases
 
     with session_databases(config).scratch() as url:
         try:
@@ -206,6 +211,7 @@ def _check_upgrade(config: pytest.Config, directory: Path) -> None:
 
 
 def _check_rollback(config: pytest.Config, directory: Path, version: int) -> None:
+    # deferred: keeps start-up fast (psycopg and the verifier: only when a generated test runs)
     from poststack.testing.rollback_test import verify_rollback
     from poststack.testing.templates import load_cached
 
@@ -215,6 +221,7 @@ def _check_rollback(config: pytest.Config, directory: Path, version: int) -> Non
 
 
 def _check_lint(directory: Path, version: int) -> None:
+    # deferred: keeps start-up fast (pglast: only when a generated test runs)
     from poststack.lint import lint_migrations
 
     findings = [f for f in lint_migrations(directory).findings if f.version == version]

@@ -1,27 +1,24 @@
-"""The pytest plugin (entry point ``pytest11``): options, markers, the session's server, and the hooks.
+"""The pytest plugin (entry point ``pytest11``): options, markers and the hooks; the session's server, databases
+and templates are ``poststack.testing.session``'s.
 
 Installed once, it is loaded by every pytest run in the virtualenv, so it is a good neighbour: its options
 are namespaced (``--poststack-*``; the seed's ``--run-slow`` is kept only when no other plugin or conftest
 defines it), and its markers, automatic marking, ``slow`` skipping and fixtures (``poststack.testing.fixtures``)
-take effect only in projects that use poststack (``poststack.testing.project`` says when that is).
+take effect only in projects that use poststack (``poststack.testing.project`` says when that is). Only
+then are they imported, too: a run elsewhere pays for the plugin's options and nothing more.
 """
 
 from __future__ import annotations
 
-import os
 import types
 from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from poststack.testing import project
-
-if TYPE_CHECKING:
-    from poststack.testing.roles import RunRoles
-    from poststack.testing.server import DatabaseFactory, TestServer
-    from poststack.testing.templates import TemplateCache
+from poststack.testing import session as _session  # pytest's hooks take an argument named session
 
 MARKERS = {
     "integration": "test that talks to a real PostgreSQL through poststack's fixtures",
@@ -80,9 +77,13 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    # deferred: keeps start-up fast (pytest loads the plugin in every run; these only where poststack is used)
     from poststack.testing import cli_fixture, fixtures, generated
 
     generated.add_to_arguments(config)
+    found = generated.configured_directory(config)
+    if found is not None:  # its migrations' roles are the run's to drop, like those of every migrations_dir
+        _session.note_directory(config, found[0])
     if not config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.register(fixtures, "poststack-fixtures")
     if not _other_cli_runner(config) and not config.pluginmanager.is_registered(cli_fixture):
@@ -102,6 +103,7 @@ def run_slow(config: pytest.Config) -> bool:
 def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if not project.read(parent.config).uses_poststack:
         return None
+    # deferred: keeps start-up fast (pytest loads the plugin in every run; these only where poststack is used)
     from poststack.testing import generated
 
     return generated.collect_directory(path, parent)
@@ -117,6 +119,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     """
     if not project.read(config).uses_poststack:
         return
+    # deferred: keeps start-up fast (pytest loads the plugin in every run; these only where poststack is used)
     from poststack.testing import cli_fixture, generated
     from poststack.testing.fixtures import DATABASE_FIXTURES
 
@@ -145,6 +148,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}).get("migrations_dir")
     if not definitions:
         return
+    # deferred: keeps start-up fast (pytest loads the plugin in every run; these only where poststack is used)
     from poststack.testing import fixtures
 
     func = definitions[-1].func
@@ -164,7 +168,7 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
     """Note each migrations directory a test uses: the roles its migrations create are the run's to drop."""
     result = yield
     if fixturedef.argname == "migrations_dir" and isinstance(result, str | Path):
-        note_directory(request.config, Path(result))
+        _session.note_directory(request.config, Path(result))
     return result
 
 
@@ -176,139 +180,19 @@ def _reads_param(func: Any) -> bool:
     return "param" in names or "migrations_dir_for" in names
 
 
-def note_directory(config: pytest.Config, directory: Path) -> None:
-    """Remember a migrations directory the run tests: the roles its migrations create are dropped at the end."""
-    if _ROLES in config.stash:
-        config.stash[_ROLES].note_directory(directory)
-    else:
-        config.stash.setdefault(_PENDING_DIRECTORIES, set()).add(directory)
-
-
-# -- the session's server, databases and templates ---------------------------------------------------------
-def _is_xdist_worker(config: pytest.Config) -> bool:
-    # Not PYTEST_XDIST_WORKER: a pytest run started from inside an xdist worker (pytester) inherits it.
-    return hasattr(config, "workerinput")
-
-
-def _run_dir(config: pytest.Config) -> Path:
-    # Under xdist every worker's basetemp sits in one run directory: the server belongs to the run, shared.
-    base = _basetemp(config)
-    return base.parent if _is_xdist_worker(config) else base
-
-
-def _basetemp(config: pytest.Config) -> Path:
-    """The session's base temporary directory: the one ``tmp_path_factory.getbasetemp()`` returns.
-
-    Read through pytest's private ``config._tmp_path_factory``, which is the very object the public
-    ``tmp_path_factory`` fixture returns; a fixture cannot be reached where this is needed: the generated
-    tests are plain pytest.Items without fixtures, and pytest_terminal_summary runs in the xdist controller,
-    where no fixture ever runs. The public ways give another directory: ``config.getoption("basetemp")`` is
-    None unless --basetemp is given (pytest then picks a numbered pytest-N), and ``TempPathFactory.from_config``
-    (itself ``:meta private:``) makes a second factory, which picks another pytest-N or deletes a given
-    --basetemp again. pytest-xdist reads the same attribute to place each worker's basetemp
-    (xdist.workermanage), which is why the workers' run directory above is one. If pytest drops it, this
-    raises AttributeError: a plain failure, never a wrong directory.
-    """
-    factory: pytest.TempPathFactory = config._tmp_path_factory  # type: ignore[attr-defined]
-    return factory.getbasetemp()
-
-
-_SERVER = pytest.StashKey["TestServer"]()
-_SERVER_ERROR = pytest.StashKey[str]()
-_DATABASES = pytest.StashKey["DatabaseFactory"]()
-_TEMPLATES = pytest.StashKey["TemplateCache"]()
-_ROLES: pytest.StashKey[RunRoles] = pytest.StashKey()
-_PENDING_DIRECTORIES = pytest.StashKey[set[Path]]()  # noted before the server started
-
-
-def session_server(config: pytest.Config) -> TestServer:
-    """The session's server, started on first use; shared by the fixtures and the generated tests.
-
-    A server that cannot start (or be reached) fails every test that needs it with one line naming the
-    cause and what to change; the attempt is made once, not once per test.
-    """
-    if _SERVER in config.stash:
-        return config.stash[_SERVER]
-    if _SERVER_ERROR not in config.stash:
-        from poststack.testing import server_errors
-
-        printed = ""
-        try:
-            with server_errors.captured_output() as output:
-                try:
-                    server = _start_server(config)
-                finally:
-                    printed = output()
-        except Exception as exc:  # what went wrong is the whole message; our stack is of no use to a user
-            config.stash[_SERVER_ERROR] = server_errors.describe(exc, config, printed)
-        else:
-            config.stash[_SERVER] = server
-            _join_run(config, server, _run_dir(config))
-            return server
-    pytest.fail(config.stash[_SERVER_ERROR], pytrace=False)
-
-
-def _join_run(config: pytest.Config, server: TestServer, run_dir: Path) -> None:
-    from poststack.testing import generated
-    from poststack.testing.roles import RunRoles
-
-    roles = RunRoles(server.url, run_dir)
-    roles.start()
-    for directory in config.stash.get(_PENDING_DIRECTORIES, set()):
-        roles.note_directory(directory)
-    found = generated.configured_directory(config)
-    if found is not None:
-        roles.note_directory(found[0])
-    config.stash[_ROLES] = roles
-
-
-def session_databases(config: pytest.Config) -> DatabaseFactory:
-    if _DATABASES not in config.stash:
-        from poststack.testing.server import DatabaseFactory
-
-        config.stash[_DATABASES] = DatabaseFactory(session_server(config))
-    return config.stash[_DATABASES]
-
-
-def session_templates(config: pytest.Config) -> TemplateCache:
-    if _TEMPLATES not in config.stash:
-        from poststack.testing.templates import TemplateCache
-
-        config.stash[_TEMPLATES] = TemplateCache(session_server(config), session_databases(config))
-    return config.stash[_TEMPLATES]
-
-
-def _start_server(config: pytest.Config) -> TestServer:
-    from poststack.testing import server as test_server
-
-    url = config.getoption("poststack_database_url") or os.environ.get("POSTSTACK_TEST_DATABASE_URL")
-    if url:
-        return test_server.external(url)
-    run_dir = _run_dir(config)
-    fast = test_server.fast_data_dir(run_dir)
-    if fast is not None:
-        return test_server.start_embedded_at(fast)
-    return test_server.start_embedded(run_dir / "poststack-server")
-
-
 @pytest.hookimpl(trylast=True)  # after pytest's own teardown of session fixtures: every test database is gone
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    stash = session.config.stash
-    if _TEMPLATES in stash:
-        stash[_TEMPLATES].close()
-    if _DATABASES in stash:
-        stash[_DATABASES].close()
-    if _ROLES in stash:
-        stash[_ROLES].finish()
+    _session.finish(session.config)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """Say which roles the run created and dropped, and which it could not (read from the run directory,
     where the run's last process left the report: under xdist that is a worker, not this process)."""
-    if not project.read(config).uses_poststack or _is_xdist_worker(config):
+    if not project.read(config).uses_poststack or _session.is_xdist_worker(config):
         return
+    # deferred: keeps start-up fast (pytest loads the plugin in every run; roles loads psycopg)
     from poststack.testing.roles import stored_report
 
-    report = stored_report(_run_dir(config))
+    report = stored_report(_session.run_dir(config))
     for line in report.lines() if report else ():
         terminalreporter.write_line(line, yellow=True)

@@ -35,6 +35,7 @@ import psycopg
 from psycopg import sql
 
 from poststack.db.connection import connect
+from poststack.source.files import load_migrations
 from poststack.source.sqltext import created_roles as created_roles  # the parse lives with the other SQL text work
 
 BASELINE_FILE = "poststack-roles-baseline.json"
@@ -77,8 +78,6 @@ class RunRoles:
         self.directories.add(Path(directory).resolve())
 
     def _write_candidates(self) -> None:
-        from poststack.source.files import load_migrations
-
         names: list[str] = []
         for directory in sorted(self.directories):
             try:

@@ -21,6 +21,7 @@ from poststack.source.files import MigrationSet
 from poststack.testing.checks import checked_snapshot
 from poststack.testing.hints import with_hint
 from poststack.testing.roles import created_roles
+from poststack.testing.session import session_databases, session_templates
 from poststack.testing.templates import checkpoint_below
 
 
@@ -61,8 +62,6 @@ def _roles_of(migrations: MigrationSet) -> list[str]:
 
 def verify_rollback(config: pytest.Config, migrations: MigrationSet, version: int, history_schema: str) -> str | None:
     """None when migration ``version``'s rollback restores the state before it; else the report."""
-    from poststack.testing.plugin import session_databases, session_templates
-
     migration = migrations.get(version)
     if migration is None:
         return f"no migration file has version {version}"

@@ -32,6 +32,7 @@ from poststack.config import DEFAULT_SCHEMA
 from poststack.db.connection import connect
 from poststack.db.history import LAYOUT_VERSION
 from poststack.errors import UsageError
+from poststack.schema_migration import MigrationRunner
 from poststack.source.files import MigrationSet, load_migrations
 from poststack.testing.server import DatabaseFactory, TestServer
 
@@ -157,8 +158,6 @@ class TemplateCache:
 
     def _build(self, name: str, migrations_dir: Path, history_schema: str, target: int | None,
                base: str | None) -> None:
-        from poststack.schema_migration import MigrationRunner
-
         admin = self.databases.connection()
         building = name + "_building"
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(building)))
