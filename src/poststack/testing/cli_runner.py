@@ -104,7 +104,8 @@ class CLITestRunner:
         """The full argument list ``run_command`` runs (without the program name)."""
         root_arity = _option_arity(cli)
         db_group = cli.commands["db"]
-        sub = db_group.commands.get(command) if isinstance(db_group, click.Group) else None
+        # get_command, not .commands: db is a lazy group whose commands load on first use
+        sub = db_group.get_command(click.Context(db_group), command) if isinstance(db_group, click.Group) else None
         own = _option_arity(sub) if sub is not None else {}
         hoisted: list[str] = []
         rest: list[str] = []
