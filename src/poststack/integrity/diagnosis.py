@@ -17,7 +17,6 @@ from poststack.integrity import catalog_facts
 from poststack.integrity import issues as checks
 from poststack.integrity.facts import Facts
 from poststack.integrity.gathering import Inspected
-from poststack.integrity.issues import Issue
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class DiagnosisSummary:
 @dataclass(frozen=True)
 class DiagnosisResult:
     summary: DiagnosisSummary
-    issues: list[Issue]
+    issues: list[checks.Issue]
 
     def filtered(self, severity: str = "info", codes: Iterable[str] | None = None) -> DiagnosisResult:
         """Only issues at or above ``severity`` and, when given, of the listed codes."""
@@ -55,7 +54,7 @@ class DiagnosisResult:
     def ok(self) -> bool:
         return not self.issues
 
-    def of(self, code: str) -> list[Issue]:
+    def of(self, code: str) -> list[checks.Issue]:
         return [i for i in self.issues if i.code == code]
 
 
@@ -75,11 +74,11 @@ def diagnose(target: Inspected) -> DiagnosisResult:
     return DiagnosisResult(summary, found)
 
 
-def derive_issues(facts: Facts, *, lock_age: float, directory: str) -> list[Issue]:
+def derive_issues(facts: Facts, *, lock_age: float, directory: str) -> list[checks.Issue]:
     """All issues the facts show, worst first, then by version."""
     state = facts.state
     rows = facts.rows
-    found: list[Issue] = []
+    found: list[checks.Issue] = []
     found += checks.file_problem_issues(facts.migrations.problems, [r.version for r in state.missing_files])
     found += checks.changed_file_issues(state.changed, rows)
     found += checks.changed_rollback_issues(state.changed_rollbacks, rows)
