@@ -30,7 +30,7 @@ from poststack.adopt.model import Claim, Layout, Note, ToolHistory
 from poststack.adopt.tables import read_history
 from poststack.catalog import ignored_objects
 from poststack.catalog.drift import record_snapshot
-from poststack.db.history import History
+from poststack.db.history import History, HistoryStatus
 from poststack.engine.target import Target
 from poststack.errors import EXIT_ISSUES, EXIT_OK, MigrationFileError, UsageError
 from poststack.source.files import Migration, SqlFile, load_migrations
@@ -247,7 +247,7 @@ def adopt(target: Target, tool: str, source: Path | None = None, *, dry_run: boo
                 _write_files(conversion, file_steps, directory)
             return result
         result.table = tool_history.table
-        applied = {r.version for r in target.history.rows(conn) if r.status == "applied"}
+        applied = {r.version for r in target.history.rows(conn) if r.status == HistoryStatus.APPLIED}
         recorded = {r.version for r in target.history.rows(conn)}
         by_key = conversion.by_key()
         claimed = {by_key[k].version for k in (*tool_history.claims, *tool_history.dirty) if k in by_key} - recorded

@@ -17,7 +17,7 @@ import psycopg
 
 from poststack.catalog import judged as judged_catalog
 from poststack.catalog.drift import record_snapshot
-from poststack.db.history import History, HistoryRow
+from poststack.db.history import History, HistoryRow, HistoryStatus
 from poststack.engine.judgement import judge
 from poststack.engine.recovery import migration_of_row
 from poststack.engine.replay import EvidenceUnavailable, replay
@@ -81,13 +81,13 @@ def _plan(conn: psycopg.Connection[Any], target: Target, result: MarkResult, ver
     for v in targets:
         m = files.get(v)
         row = rows.get(v)
-        done = (row is not None and row.status == "applied") if result.applied else row is None
+        done = (row is not None and row.status == HistoryStatus.APPLIED) if result.applied else row is None
         text, name = (m.version_text, m.name) if m else (row.version_text, row.name) if row else (str(v), "")
         result.steps.append(MarkStep(v, text, name, ALREADY if done else
                                      (MARK_APPLIED if result.applied else MARK_PENDING)))
     changing = {s.version for s in result.changes}
     applied = {v: migration_of_row(r, migration_set.directory, files.get(v)) for v, r in rows.items()
-               if r.status == "applied" and not (not result.applied and v in changing)}
+               if r.status == HistoryStatus.APPLIED and not (not result.applied and v in changing)}
     if result.applied:
         applied |= {v: files[v] for v in changing}
     steps = [applied[v] for v in sorted(applied)] + [m for v, m in sorted(files.items()) if v not in applied]

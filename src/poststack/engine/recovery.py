@@ -29,7 +29,7 @@ import psycopg
 
 from poststack.catalog import judged as judged_catalog
 from poststack.catalog.drift import record_snapshot
-from poststack.db.history import History, HistoryRow
+from poststack.db.history import History, HistoryRow, HistoryStatus
 from poststack.db.legacy import LEGACY_TABLE, LegacyRow, legacy_migration, legacy_rows
 from poststack.engine.judgement import Judgement, judge
 from poststack.engine.replay import replay, replay_sequence
@@ -205,7 +205,7 @@ def _make_plan(conn: psycopg.Connection[Any], history: History, migrations: list
     result = RecoverResult(dry_run=True, force=force)
     history_rows = history.rows(conn)
     recorded = {r.version for r in history_rows}
-    unfinished = [r for r in history_rows if r.status != "applied"]
+    unfinished = [r for r in history_rows if r.status != HistoryStatus.APPLIED]
     files = {m.version: m for m in migrations}
     rows = legacy_rows(conn, files)
     if rows is not None:

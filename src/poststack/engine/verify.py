@@ -24,7 +24,7 @@ from poststack.catalog.lock_recorder import LockTaken, Rewrite
 from poststack.catalog.snapshot import Snapshot, snapshot
 from poststack.config import DEFAULT_SCHEMA
 from poststack.db.connection import connect, mask_url
-from poststack.db.history import History
+from poststack.db.history import History, HistoryStatus
 from poststack.db.scratch_databases import SCRATCH_PREFIX as SCRATCH_PREFIX
 from poststack.db.scratch_databases import maintenance_connection as maintenance_connection
 from poststack.db.scratch_databases import may_create_databases as may_create_databases
@@ -139,7 +139,7 @@ class Verifier:
         # Kept in memory while every change came from this verifier: reading the whole history before each
         # migration made a long verify quadratic. Any failure drops it, and the history is read again.
         if self._applied is None:
-            self._applied = {r.version for r in self.history.rows(self.conn) if r.status == "applied"}
+            self._applied = {r.version for r in self.history.rows(self.conn) if r.status == HistoryStatus.APPLIED}
         return set(self._applied)
 
     def digest(self) -> str:

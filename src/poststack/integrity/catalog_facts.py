@@ -16,7 +16,7 @@ from poststack.catalog import drift
 from poststack.catalog import judged as judged_catalog
 from poststack.catalog import object_evidence as evidence
 from poststack.catalog import presence as catalog
-from poststack.db.history import HistoryRow
+from poststack.db.history import HistoryRow, HistoryStatus
 from poststack.engine.recovery import migration_of_row
 from poststack.integrity import schema_evidence
 from poststack.integrity.facts import Facts
@@ -259,7 +259,7 @@ def unfinished_verdict(facts: Facts, row: HistoryRow, invalid: list[Any]) -> str
     if statements is None:
         return "mixed"
     done = row.statements_done or 0
-    maybe_committed = statements[:done + 1] if row.status == "running" else statements[:done]
+    maybe_committed = statements[:done + 1] if row.status == HistoryStatus.RUNNING else statements[:done]
     not_known_done = statements[done:]
     ev = facts.evidence.get(row.version)
     status = ev.status if ev is not None else "uncheckable"

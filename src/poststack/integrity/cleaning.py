@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from poststack.db.history import HistoryStatus
 from poststack.db.legacy import LEGACY_TABLE, legacy_duplicates
 from poststack.db.lock import LockHolder, describe_pids, lock_holder, migration_lock, terminate_holder
 from poststack.integrity import catalog_facts
@@ -84,7 +85,7 @@ class Cleaner:
         for row in facts.state.unfinished:
             evidence = catalog_facts.evidence_lines(facts, row.version)
             label = f"migration {row.version_text} ({row.name})"
-            if row.status == "running" and holder is not None:
+            if row.status == HistoryStatus.RUNNING and holder is not None:
                 plan.notes.append(f"{label} is 'running' while pid {holder.pid} holds the lock: left alone")
                 continue
             ev = facts.evidence.get(row.version)

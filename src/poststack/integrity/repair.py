@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from poststack.catalog.drift import record_snapshot
-from poststack.db.history import HistoryRow
+from poststack.db.history import HistoryRow, HistoryStatus
 from poststack.db.lock import migration_lock
 from poststack.engine.recovery import recover
 from poststack.errors import PoststackError
@@ -294,7 +294,7 @@ class Repairer:
         row = facts.rows.get(version) if version is not None else None
         if row is None and issue.auto_fixable and version is not None:
             return self._drop_invalid(facts, issue, version)
-        if row is None or row.status == "applied":
+        if row is None or row.status == HistoryStatus.APPLIED:
             self.skip(issue, f"not left by an unfinished migration; fix: {issue.fix}", issue.evidence)
             return None
         evidence = catalog_facts.evidence_lines(facts, row.version)
@@ -310,10 +310,10 @@ class Repairer:
                                  "ones its SQL makes; repair will not mark it applied", [*evidence, *proof])
                 return None
             evidence = [*evidence, *proof]
-            after = replace(row, status="applied", error=None, source="repair")
+            after = replace(row, status=HistoryStatus.APPLIED, error=None, source="repair")
             reason = f"{row.status} row, but the catalog shows its result: " + "; ".join(evidence or ["progress"])
             write = self._audited_write("repair", "mark_applied", row, after, reason,
-                                        lambda c: self.history.update(c, row.version, status="applied",
+                                        lambda c: self.history.update(c, row.version, status=HistoryStatus.APPLIED,
                                                                       error=None, source="repair"))
             return _Fix(RepairAction(issue.code, row.version, "mark_applied",
                                       f"mark {label} applied (source repair)", evidence), write)
