@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from poststack.catalog.object_evidence import EvidenceStatus
 from poststack.db.history import HistoryStatus
 from poststack.db.legacy import LEGACY_TABLE, legacy_duplicates
 from poststack.db.lock import LockHolder, describe_pids, lock_holder, migration_lock, terminate_holder
@@ -89,7 +90,8 @@ class Cleaner:
                 plan.notes.append(f"{label} is 'running' while pid {holder.pid} holds the lock: left alone")
                 continue
             ev = facts.evidence.get(row.version)
-            if ev is not None and ev.status == "present" and not catalog_facts.owned_invalid(facts, row.version):
+            complete = ev is not None and ev.status == EvidenceStatus.PRESENT
+            if complete and not catalog_facts.owned_invalid(facts, row.version):
                 plan.notes.append(f"{label}: the catalog shows all its objects; 'poststack db repair' marks it "
                                   "applied instead of deleting it")
                 continue

@@ -26,6 +26,7 @@ from poststack.db.lock import migration_lock
 from poststack.engine.recovery import recover
 from poststack.errors import PoststackError
 from poststack.integrity import catalog_facts, schema_evidence
+from poststack.integrity.catalog_facts import UnfinishedVerdict
 from poststack.integrity.cleaning import Cleaner
 from poststack.integrity.diagnosis import derive_issues
 from poststack.integrity.facts import Facts
@@ -301,7 +302,7 @@ class Repairer:
         invalid = catalog_facts.owned_invalid(facts, row.version)
         verdict = catalog_facts.unfinished_verdict(facts, row, invalid)
         label = f"migration {row.version_text} ({row.name})"
-        if verdict == "done":
+        if verdict == UnfinishedVerdict.DONE:
             confirmed, proof = schema_evidence.confirms_applied(
                 conn, facts.state, facts.migrations.directory, self.history.schema, self.diag.database_url, row,
                 dev_url=self.diag.dev_url)
@@ -317,7 +318,7 @@ class Repairer:
                                                                       error=None, source="repair"))
             return _Fix(RepairAction(issue.code, row.version, "mark_applied",
                                       f"mark {label} applied (source repair)", evidence), write)
-        if verdict == "not_done":
+        if verdict == UnfinishedVerdict.NOT_DONE:
             drops = [catalog_facts.qualified(ix) for ix in invalid]
             what = (f"drop invalid index(es) {', '.join(drops)} concurrently and " if drops else "") + \
                 f"delete the {row.status} history row of {label} so that migrate retries it"
