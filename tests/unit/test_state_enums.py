@@ -21,6 +21,7 @@ from poststack.engine.judgement import StateVerdict
 from poststack.engine.marking import MarkAction
 from poststack.engine.recovery import RecoverAction, RecoverStep, StepOrigin
 from poststack.engine.verify import STATUSES, VerifyStatus
+from poststack.errors import UsageError
 from poststack.integrity.catalog_facts import UnfinishedVerdict
 from poststack.integrity.cleaning import CleanKind
 from poststack.integrity.repair import FixKind
@@ -82,7 +83,7 @@ def test_a_history_row_holds_the_member_for_the_text_it_was_built_from():
 
 
 def test_a_status_outside_the_table_check_is_refused_where_the_row_is_built():
-    with pytest.raises(ValueError, match="'done'"):
+    with pytest.raises(UsageError, match="history row 1 has status 'done', which is not one of applied, "):
         _row("done")
 
 

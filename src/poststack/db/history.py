@@ -120,8 +120,15 @@ class HistoryRow:
 
     def __post_init__(self) -> None:
         # The one place rows are built (read from the table, or made by ``replace``): the text becomes the
-        # member, so every comparison below the history uses HistoryStatus; an unknown value fails here.
-        object.__setattr__(self, "status", HistoryStatus(self.status))
+        # member, so every reader compares HistoryStatus members. A value the CHECK constraint forbids can
+        # only be there if someone altered the table: refused here, by name, rather than guessed at.
+        try:
+            status = HistoryStatus(self.status)
+        except ValueError:
+            raise UsageError(f"history row {self.version} has status {self.status!r}, which is not one of "
+                             f"{', '.join(STATUSES)} (was the table's CHECK constraint changed?); correct the "
+                             "row by hand") from None
+        object.__setattr__(self, "status", status)
 
     def as_json(self) -> dict[str, Any]:
         """The row for audit before/after images: everything but the (possibly large) SQL texts."""
