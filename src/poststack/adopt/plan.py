@@ -224,8 +224,8 @@ def _record(conn: psycopg.Connection[Any], history: History, steps: list[History
         for s in writes:
             assert s.version_text is not None
             version = int(s.version_text)
-            history.audit(conn, command="adopt", action="adopt", version=version, before=None, after=after[version],
-                          reason=f"from {tool}: {s.reason}")
+            history.audit(conn, command="adopt", action=AdoptAction.ADOPT, version=version, before=None,
+                          after=after[version], reason=f"from {tool}: {s.reason}")
         owned = [ignored_objects.IgnoredObject(kind, schema, name) for kind, schema, name in tool_history.objects]
         ignored_objects.add(conn, history.schema, owned,
                             f"{tool}'s history ({tool_history.table}), left in place by 'poststack db adopt'")
