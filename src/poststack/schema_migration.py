@@ -16,7 +16,7 @@ from psycopg import pq
 
 from poststack.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_SCHEMA
 from poststack.db.connection import mask_url
-from poststack.db.history import HistoryRow
+from poststack.db.history import HistoryRow, HistoryStatus
 from poststack.db.lock import lock_holder
 from poststack.db.lock_policy import LockPolicy, RetryContext
 from poststack.db.session import application_name_of, reset_session
@@ -257,7 +257,8 @@ class MigrationRunner(Target):
                 for step in steps:
                     row = step.row
                     if progress:
-                        progress("resume" if row.status != "applied" else "start", row.version_text, row.name)
+                        progress("resume" if row.status != HistoryStatus.APPLIED else "start", row.version_text,
+                                 row.name)
                     ms = executor.rollback_one(conn, self.history, step, retry=self._retry(progress, row.version_text),
                                                reset_to=baseline)  # each starts from the same session state
                     result.steps.append(StepResult(row.version, row.version_text, row.name, ms,
@@ -279,7 +280,7 @@ class MigrationRunner(Target):
     def step_down(self, *, progress: Progress | None = None) -> RollbackResult:
         """Roll back exactly one migration: the newest applied one."""
         with self.connection() as conn:
-            applied = sorted(r.version for r in self.history.rows(conn) if r.status == "applied")
+            applied = sorted(r.version for r in self.history.rows(conn) if r.status == HistoryStatus.APPLIED)
         if not applied:
             raise StateError("step_down: no migration is applied")
         return self.rollback(applied[-2] if len(applied) > 1 else 0, progress=progress)

@@ -136,3 +136,19 @@ def test_legacy_row_with_a_superscript_version_is_refused_by_recover(database_ur
         assert result.exit_code == 1 and "Traceback" not in result.stdout + result.stderr, result
         assert "not a numeric version" in result.stdout, result
         assert db.history_rows() == []
+
+
+def test_a_status_the_check_constraint_forbids_is_refused_by_name(database_url, make_migrations) -> None:
+    """Rows become HistoryStatus members where they are built; a table altered to hold another status is
+    named as the problem (exit 2), never a traceback and never guessed to be an unfinished run."""
+    directory = make_migrations(FILES)
+    cli = CLITestRunner(database_url, directory)
+    assert cli.run_command("migrate").ok
+    with DbHelper(database_url) as db:
+        db.execute("ALTER TABLE poststack.migrations DROP CONSTRAINT migrations_status_check")
+        db.execute("UPDATE poststack.migrations SET status = 'half' WHERE version = 2")
+    for command in ("migration-status", "migrate", "diagnose", "recover"):
+        result = cli.run_command(command)
+        shown = result.stdout + result.stderr
+        assert result.exit_code == 2 and "Traceback" not in shown, (command, result)
+        assert "history row 2 has status 'half', which is not one of applied, running, failed" in shown, result

@@ -17,12 +17,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from poststack.adopt.model import Layout, Note, NoteKind, SourceMigration
 from poststack.source.files import MAX_VERSION
 
-KEPT, RENUMBERED = "kept", "renumbered"
+
+class Numbering(StrEnum):
+    """One rule for the whole directory (see the module docstring)."""
+
+    KEPT = "kept"  # the tool's versions are poststack's
+    RENUMBERED = "renumbered"  # 1..n in the tool's order, the original version kept in the file name
+
+
+KEPT, RENUMBERED = Numbering.KEPT, Numbering.RENUMBERED  # the names before the enum (tests import them)
 NO_TRANSACTION = "-- poststack:no-transaction"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_\-.]+")
 _DIGITS = re.compile(r"[0-9]+")
@@ -55,7 +64,7 @@ class Converted:
 
 @dataclass
 class Conversion:
-    numbering: str  # kept | renumbered
+    numbering: Numbering
     reason: str
     files: list[Converted] = field(default_factory=list)
 
@@ -75,19 +84,20 @@ def safe_name(text: str) -> str:
     return name or "migration"
 
 
-def numbering(migrations: list[SourceMigration]) -> tuple[str, str]:
+def numbering(migrations: list[SourceMigration]) -> tuple[Numbering, str]:
     """Keep the tool's versions, or renumber: (KEPT | RENUMBERED, why)."""
     previous = 0
     for m in migrations:
         if not _DIGITS.fullmatch(m.version):
-            return RENUMBERED, f"version {m.version!r} ({m.path}) is not a run of digits"
+            return Numbering.RENUMBERED, f"version {m.version!r} ({m.path}) is not a run of digits"
         value = int(m.version)
         if value == 0 or value > MAX_VERSION:
-            return RENUMBERED, f"version {m.version} ({m.path}) is outside 1..{MAX_VERSION}"
+            return Numbering.RENUMBERED, f"version {m.version} ({m.path}) is outside 1..{MAX_VERSION}"
         if value <= previous:
-            return RENUMBERED, f"version {m.version} ({m.path}) does not sort after the one before it as a number"
+            return Numbering.RENUMBERED, (f"version {m.version} ({m.path}) does not sort after the one before it "
+                                          "as a number")
         previous = value
-    return KEPT, "every version is a run of digits, increasing in the tool's order"
+    return Numbering.KEPT, "every version is a run of digits, increasing in the tool's order"
 
 
 def convert(layout: Layout) -> Conversion:
@@ -96,7 +106,7 @@ def convert(layout: Layout) -> Conversion:
     width = max(3, len(str(len(layout.migrations))))
     result = Conversion(how, reason)
     for index, m in enumerate(layout.migrations, start=1):
-        if how == KEPT:
+        if how == Numbering.KEPT:
             version_text, name = m.version, safe_name(m.name)
         else:
             version_text = f"{index:0{width}d}"

@@ -18,12 +18,10 @@ from typing import Any
 import psycopg
 
 from poststack.catalog import judged as judged_catalog
-from poststack.engine.judgement import Judgement, judge
+from poststack.engine.judgement import Judgement, StateVerdict, judge
 from poststack.engine.replay import EvidenceUnavailable, replay
 from poststack.engine.target import Target
 from poststack.source.files import Migration
-
-UNREADABLE = "unreadable"
 
 
 @dataclass(frozen=True)
@@ -32,19 +30,20 @@ class Verdict:
 
     version: int
     accepted: bool
-    status: str  # proven | undecidable (accepted); absent | partial | mismatch | unavailable (refused)
+    status: StateVerdict  # accepted: proven | undecidable; refused: absent | partial | mismatch | unavailable
     summary: str
     evidence: list[str] = field(default_factory=list)
 
 
-def _refusal(j: Judgement) -> tuple[str, str, list[str]]:
+def _refusal(j: Judgement) -> tuple[StateVerdict, str, list[str]]:
     if j.partial is not None:
         version = j.versions(j.partial.position, j.partial.position)[0]
-        return ("partial", f"the catalog lies between the states {j.label(j.partial.position - 1)} and after "
-                f"{version}: half applied",
+        return (StateVerdict.PARTIAL, f"the catalog lies between the states {j.label(j.partial.position - 1)} "
+                f"and after {version}: half applied",
                 [f"done: {d}" for d in j.partial.done] + [f"not done: {d}" for d in j.partial.not_done])
     where = j.label(j.closest) if j.closest is not None else "unknown"
-    return "mismatch", f"the catalog equals no replayed state; the closest is the state {where}", j.differences
+    return (StateVerdict.MISMATCH, f"the catalog equals no replayed state; the closest is the state {where}",
+            j.differences)
 
 
 def judge_claims(target: Target, conn: psycopg.Connection[Any], migrations: Sequence[Migration],
@@ -63,7 +62,7 @@ def judge_claims(target: Target, conn: psycopg.Connection[Any], migrations: Sequ
     try:
         states = replay(target.database_url, steps, start=max(len(done) - 1, 0))
     except EvidenceUnavailable as exc:
-        return {v: Verdict(v, False, "unavailable", f"no replayed states: {exc}") for v in claimed}
+        return {v: Verdict(v, False, StateVerdict.UNAVAILABLE, f"no replayed states: {exc}") for v in claimed}
     catalog = judged_catalog.read(conn, target.history.schema)
     j = judge(catalog, states, len(done))
     verdicts: dict[int, Verdict] = {}
@@ -71,15 +70,16 @@ def judge_claims(target: Target, conn: psycopg.Connection[Any], migrations: Sequ
     for v in claimed:
         p = position.get(v)
         if p is None or p <= len(done):
-            verdicts[v] = Verdict(v, True, "proven", "already in poststack's history")
+            verdicts[v] = Verdict(v, True, StateVerdict.PROVEN, "already in poststack's history")
         elif complete is not None and p <= complete:
-            verdicts[v] = Verdict(v, True, "proven", j.match_evidence(), [j.match_evidence()])
+            verdicts[v] = Verdict(v, True, StateVerdict.PROVEN, j.match_evidence(), [j.match_evidence()])
         elif j.proven is not None and (p == j.proven or p in j.undecidable):
-            verdicts[v] = Verdict(v, True, "undecidable", "schema cannot show whether it ran (no schema change, "
-                                  "or a last statement that makes none): adopted on the tool's record",
+            verdicts[v] = Verdict(v, True, StateVerdict.UNDECIDABLE, "schema cannot show whether it ran (no schema "
+                                  "change, or a last statement that makes none): adopted on the tool's record",
                                   [j.match_evidence()])
         elif j.proven is not None:
-            verdicts[v] = Verdict(v, False, "absent", f"its effects are not in the catalog: {j.match_evidence()}",
+            verdicts[v] = Verdict(v, False, StateVerdict.ABSENT,
+                                  f"its effects are not in the catalog: {j.match_evidence()}",
                                   j.against(p))
         else:
             status, summary, lines = _refusal(j)

@@ -18,26 +18,43 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from poststack.adopt import TOOLS
-from poststack.adopt.convert import Conversion, Converted, convert
+from poststack.adopt.convert import Conversion, Converted, Numbering, convert
 from poststack.adopt.evidence import Verdict, judge_claims
 from poststack.adopt.model import Claim, Layout, Note, ToolHistory
 from poststack.adopt.tables import read_history
 from poststack.catalog import ignored_objects
 from poststack.catalog.drift import record_snapshot
-from poststack.db.history import History
+from poststack.db.history import History, HistoryStatus
+from poststack.engine.judgement import StateVerdict
 from poststack.engine.target import Target
 from poststack.errors import EXIT_ISSUES, EXIT_OK, MigrationFileError, UsageError
 from poststack.source.files import Migration, SqlFile, load_migrations
 
-WRITE, UNCHANGED = "write", "unchanged"
-ADOPT, REFUSED, BLOCKED, DIRTY, ALREADY, PENDING, NO_FILE = (
-    "adopt", "refused", "blocked", "dirty", "already_recorded", "pending", "no_file")
+
+class FileAction(StrEnum):
+    """What adopt does with one converted file."""
+
+    WRITE = "write"
+    UNCHANGED = "unchanged"  # already there with the same bytes
+
+
+class AdoptAction(StrEnum):
+    """What adopt does with one version the tool's table mentions (or one file it does not)."""
+
+    ADOPT = "adopt"  # the claim is accepted: a history row with source adopt
+    REFUSED = "refused"  # the evidence contradicts the claim, or the file changed since the tool applied it
+    BLOCKED = "blocked"  # accepted, but another claim was refused: nothing of the tool's history is adopted
+    DIRTY = "dirty"  # the tool's own table marks it dirty or failed: never adopted
+    ALREADY = "already_recorded"
+    PENDING = "pending"  # the tool's table does not list it
+    NO_FILE = "no_file"  # the tool's table lists a version no file has
 
 
 @dataclass(frozen=True)
@@ -49,7 +66,7 @@ class FileStep:
     filename: str
     rollback_filename: str | None
     no_transaction: bool
-    action: str  # write | unchanged
+    action: FileAction
     notes: list[Note] = field(default_factory=list)
 
 
@@ -60,9 +77,9 @@ class HistoryStep:
     tool_version: str
     version_text: str | None  # None: the tool's table names a version no file has
     name: str
-    action: str  # adopt | refused | blocked | dirty | already_recorded | pending | no_file
+    action: AdoptAction
     reason: str
-    status: str | None = None  # the evidence verdict: proven | undecidable | absent | partial | mismatch | unavailable
+    status: StateVerdict | None = None  # the evidence verdict, when the claim was judged
     evidence: list[str] = field(default_factory=list)
 
 
@@ -72,7 +89,7 @@ class AdoptResult:
     source: str
     target: str
     dry_run: bool
-    numbering: str
+    numbering: Numbering
     numbering_reason: str
     table: str | None = None  # the tool's history table, schema-qualified; None when the database has none
     files: list[FileStep] = field(default_factory=list)
@@ -82,11 +99,11 @@ class AdoptResult:
     @property
     def recorded(self) -> list[HistoryStep]:
         """Recorded (in a dry run: would be)."""
-        return [s for s in self.history if s.action == ADOPT]
+        return [s for s in self.history if s.action == AdoptAction.ADOPT]
 
     @property
     def refused(self) -> list[HistoryStep]:
-        return [s for s in self.history if s.action in (REFUSED, DIRTY, NO_FILE)]
+        return [s for s in self.history if s.action in (AdoptAction.REFUSED, AdoptAction.DIRTY, AdoptAction.NO_FILE)]
 
     @property
     def not_carried(self) -> list[Note]:
@@ -127,7 +144,7 @@ def _plan_files(conversion: Conversion, target: Path, existing: dict[int, Migrat
             raise MigrationFileError(f"{other.path} already has version {c.version_text}, which adopt would give "
                                      f"to {c.source.path}; choose another --migrations-path")
         steps.append(FileStep(c.source.version, c.source.path, c.filename, c.rollback_filename, c.no_transaction,
-                              UNCHANGED if same else WRITE, list(c.notes)))
+                              FileAction.UNCHANGED if same else FileAction.WRITE, list(c.notes)))
     return steps
 
 
@@ -139,44 +156,44 @@ def _plan_history(conversion: Conversion, tool_history: ToolHistory, verdicts: d
         key, claim = c.source.key, tool_history.claims.get(c.source.key)
         if key in tool_history.dirty:
             seen = verdicts.get(c.version)  # shown, never acted on: what the failed run left
-            steps.append(HistoryStep(c.source.version, c.version_text, c.name, DIRTY,
+            steps.append(HistoryStep(c.source.version, c.version_text, c.name, AdoptAction.DIRTY,
                                      tool_history.dirty[key] + "; not adopted" + (
                                          f"; catalog: {seen.summary}" if seen else ""),
                                      seen.status if seen else None, seen.evidence if seen else []))
         elif claim is None:
             late = " (older than an adopted version: migrate needs --allow-out-of-order)" if (
                 c.version < newest_claimed) else ""
-            steps.append(HistoryStep(c.source.version, c.version_text, c.name, PENDING,
+            steps.append(HistoryStep(c.source.version, c.version_text, c.name, AdoptAction.PENDING,
                                      f"{table} does not list it: pending{late}"))
         elif key in tool_history.changed:
-            steps.append(HistoryStep(c.source.version, c.version_text, c.name, REFUSED,
+            steps.append(HistoryStep(c.source.version, c.version_text, c.name, AdoptAction.REFUSED,
                                      f"{table} says it is applied, but {tool_history.changed[key]}"))
         elif c.version in recorded:
-            steps.append(HistoryStep(c.source.version, c.version_text, c.name, ALREADY,
+            steps.append(HistoryStep(c.source.version, c.version_text, c.name, AdoptAction.ALREADY,
                                      "already in poststack's history"))
         else:
             v = verdicts[c.version]
-            action = ADOPT if v.accepted else REFUSED
+            action = AdoptAction.ADOPT if v.accepted else AdoptAction.REFUSED
             said = f"{table} says it is applied ({claim.row})"
             reason = f"{said}; catalog: {v.summary}" if v.accepted else f"{said}, but {v.summary}"
             steps.append(HistoryStep(c.source.version, c.version_text, c.name, action, reason, v.status,
                                      v.evidence))
     for version in tool_history.unknown:
-        steps.append(HistoryStep(str(version), None, "", NO_FILE,
+        steps.append(HistoryStep(str(version), None, "", AdoptAction.NO_FILE,
                                  f"{table} lists {version}, but --source has no migration for it: not adopted"))
-    refused = next((s for s in steps if s.action == REFUSED), None)
+    refused = next((s for s in steps if s.action == AdoptAction.REFUSED), None)
     if refused is not None:
         # Mixed evidence about the tool's history: recording the rest would be a guess.
-        steps = [HistoryStep(s.tool_version, s.version_text, s.name, BLOCKED,
+        steps = [HistoryStep(s.tool_version, s.version_text, s.name, AdoptAction.BLOCKED,
                              f"not adopted: {refused.tool_version} was refused; {s.reason}", s.status, s.evidence)
-                 if s.action == ADOPT else s for s in steps]
+                 if s.action == AdoptAction.ADOPT else s for s in steps]
     return steps
 
 
 def _write_files(conversion: Conversion, steps: list[FileStep], target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for c, step in zip(conversion.files, steps, strict=True):
-        if step.action != WRITE:
+        if step.action != FileAction.WRITE:
             continue
         for name, text in ((c.filename, c.text), (c.rollback_filename, c.rollback_text)):
             if name is None or text is None:
@@ -188,7 +205,7 @@ def _write_files(conversion: Conversion, steps: list[FileStep], target: Path) ->
 
 def _record(conn: psycopg.Connection[Any], history: History, steps: list[HistoryStep], loaded: dict[int, Migration],
             claims: dict[int, Claim], tool: str, tool_history: ToolHistory) -> None:
-    writes = [s for s in steps if s.action == ADOPT]
+    writes = [s for s in steps if s.action == AdoptAction.ADOPT]
     with conn.transaction():
         history.ensure(conn)  # an older layout is upgraded to accept the adopt source
         for s in writes:
@@ -207,8 +224,8 @@ def _record(conn: psycopg.Connection[Any], history: History, steps: list[History
         for s in writes:
             assert s.version_text is not None
             version = int(s.version_text)
-            history.audit(conn, command="adopt", action="adopt", version=version, before=None, after=after[version],
-                          reason=f"from {tool}: {s.reason}")
+            history.audit(conn, command="adopt", action=AdoptAction.ADOPT, version=version, before=None,
+                          after=after[version], reason=f"from {tool}: {s.reason}")
         owned = [ignored_objects.IgnoredObject(kind, schema, name) for kind, schema, name in tool_history.objects]
         ignored_objects.add(conn, history.schema, owned,
                             f"{tool}'s history ({tool_history.table}), left in place by 'poststack db adopt'")
@@ -247,7 +264,7 @@ def adopt(target: Target, tool: str, source: Path | None = None, *, dry_run: boo
                 _write_files(conversion, file_steps, directory)
             return result
         result.table = tool_history.table
-        applied = {r.version for r in target.history.rows(conn) if r.status == "applied"}
+        applied = {r.version for r in target.history.rows(conn) if r.status == HistoryStatus.APPLIED}
         recorded = {r.version for r in target.history.rows(conn)}
         by_key = conversion.by_key()
         claimed = {by_key[k].version for k in (*tool_history.claims, *tool_history.dirty) if k in by_key} - recorded
@@ -263,7 +280,7 @@ def adopt(target: Target, tool: str, source: Path | None = None, *, dry_run: boo
         for version, migration in planned.items():
             if by_version.get(version) is None or by_version[version].checksum != migration.checksum:
                 raise MigrationFileError(f"{migration.path} changed while adopt was writing it; nothing was recorded")
-        if any(s.action == REFUSED for s in result.history):
+        if any(s.action == AdoptAction.REFUSED for s in result.history):
             return result  # the files are written (a later run finds them identical); the database is untouched
         claims = {by_key[k].version: c for k, c in tool_history.claims.items() if k in by_key}
         target.history.ensure(conn)

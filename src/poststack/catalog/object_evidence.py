@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import psycopg
@@ -28,8 +29,28 @@ from poststack.catalog.presence import objects_exist
 from poststack.source.files import Migration
 from poststack.source.objects import DbObject, Expectation, MigrationObjects, SqlSyntaxError, covers, extract
 
-PRESENT, ABSENT, PARTIAL, UNCHECKABLE = "present", "absent", "partial", "uncheckable"
-CONFIRMS, CONTRADICTS, INCONCLUSIVE = "confirms", "contradicts", "inconclusive"
+
+class EvidenceStatus(StrEnum):
+    """The verdict on one migration, from its checks (see the module docstring for each)."""
+
+    PRESENT = "present"
+    ABSENT = "absent"
+    PARTIAL = "partial"
+    UNCHECKABLE = "uncheckable"
+
+
+class CheckVerdict(StrEnum):
+    """What one check says about its migration: only confirms and contradicts count."""
+
+    CONFIRMS = "confirms"
+    CONTRADICTS = "contradicts"
+    INCONCLUSIVE = "inconclusive"
+
+
+# The names this module had before the enums (tests import them).
+PRESENT, ABSENT, PARTIAL, UNCHECKABLE = (EvidenceStatus.PRESENT, EvidenceStatus.ABSENT, EvidenceStatus.PARTIAL,
+                                         EvidenceStatus.UNCHECKABLE)
+CONFIRMS, CONTRADICTS, INCONCLUSIVE = CheckVerdict.CONFIRMS, CheckVerdict.CONTRADICTS, CheckVerdict.INCONCLUSIVE
 
 
 @dataclass(frozen=True)
@@ -39,13 +60,13 @@ class Check:
     obj: DbObject
     expected: bool  # True: the migration leaves it existing; False: the migration drops it
     found: bool
-    verdict: str  # confirms | contradicts | inconclusive
+    verdict: CheckVerdict
     reason: str = ""
 
     def __str__(self) -> str:
-        if self.verdict == CONFIRMS:
+        if self.verdict == CheckVerdict.CONFIRMS:
             return f"present: {self.obj}" if self.expected else f"dropped as expected: {self.obj}"
-        if self.verdict == CONTRADICTS:
+        if self.verdict == CheckVerdict.CONTRADICTS:
             return f"missing: {self.obj}" if self.expected else f"still exists although dropped: {self.obj}"
         seen = "exists" if self.found else "absent"
         return f"not evidence: {self.obj} ({seen}; {self.reason})"
@@ -57,7 +78,7 @@ class Evidence:
     confirming/contradicting checks (for a dropped object, "missing" means it still exists: see ``checks``)."""
 
     version: int
-    status: str  # present | absent | partial | uncheckable
+    status: EvidenceStatus
     present: list[DbObject] = field(default_factory=list)
     missing: list[DbObject] = field(default_factory=list)
     uncheckable: list[str] = field(default_factory=list)
@@ -66,13 +87,13 @@ class Evidence:
 
     @property
     def inconclusive(self) -> list[Check]:
-        return [c for c in self.checks if c.verdict == INCONCLUSIVE]
+        return [c for c in self.checks if c.verdict == CheckVerdict.INCONCLUSIVE]
 
     @property
     def lines(self) -> list[str]:
         """Human-readable evidence, one fact per line, for reports and the ``evidence`` field of issues."""
         out = [f"does not parse: {self.error}"] if self.error else []
-        order = {CONTRADICTS: 0, CONFIRMS: 1, INCONCLUSIVE: 2}
+        order = {CheckVerdict.CONTRADICTS: 0, CheckVerdict.CONFIRMS: 1, CheckVerdict.INCONCLUSIVE: 2}
         out += [str(c) for c in sorted(self.checks, key=lambda c: order[c.verdict])]
         out += [f"uncheckable: {u}" for u in self.uncheckable]
         return out
@@ -80,11 +101,11 @@ class Evidence:
     def summary(self) -> str:
         """One sentence: the verdict and the objects that decided it."""
         total = len(self.present) + len(self.missing)
-        if self.status == PRESENT:
+        if self.status == EvidenceStatus.PRESENT:
             return f"all {total} checked object(s) are as the migration leaves them: {_names(self.present)}"
-        if self.status == ABSENT:
+        if self.status == EvidenceStatus.ABSENT:
             return f"none of its {total} checked object(s) is as the migration leaves them: {_names(self.missing)}"
-        if self.status == PARTIAL:
+        if self.status == EvidenceStatus.PARTIAL:
             return (f"{len(self.present)} of {total} checked object(s) as the migration leaves them; present: "
                     f"{_names(self.present)}; missing: {_names(self.missing)}")
         if self.error:
@@ -168,29 +189,31 @@ def _judge(exp: Expectation, version: int, found: bool, timeline: _Timeline,
     before, after = timeline.around(obj, version)
     if found != expected:
         if after is not None:
-            return Check(obj, expected, found, INCONCLUSIVE, f"changed again by migration {after.version}")
-        return Check(obj, expected, found, CONTRADICTS)
+            return Check(obj, expected, found, CheckVerdict.INCONCLUSIVE, f"changed again by migration {after.version}")
+        return Check(obj, expected, found, CheckVerdict.CONTRADICTS)
     if after is not None and _same_effect(after, obj, expected):
-        return Check(obj, expected, found, INCONCLUSIVE, f"migration {after.version} has the same effect")
+        return Check(obj, expected, found, CheckVerdict.INCONCLUSIVE, f"migration {after.version} has the same effect")
     if expected:
         if exp.weak:
-            return Check(obj, expected, found, INCONCLUSIVE, "created IF NOT EXISTS: it may have been there before")
+            return Check(obj, expected, found, CheckVerdict.INCONCLUSIVE,
+                         "created IF NOT EXISTS: it may have been there before")
         if before is not None and _same_effect(before, obj, expected):
-            return Check(obj, expected, found, INCONCLUSIVE, f"already created by migration {before.version}")
-        return Check(obj, expected, found, CONFIRMS)
+            return Check(obj, expected, found, CheckVerdict.INCONCLUSIVE,
+                         f"already created by migration {before.version}")
+        return Check(obj, expected, found, CheckVerdict.CONFIRMS)
     # Absent as the migration leaves it: evidence only if it provably existed before (its creator ran).
     if before is not None and before.exp.exists and known_applied(before.version):
-        return Check(obj, expected, found, CONFIRMS)
+        return Check(obj, expected, found, CheckVerdict.CONFIRMS)
     reason = (f"created by migration {before.version}, not known to be applied" if before is not None
               and before.exp.exists else "nothing shows it existed before")
-    return Check(obj, expected, found, INCONCLUSIVE, reason)
+    return Check(obj, expected, found, CheckVerdict.INCONCLUSIVE, reason)
 
 
-def _status(checks: Iterable[Check]) -> str:
+def _status(checks: Iterable[Check]) -> EvidenceStatus:
     verdicts = {c.verdict for c in checks}
-    if CONFIRMS in verdicts:
-        return PARTIAL if CONTRADICTS in verdicts else PRESENT
-    return ABSENT if CONTRADICTS in verdicts else UNCHECKABLE
+    if CheckVerdict.CONFIRMS in verdicts:
+        return EvidenceStatus.PARTIAL if CheckVerdict.CONTRADICTS in verdicts else EvidenceStatus.PRESENT
+    return EvidenceStatus.ABSENT if CheckVerdict.CONTRADICTS in verdicts else EvidenceStatus.UNCHECKABLE
 
 
 def effects_of(migration: Migration, default_schema: str = "public") -> MigrationObjects | str:
@@ -226,11 +249,11 @@ def assess(conn: psycopg.Connection[Any], migrations: Sequence[Migration], *, on
     known = set(applied)
 
     def known_applied(version: int) -> bool:
-        return version in known or (version in results and results[version].status == PRESENT)
+        return version in known or (version in results and results[version].status == EvidenceStatus.PRESENT)
 
     for version in targets:
         if version in errors:
-            results[version] = Evidence(version, UNCHECKABLE, error=errors[version])
+            results[version] = Evidence(version, EvidenceStatus.UNCHECKABLE, error=errors[version])
             continue
         checks = [_judge(e, version, found[e.obj], timeline, known_applied) for e in effects[version].expectations]
         results[version] = _evidence(version, checks, effects[version])
@@ -239,8 +262,8 @@ def assess(conn: psycopg.Connection[Any], migrations: Sequence[Migration], *, on
 
 
 def _evidence(version: int, checks: list[Check], effects: MigrationObjects) -> Evidence:
-    return Evidence(version, _status(checks), present=[c.obj for c in checks if c.verdict == CONFIRMS],
-                    missing=[c.obj for c in checks if c.verdict == CONTRADICTS],
+    return Evidence(version, _status(checks), present=[c.obj for c in checks if c.verdict == CheckVerdict.CONFIRMS],
+                    missing=[c.obj for c in checks if c.verdict == CheckVerdict.CONTRADICTS],
                     uncheckable=list(effects.uncheckable), checks=checks)
 
 
@@ -255,6 +278,6 @@ def _excuse_cascades(results: dict[int, Evidence], effects: dict[int, MigrationO
         if later is None or not ev.missing:
             continue
         reason = f"a later DROP ... CASCADE (migration {later}) may have removed it"
-        checks = [Check(c.obj, c.expected, c.found, INCONCLUSIVE, reason)
-                  if c.verdict == CONTRADICTS and c.expected else c for c in ev.checks]
+        checks = [Check(c.obj, c.expected, c.found, CheckVerdict.INCONCLUSIVE, reason)
+                  if c.verdict == CheckVerdict.CONTRADICTS and c.expected else c for c in ev.checks]
         results[version] = _evidence(version, checks, effects[version])

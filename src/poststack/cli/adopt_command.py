@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from poststack.adopt import TOOLS
-from poststack.adopt.plan import AdoptResult, adopt
+from poststack.adopt.plan import AdoptResult, FileAction, adopt
 from poststack.cli import render
 from poststack.cli.context import CliContext, format_option, pass_ctx
 from poststack.cli.failure import exit_if
@@ -30,7 +30,7 @@ def _json(result: AdoptResult) -> dict[str, object]:
 
 
 def _headline(result: AdoptResult) -> str:
-    written = sum(f.action == "write" for f in result.files)
+    written = sum(f.action == FileAction.WRITE for f in result.files)
     done = len(result.recorded)
     if result.dry_run:
         return (f"Dry run: would write {written} migration(s) and record {done} as applied; "

@@ -13,9 +13,10 @@ import click
 from poststack.cli import render
 from poststack.cli.context import CliContext, dev_url_option, format_option, pass_ctx
 from poststack.cli.failure import exit_if
-from poststack.engine.recovery import RecoverResult, RecoverStep
+from poststack.engine.recovery import RecoverAction, RecoverResult, RecoverStep
 
-_VERB = {"record": "record", "record_forced": "record (forced)", "import": "import"}
+_VERB = {RecoverAction.RECORD: "record", RecoverAction.RECORD_FORCED: "record (forced)",
+         RecoverAction.IMPORT: "import"}
 
 
 def _json(result: RecoverResult) -> dict[str, object]:

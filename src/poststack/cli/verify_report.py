@@ -7,7 +7,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from poststack.cli.lint_report import relative_uri
-from poststack.engine.verify import STATUSES, MigrationVerification, VerifyReport
+from poststack.engine.verify import STATUSES, MigrationVerification, VerifyReport, VerifyStatus
 
 
 def _details(m: MigrationVerification) -> str:
@@ -30,10 +30,11 @@ def junit(report: VerifyReport) -> str:
     An unverifiable migration (no rollback) is a failure unless ``--allow-unverifiable``, when it is
     skipped: the test case mirrors what the exit code says.
     """
-    failures = sum(1 for m in report.migrations if m.status == "failed"
-                   or (m.status == "unverifiable" and not report.allow_unverifiable))
-    errors = report.count("error")
-    skipped = report.count("skipped") + (report.count("unverifiable") if report.allow_unverifiable else 0)
+    failures = sum(1 for m in report.migrations if m.status == VerifyStatus.FAILED
+                   or (m.status == VerifyStatus.UNVERIFIABLE and not report.allow_unverifiable))
+    errors = report.count(VerifyStatus.ERROR)
+    skipped = report.count(VerifyStatus.SKIPPED) + (
+        report.count(VerifyStatus.UNVERIFIABLE) if report.allow_unverifiable else 0)
     seconds = sum(m.elapsed_ms for m in report.migrations) / 1000
     root = ET.Element("testsuites", name="poststack verify", tests=str(len(report.migrations)),
                       failures=str(failures), errors=str(errors), skipped=str(skipped), time=f"{seconds:.3f}")
@@ -44,15 +45,15 @@ def junit(report: VerifyReport) -> str:
         case = ET.SubElement(suite, "testcase", classname="poststack.engine.verify", name=f"{m.version_text}_{m.name}",
                              file=relative_uri(m.file), time=f"{m.elapsed_ms / 1000:.3f}")
         detail = _details(m)
-        if m.status == "failed":
+        if m.status == VerifyStatus.FAILED:
             first = m.differences[0] if m.differences else (m.error or "rollback did not restore the schema")
             ET.SubElement(case, "failure", message=first, type="rollback_mismatch").text = detail
-        elif m.status == "error":
+        elif m.status == VerifyStatus.ERROR:
             ET.SubElement(case, "error", message=(m.error or "").splitlines()[0] if m.error else m.status,
                           type=m.phase or "apply").text = detail
-        elif m.status == "unverifiable" and not report.allow_unverifiable:
+        elif m.status == VerifyStatus.UNVERIFIABLE and not report.allow_unverifiable:
             ET.SubElement(case, "failure", message=m.reason or "no rollback file", type="unverifiable")
-        elif m.status in ("skipped", "unverifiable"):
+        elif m.status in (VerifyStatus.SKIPPED, VerifyStatus.UNVERIFIABLE):
             ET.SubElement(case, "skipped", message=m.reason or m.status)
         observed = _locks_text(m)
         if observed:
@@ -65,8 +66,8 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", "<br>")
 
 
-_ICONS = {"passed": ":white_check_mark:", "failed": ":x:", "error": ":x:", "unverifiable": ":warning:",
-          "skipped": ":fast_forward:"}
+_ICONS = {VerifyStatus.PASSED: ":white_check_mark:", VerifyStatus.FAILED: ":x:", VerifyStatus.ERROR: ":x:",
+          VerifyStatus.UNVERIFIABLE: ":warning:", VerifyStatus.SKIPPED: ":fast_forward:"}
 
 
 def markdown(report: VerifyReport) -> str:
@@ -90,7 +91,7 @@ def markdown(report: VerifyReport) -> str:
             slowest = max(m.statements, key=lambda s: s.duration_ms, default=None)
             row.append(f"line {slowest.line}: {slowest.duration_ms:,.1f} ms" if slowest else "")
         lines.append("| " + " | ".join(row) + " |")
-    broken = [m for m in report.migrations if m.status in ("failed", "error")]
+    broken = [m for m in report.migrations if m.status in (VerifyStatus.FAILED, VerifyStatus.ERROR)]
     if broken:
         lines += ["", "#### Failed round trips", ""]
         for m in broken:

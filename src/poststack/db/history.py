@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import psycopg
@@ -23,7 +24,22 @@ from poststack.errors import AccessDenied, UsageError
 from poststack.source.files import Migration
 
 LAYOUT_VERSION = 2
-STATUSES = ("applied", "running", "failed")
+
+
+class HistoryStatus(StrEnum):
+    """A history row's status: the values the table's CHECK constraint allows (a member equals its text).
+
+    applied: the migration's SQL committed in full. running: a non-transactional run is under way, or its
+    process died (only the migration lock tells which). failed: a non-transactional run stopped at
+    ``statements_done``. Transactional runs are only ever written applied: their failure leaves no row.
+    """
+
+    APPLIED = "applied"
+    RUNNING = "running"
+    FAILED = "failed"
+
+
+STATUSES = tuple(HistoryStatus)
 SOURCES = ("migrate", "recover", "repair", "baseline", "import", "mark", "adopt")
 _SOURCE_CHECK = "CHECK (source IN (" + ", ".join(f"'{s}'" for s in SOURCES) + "))"  # constants only
 # Each layout after the first, as the statements that bring the previous layout to it (run under the lock).
@@ -92,7 +108,7 @@ class HistoryRow:
     sql: str
     rollback_sql: str | None
     no_transaction: bool
-    status: str
+    status: HistoryStatus
     statements_done: int | None
     source: str
     applied_at: datetime
@@ -101,6 +117,18 @@ class HistoryRow:
     execution_ms: int | None
     poststack_version: str | None
     error: str | None
+
+    def __post_init__(self) -> None:
+        # The one place rows are built (read from the table, or made by ``replace``): the text becomes the
+        # member, so every reader compares HistoryStatus members. A value the CHECK constraint forbids can
+        # only be there if someone altered the table: refused here, by name, rather than guessed at.
+        try:
+            status = HistoryStatus(self.status)
+        except ValueError:
+            raise UsageError(f"history row {self.version} has status {self.status!r}, which is not one of "
+                             f"{', '.join(STATUSES)} (was the table's CHECK constraint changed?); correct the "
+                             "row by hand") from None
+        object.__setattr__(self, "status", status)
 
     def as_json(self) -> dict[str, Any]:
         """The row for audit before/after images: everything but the (possibly large) SQL texts."""
@@ -203,7 +231,8 @@ class History:
         with conn.cursor(row_factory=class_row(HistoryRow)) as cur:
             return cur.execute(query, [version]).fetchone()
 
-    def insert(self, conn: psycopg.Connection[Any], migration: Migration, *, status: str = "applied",
+    def insert(self, conn: psycopg.Connection[Any], migration: Migration, *,
+               status: HistoryStatus = HistoryStatus.APPLIED,
                source: str = "migrate", execution_ms: int | None = None,
                statements_done: int | None = None) -> None:
         values: dict[str, Any] = {

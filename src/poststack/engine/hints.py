@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from poststack.engine.plan import MigrationState
 from poststack.errors import MigrationFailed, StateError
 from poststack.source.files import Migration
+
+if TYPE_CHECKING:
+    from poststack.catalog.object_evidence import EvidenceStatus
 
 # SQLSTATEs of "already exists": relation/index, object (type, constraint, trigger...), column, schema, function.
 DUPLICATE_OBJECT_STATES = frozenset({"42P07", "42710", "42701", "42P06", "42723"})
@@ -50,31 +53,35 @@ def out_of_order_refusal(conn: psycopg.Connection[Any] | None, state: MigrationS
     more = f" (and {len(late) - 1} more)" if len(late) > 1 else ""
     head = (f"migration {first.filename}{more} is older than the newest applied version {newest.version_text} "
             "and has no history row")
+    # deferred: keeps start-up fast (only a refused out-of-order migration needs the object evidence)
+    from poststack.catalog.object_evidence import EvidenceStatus
+
     status = _evidence_status(conn, state, first)
-    if status == "present":
+    if status == EvidenceStatus.PRESENT:
         return StateError(f"{head}, but every object it creates already exists (applied outside poststack?): "
                           "run 'poststack db diagnose', then 'poststack db recover' to record it; applying it "
                           "again would fail")
-    if status == "partial":
+    if status == EvidenceStatus.PARTIAL:
         return StateError(f"{head}, and only some of its objects exist: run 'poststack db diagnose' "
                           "(partially_applied), then finish or undo it by hand")
-    if status == "absent":
+    if status == EvidenceStatus.ABSENT:
         return StateError(f"{head}; none of its objects exist: pass --allow-out-of-order to apply it now")
     return StateError(f"{head}: {APPLIED_ELSEWHERE}; if it never ran, pass --allow-out-of-order to apply it now")
 
 
-def _evidence_status(conn: psycopg.Connection[Any] | None, state: MigrationState, migration: Migration) -> str:
+def _evidence_status(conn: psycopg.Connection[Any] | None, state: MigrationState,
+                     migration: Migration) -> EvidenceStatus:
     """present | partial | absent | uncheckable, for one pending migration, read on ``conn``."""
-    if conn is None:
-        return "uncheckable"
     # deferred: keeps start-up fast (a no-op migrate imports this module; only a refused out-of-order
     # migration needs the object evidence)
     from poststack.catalog import object_evidence as evidence
 
+    if conn is None:
+        return evidence.EvidenceStatus.UNCHECKABLE
     try:
         found = evidence.assess(conn, list(state.migrations), only={migration.version},
                                 applied=[r.version for r in state.applied])
     except psycopg.Error:
-        return "uncheckable"  # the refusal stands either way; only its advice gets less specific
+        return evidence.EvidenceStatus.UNCHECKABLE  # the refusal stands either way; only its advice gets vaguer
     ev = found.get(migration.version)
-    return ev.status if ev is not None else "uncheckable"
+    return ev.status if ev is not None else evidence.EvidenceStatus.UNCHECKABLE

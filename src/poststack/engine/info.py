@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from poststack.db.history import HistoryRow
+from poststack.db.history import HistoryRow, HistoryStatus
 from poststack.engine.plan import MigrationState
 from poststack.errors import UsageError
 from poststack.source.files import Migration
@@ -49,7 +49,7 @@ def describe(state: MigrationState, version: int | None = None) -> list[Migratio
         m, row = files.get(v), rows.get(v)
         if row is None:
             status = "pending"
-        elif row.status != "applied":
+        elif row.status != HistoryStatus.APPLIED:
             status = row.status
         elif m is None:
             status = "missing_file"

@@ -27,12 +27,29 @@ import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from poststack.catalog.snapshot import Snapshot
 from poststack.engine.replay import ReplayedStates
 
 _ABSENT: Any = object()
+
+
+class StateVerdict(StrEnum):
+    """What a judgement says about one unrecorded version, in the words recover's and adopt's steps report.
+
+    Recover calls a version whose state the catalog has not reached ``pending``; adopt, judging a version
+    the other tool claims applied, calls the same finding ``absent``: the claim is what it contradicts.
+    """
+
+    PROVEN = "proven"  # the catalog is its state, or a later one
+    UNDECIDABLE = "undecidable"  # its state equals a neighbour's: schema cannot show whether it ran
+    PENDING = "pending"  # recover: the catalog is before its state
+    ABSENT = "absent"  # adopt: the catalog is before the state of a version claimed applied
+    PARTIAL = "partial"  # the catalog lies between the states before and after it: half applied
+    MISMATCH = "mismatch"  # the catalog equals no state
+    UNAVAILABLE = "unavailable"  # adopt: no states could be replayed
 
 
 @dataclass(frozen=True)

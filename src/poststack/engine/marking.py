@@ -11,13 +11,14 @@ audited with its before/after image, the evidence and the user's reason.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import psycopg
 
 from poststack.catalog import judged as judged_catalog
 from poststack.catalog.drift import record_snapshot
-from poststack.db.history import History, HistoryRow
+from poststack.db.history import History, HistoryRow, HistoryStatus
 from poststack.engine.judgement import judge
 from poststack.engine.recovery import migration_of_row
 from poststack.engine.replay import EvidenceUnavailable, replay
@@ -25,7 +26,13 @@ from poststack.engine.target import Target
 from poststack.errors import EXIT_ISSUES, EXIT_OK, UsageError
 from poststack.source.files import Migration
 
-MARK_APPLIED, MARK_PENDING, ALREADY = "mark_applied", "mark_pending", "already"
+
+class MarkAction(StrEnum):
+    """What mark does with one version; also the audit entry's action for the two that write."""
+
+    MARK_APPLIED = "mark_applied"
+    MARK_PENDING = "mark_pending"
+    ALREADY = "already"  # the history already says so: nothing to write
 
 
 @dataclass(frozen=True)
@@ -33,7 +40,7 @@ class MarkStep:
     version: int
     version_text: str
     name: str
-    action: str  # mark_applied | mark_pending | already
+    action: MarkAction
 
 
 @dataclass
@@ -56,7 +63,7 @@ class MarkResult:
 
     @property
     def changes(self) -> list[MarkStep]:
-        return [s for s in self.steps if s.action != ALREADY]
+        return [s for s in self.steps if s.action != MarkAction.ALREADY]
 
 
 def _targets(migrations: dict[int, Migration], rows: dict[int, HistoryRow], version: int, *, applied: bool,
@@ -81,13 +88,13 @@ def _plan(conn: psycopg.Connection[Any], target: Target, result: MarkResult, ver
     for v in targets:
         m = files.get(v)
         row = rows.get(v)
-        done = (row is not None and row.status == "applied") if result.applied else row is None
+        done = (row is not None and row.status == HistoryStatus.APPLIED) if result.applied else row is None
         text, name = (m.version_text, m.name) if m else (row.version_text, row.name) if row else (str(v), "")
-        result.steps.append(MarkStep(v, text, name, ALREADY if done else
-                                     (MARK_APPLIED if result.applied else MARK_PENDING)))
+        result.steps.append(MarkStep(v, text, name, MarkAction.ALREADY if done else
+                                     (MarkAction.MARK_APPLIED if result.applied else MarkAction.MARK_PENDING)))
     changing = {s.version for s in result.changes}
     applied = {v: migration_of_row(r, migration_set.directory, files.get(v)) for v, r in rows.items()
-               if r.status == "applied" and not (not result.applied and v in changing)}
+               if r.status == HistoryStatus.APPLIED and not (not result.applied and v in changing)}
     if result.applied:
         applied |= {v: files[v] for v in changing}
     steps = [applied[v] for v in sorted(applied)] + [m for v, m in sorted(files.items()) if v not in applied]
@@ -122,7 +129,7 @@ def _write(conn: psycopg.Connection[Any], history: History, result: MarkResult, 
             before = rows.get(step.version)
             if before is not None:
                 history.delete(conn, step.version)
-            if step.action == MARK_APPLIED:
+            if step.action == MarkAction.MARK_APPLIED:
                 history.insert(conn, files[step.version], source="mark")
         after = {r.version: r for r in history.rows(conn)}
         for step in result.changes:

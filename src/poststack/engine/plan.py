@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from poststack.db.history import HistoryRow
+from poststack.db.history import HistoryRow, HistoryStatus
 from poststack.errors import RollbackChanged, RollbackRefused, UsageError
 from poststack.source.files import Migration, MigrationSet, header_directives, same_meaning, unified_diff
 
@@ -99,7 +99,7 @@ def compare(migrations: MigrationSet, rows: list[HistoryRow]) -> MigrationState:
     files = migrations.by_version()
     recorded = {r.version: r for r in rows}
     for row in rows:
-        (state.applied if row.status == "applied" else state.unfinished).append(row)
+        (state.applied if row.status == HistoryStatus.APPLIED else state.unfinished).append(row)
         migration = files.get(row.version)
         if migration is None:
             state.missing_files.append(row)
@@ -231,7 +231,7 @@ ROLLBACK_MARK = "rollback "  # the error column of a row whose no-transaction ro
 
 def is_rollback_row(row: HistoryRow) -> bool:
     """Whether an unfinished row is an interrupted rollback (its error says so) rather than a migration."""
-    return row.status != "applied" and (row.error or "").startswith(ROLLBACK_MARK)
+    return row.status != HistoryStatus.APPLIED and (row.error or "").startswith(ROLLBACK_MARK)
 
 
 def rollback_step(row: HistoryRow, files: dict[int, Migration]) -> RollbackStep:

@@ -22,6 +22,7 @@ nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +30,36 @@ import psycopg
 
 from poststack.catalog import judged as judged_catalog
 from poststack.catalog.drift import record_snapshot
-from poststack.db.history import History, HistoryRow
+from poststack.db.history import History, HistoryRow, HistoryStatus
 from poststack.db.legacy import LEGACY_TABLE, LegacyRow, legacy_migration, legacy_rows
-from poststack.engine.judgement import Judgement, judge
+from poststack.engine.judgement import Judgement, StateVerdict, judge
 from poststack.engine.replay import replay, replay_sequence
 from poststack.engine.target import Target
 from poststack.errors import EXIT_ISSUES, EXIT_OK, MigrationFileError
 from poststack.source.files import Migration, SqlFile
 from poststack.source.sqltext import SqlSyntaxError, split_statements
 
-RECORD, RECORD_FORCED, IMPORT = "record", "record_forced", "import"
-PENDING, REFUSED, BLOCKED, ALREADY = "pending", "refused", "blocked", "already_recorded"
-WRITES = (RECORD, RECORD_FORCED, IMPORT)
+
+class RecoverAction(StrEnum):
+    """What recover does (or, in a dry run, would do) with one version."""
+
+    RECORD = "record"  # proven: a history row with source recover
+    RECORD_FORCED = "record_forced"  # undecidable, recorded on --force and named so
+    IMPORT = "import"  # a legacy public.schema_migrations row, recorded as the legacy table has it (all or none)
+    PENDING = "pending"  # not applied, or undecidable without --force: left for migrate or mark
+    REFUSED = "refused"  # the evidence contradicts it (half applied, or no state matches)
+    BLOCKED = "blocked"  # not examined or not written because of another version's refusal
+    ALREADY = "already_recorded"  # a legacy row whose version poststack's history already has
+
+
+class StepOrigin(StrEnum):
+    """Where an unrecorded version comes from."""
+
+    FILE = "file"  # an untracked migration file
+    LEGACY = "legacy"  # a row of the legacy public.schema_migrations
+
+
+WRITES = (RecoverAction.RECORD, RecoverAction.RECORD_FORCED, RecoverAction.IMPORT)
 
 
 @dataclass(frozen=True)
@@ -50,11 +69,11 @@ class RecoverStep:
     version: int
     version_text: str
     name: str
-    action: str  # record | record_forced | import | pending | refused | blocked | already_recorded
+    action: RecoverAction
     reason: str
-    status: str | None = None  # the evidence: proven | undecidable | pending | partial | mismatch
+    status: StateVerdict | None = None  # the evidence: proven | undecidable | pending | partial | mismatch
     evidence: list[str] = field(default_factory=list)
-    origin: str = "file"  # file: an untracked migration file; legacy: a row of public.schema_migrations
+    origin: StepOrigin = StepOrigin.FILE
 
 
 def migration_of_row(row: HistoryRow, directory: Path, file: Migration | None = None) -> Migration:
@@ -79,11 +98,11 @@ class RecoverResult:
 
     @property
     def refused(self) -> list[RecoverStep]:
-        return [s for s in self.steps if s.action == REFUSED]
+        return [s for s in self.steps if s.action == RecoverAction.REFUSED]
 
     @property
     def pending(self) -> list[RecoverStep]:
-        return [s for s in self.steps if s.action == PENDING]
+        return [s for s in self.steps if s.action == RecoverAction.PENDING]
 
     @property
     def exit_code(self) -> int:
@@ -91,8 +110,8 @@ class RecoverResult:
         return EXIT_ISSUES if self.refused else EXIT_OK
 
 
-def _step(m: Migration, action: str, reason: str, status: str | None = None, evidence: list[str] | None = None,
-          origin: str = "file") -> RecoverStep:
+def _step(m: Migration, action: RecoverAction, reason: str, status: StateVerdict | None = None,
+          evidence: list[str] | None = None, origin: StepOrigin = StepOrigin.FILE) -> RecoverStep:
     return RecoverStep(m.version, m.version_text, m.name, action, reason, status, evidence or [], origin)
 
 
@@ -119,7 +138,7 @@ def _refusal_evidence(j: Judgement) -> tuple[str, list[str]]:
     return reason, lines
 
 
-def plan_from_states(j: Judgement, steps: list[Migration], origins: dict[int, str], *,
+def plan_from_states(j: Judgement, steps: list[Migration], origins: dict[int, StepOrigin], *,
                      force: bool) -> list[RecoverStep]:
     """One step per unrecorded position of the sequence, decided by the judgement alone."""
     out: list[RecoverStep] = []
@@ -132,20 +151,21 @@ def plan_from_states(j: Judgement, steps: list[Migration], origins: dict[int, st
         for position in range(j.recorded + 1, len(steps) + 1):
             m = steps[position - 1]
             if position <= complete:
-                out.append(_step(m, RECORD, f"the catalog equals the state after {m.version_text} on every object "
-                                 f"it and its predecessors change; {steps[refused_at - 1].version_text} after it "
-                                 "is half applied and touches none of them", "proven", j.effect(position),
-                                 origins[m.version]))
+                out.append(_step(m, RecoverAction.RECORD, f"the catalog equals the state after {m.version_text} on "
+                                 f"every object it and its predecessors change; {steps[refused_at - 1].version_text} "
+                                 "after it is half applied and touches none of them", StateVerdict.PROVEN,
+                                 j.effect(position), origins[m.version]))
             elif position == refused_at:
-                out.append(_step(m, REFUSED, reason, "partial" if j.partial else "mismatch", lines,
-                                 origins[m.version]))
+                verdict = StateVerdict.PARTIAL if j.partial else StateVerdict.MISMATCH
+                out.append(_step(m, RecoverAction.REFUSED, reason, verdict, lines, origins[m.version]))
             elif position < refused_at:
-                out.append(_step(m, BLOCKED, f"not recorded: the catalog is past its state, but "
+                out.append(_step(m, RecoverAction.BLOCKED, f"not recorded: the catalog is past its state, but "
                                  f"{steps[refused_at - 1].version_text} is half applied and nothing is recorded "
                                  "past an exact match", None, [], origins[m.version]))
             else:
-                out.append(_step(m, BLOCKED, f"not examined: refused at {steps[refused_at - 1].version_text}",
-                                 None, [], origins[m.version]))
+                out.append(_step(m, RecoverAction.BLOCKED,
+                                 f"not examined: refused at {steps[refused_at - 1].version_text}", None, [],
+                                 origins[m.version]))
         return out
     evidence = [j.match_evidence()]
     if j.outside:
@@ -155,47 +175,50 @@ def plan_from_states(j: Judgement, steps: list[Migration], origins: dict[int, st
     for position in range(j.recorded + 1, len(steps) + 1):
         m = steps[position - 1]
         if position <= complete:
-            out.append(_step(m, RECORD, j.match_evidence(), "proven", evidence + j.effect(position),
-                             origins[m.version]))
+            out.append(_step(m, RecoverAction.RECORD, j.match_evidence(), StateVerdict.PROVEN,
+                             evidence + j.effect(position), origins[m.version]))
         elif position == proven:  # its schema changes are there; its last statements cannot be seen
             tail = (f"its last {j.hidden_tail} statement(s) change no schema, so the catalog cannot show whether "
                     "the file ran to its end")
             if force:
-                out.append(_step(m, RECORD_FORCED, f"recorded on --force without proof: {tail}", "undecidable",
-                                 evidence, origins[m.version]))
+                out.append(_step(m, RecoverAction.RECORD_FORCED, f"recorded on --force without proof: {tail}",
+                                 StateVerdict.UNDECIDABLE, evidence, origins[m.version]))
             else:
-                out.append(_step(m, PENDING, f"undecidable: {tail}; if it did, use 'poststack db mark "
-                                 f"{m.version_text}' or recover --force", "undecidable", evidence,
+                out.append(_step(m, RecoverAction.PENDING, f"undecidable: {tail}; if it did, use 'poststack db "
+                                 f"mark {m.version_text}' or recover --force", StateVerdict.UNDECIDABLE, evidence,
                                  origins[m.version]))
         elif position in unproven and force:
-            out.append(_step(m, RECORD_FORCED, "recorded on --force without proof: its state equals the state "
-                             f"{j.label(position - 1)}, so schema cannot show whether it ran", "undecidable",
-                             evidence, origins[m.version]))
+            out.append(_step(m, RecoverAction.RECORD_FORCED, "recorded on --force without proof: its state equals "
+                             f"the state {j.label(position - 1)}, so schema cannot show whether it ran",
+                             StateVerdict.UNDECIDABLE, evidence, origins[m.version]))
         elif position in unproven:
-            out.append(_step(m, PENDING, "undecidable: no schema change, so the catalog cannot show whether it "
-                             "ran; if it did, use 'poststack db mark' or recover --force", "undecidable",
-                             evidence, origins[m.version]))
+            out.append(_step(m, RecoverAction.PENDING, "undecidable: no schema change, so the catalog cannot show "
+                             "whether it ran; if it did, use 'poststack db mark' or recover --force",
+                             StateVerdict.UNDECIDABLE, evidence, origins[m.version]))
         else:
-            out.append(_step(m, PENDING, f"pending: {j.match_evidence()}", "pending", [], origins[m.version]))
+            out.append(_step(m, RecoverAction.PENDING, f"pending: {j.match_evidence()}", StateVerdict.PENDING, [],
+                             origins[m.version]))
     return out
 
 
 def _legacy_consistent(steps: list[RecoverStep]) -> list[RecoverStep]:
     """All the legacy rows are imported or none: if the states do not prove one, importing the rest is a guess."""
-    steps = [RecoverStep(s.version, s.version_text, s.name, IMPORT, s.reason, s.status, s.evidence, "legacy")
-             if s.origin == "legacy" and s.action in WRITES else s for s in steps]
-    bad = next((s for s in steps if s.origin == "legacy" and s.action not in WRITES), None)
+    steps = [RecoverStep(s.version, s.version_text, s.name, RecoverAction.IMPORT, s.reason, s.status, s.evidence,
+                         StepOrigin.LEGACY) if s.origin == StepOrigin.LEGACY and s.action in WRITES else s
+             for s in steps]
+    bad = next((s for s in steps if s.origin == StepOrigin.LEGACY and s.action not in WRITES), None)
     if bad is None:
         return steps
     out = []
     for s in steps:
-        if s.origin == "legacy" and s.action in WRITES:
-            s = RecoverStep(s.version, s.version_text, s.name, BLOCKED,
+        if s.origin == StepOrigin.LEGACY and s.action in WRITES:
+            s = RecoverStep(s.version, s.version_text, s.name, RecoverAction.BLOCKED,
                             f"not imported: legacy version {bad.version_text} is not proven", s.status, s.evidence,
-                            "legacy")
+                            StepOrigin.LEGACY)
         elif s is bad:
-            s = RecoverStep(s.version, s.version_text, s.name, REFUSED,
-                            f"{LEGACY_TABLE} says it was applied, but {s.reason}", s.status, s.evidence, "legacy")
+            s = RecoverStep(s.version, s.version_text, s.name, RecoverAction.REFUSED,
+                            f"{LEGACY_TABLE} says it was applied, but {s.reason}", s.status, s.evidence,
+                            StepOrigin.LEGACY)
         out.append(s)
     return out
 
@@ -205,22 +228,24 @@ def _make_plan(conn: psycopg.Connection[Any], history: History, migrations: list
     result = RecoverResult(dry_run=True, force=force)
     history_rows = history.rows(conn)
     recorded = {r.version for r in history_rows}
-    unfinished = [r for r in history_rows if r.status != "applied"]
+    unfinished = [r for r in history_rows if r.status != HistoryStatus.APPLIED]
     files = {m.version: m for m in migrations}
     rows = legacy_rows(conn, files)
     if rows is not None:
         result.legacy_table = LEGACY_TABLE
     bad_rows = [r for r in rows or () if r.version is None]
-    result.steps = [RecoverStep(-1, r.version_text, r.description or "", REFUSED,
-                                f"{LEGACY_TABLE} row {r.version_text!r}: not a numeric version", origin="legacy")
+    result.steps = [RecoverStep(-1, r.version_text, r.description or "", RecoverAction.REFUSED,
+                                f"{LEGACY_TABLE} row {r.version_text!r}: not a numeric version",
+                                origin=StepOrigin.LEGACY)
                     for r in bad_rows]
     legacy = {r.version: r for r in rows or () if r.version is not None}
-    result.steps += [_step(files.get(v) or legacy_migration(r, directory), ALREADY, "already in poststack's history",
-                           origin="legacy") for v, r in sorted(legacy.items()) if v in recorded]
+    result.steps += [_step(files.get(v) or legacy_migration(r, directory), RecoverAction.ALREADY,
+                           "already in poststack's history", origin=StepOrigin.LEGACY)
+                     for v, r in sorted(legacy.items()) if v in recorded]
     if unfinished:
         first = unfinished[0]
-        result.steps += [_step(m, BLOCKED, f"not examined: migration {first.version_text} is {first.status}; "
-                                           "finish it first ('poststack db migrate' resumes it, or see diagnose)")
+        result.steps += [_step(m, RecoverAction.BLOCKED, f"not examined: migration {first.version_text} is "
+                               f"{first.status}; finish it first ('poststack db migrate' resumes it, or see diagnose)")
                          for v, m in sorted(files.items()) if v not in recorded]
         return _RecoveryPlan(result, {}, {})
     applied = [migration_of_row(r, directory, files.get(r.version)) for r in history_rows]
@@ -235,15 +260,16 @@ def _make_plan(conn: psycopg.Connection[Any], history: History, migrations: list
     steps = replay_sequence(applied, claimed) + sorted(pending, key=lambda m: m.version)
     if not claimed and not pending:
         return _RecoveryPlan(result, {}, legacy)
-    origins = {m.version: "file" for m in steps} | {m.version: "legacy" for m in claimed}
+    origins = {m.version: StepOrigin.FILE for m in steps} | {m.version: StepOrigin.LEGACY for m in claimed}
     catalog = judged_catalog.read(conn, history.schema)
     states = replay(target_url, steps, start=max(len(applied) - 1, 0), dev_url=dev_url)
     judgement = judge(catalog, states, len(applied))
     result.steps += _legacy_consistent(plan_from_states(judgement, steps, origins, force=force))
     if bad_rows:  # an unreadable legacy row: the legacy history as a whole cannot be trusted
-        result.steps = [s if s.origin != "legacy" or s.action not in WRITES else
-                        RecoverStep(s.version, s.version_text, s.name, BLOCKED, "not imported: the legacy table "
-                                    "has a row with no numeric version", s.status, s.evidence, "legacy")
+        result.steps = [s if s.origin != StepOrigin.LEGACY or s.action not in WRITES else
+                        RecoverStep(s.version, s.version_text, s.name, RecoverAction.BLOCKED, "not imported: the "
+                                    "legacy table has a row with no numeric version", s.status, s.evidence,
+                                    StepOrigin.LEGACY)
                         for s in result.steps]
     last = max((i for i, m in enumerate(steps, start=1) if any(s.version == m.version and s.action in WRITES
                                                                for s in result.steps)), default=None)
@@ -259,7 +285,7 @@ def _write(conn: psycopg.Connection[Any], history: History, planned: _RecoveryPl
     history.ensure(conn)
     with conn.transaction():
         for s in writes:
-            if s.origin == "legacy":
+            if s.origin == StepOrigin.LEGACY:
                 row = planned.legacy[s.version]
                 history.insert(conn, planned.migrations[s.version], source="import", execution_ms=row.execution_ms)
                 history.update(conn, s.version, **row.history_overrides())
@@ -267,8 +293,8 @@ def _write(conn: psycopg.Connection[Any], history: History, planned: _RecoveryPl
                 history.insert(conn, planned.migrations[s.version], source="recover")
         after = {r.version: r for r in history.rows(conn)}
         for s in writes:
-            action = ("import" if s.origin == "legacy" else
-                      {RECORD: "recover", RECORD_FORCED: "recover_forced"}[s.action])
+            action = ("import" if s.origin == StepOrigin.LEGACY else
+                      {RecoverAction.RECORD: "recover", RecoverAction.RECORD_FORCED: "recover_forced"}[s.action])
             history.audit(conn, command="recover", action=action, version=s.version, before=None,
                           after=after[s.version], reason="; ".join([s.reason, *s.evidence]))
 

@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from poststack.db.history import History, HistoryRow, ensure_statement_log, statement_log
+from poststack.db.history import History, HistoryRow, HistoryStatus, ensure_statement_log, statement_log
 from poststack.db.lock_policy import RetryContext
 from poststack.db.session import OWN_TRANSACTION
 from poststack.engine.plan import ROLLBACK_MARK, RollbackStep
@@ -107,9 +107,9 @@ def _start(conn: psycopg.Connection[Any], history: History, work: Work, row: His
            retry: RetryContext | None = None) -> Run:
     """Begin or resume: returns the run positioned at the first statement still to do."""
     ensure_statement_log(history, conn)
-    if row is None or row.status == "applied":
+    if row is None or row.status == HistoryStatus.APPLIED:
         run = Run(conn, history, work, 0, retry)
-        changes: dict[str, Any] = {"status": "running", "statements_done": 0}
+        changes: dict[str, Any] = {"status": HistoryStatus.RUNNING, "statements_done": 0}
         if work.direction == "rollback":
             changes["error"] = ROLLBACK_MARK + "in progress"
         run.write("started", None, detail=f"sha256 {work.checksum}", **changes)
@@ -121,9 +121,9 @@ def _start(conn: psycopg.Connection[Any], history: History, work: Work, row: His
                else "the text to run changed since the interrupted run")
         raise StateError(f"{work.where}: cannot resume {work.what}: {why}; see 'poststack db diagnose'")
     done = row.statements_done or 0
-    uncertain = row.status == "running" or "interrupted (SIGINT)" in (row.error or "")
+    uncertain = row.status == HistoryStatus.RUNNING or "interrupted (SIGINT)" in (row.error or "")
     run = Run(conn, history, work, done, retry)
-    run.write("resumed", None, detail=f"sha256 {work.checksum}", status="running",
+    run.write("resumed", None, detail=f"sha256 {work.checksum}", status=HistoryStatus.RUNNING,
               error=ROLLBACK_MARK + "in progress" if work.direction == "rollback" else None)
     _replay_session(run, done)
     if done < len(work.statements):
@@ -143,13 +143,13 @@ def apply_non_transactional(conn: psycopg.Connection[Any], history: History, mig
         run = Run(conn, history, work, 0, retry)
         with conn.transaction():  # the row and its 'started' event commit together: resume relies on both
             conn.execute(OWN_TRANSACTION)
-            history.insert(conn, migration, status="running", statements_done=0)
+            history.insert(conn, migration, status=HistoryStatus.RUNNING, statements_done=0)
             conn.execute(run.progress("started", None, detail=f"sha256 {work.checksum}"))
     else:
         run = _start(conn, history, work, resume, retry)
     run.run_from(run.next)
     elapsed = int((time.perf_counter() - start) * 1000)
-    run.write("finished", None, ms=elapsed, status="applied", error=None, execution_ms=elapsed,
+    run.write("finished", None, ms=elapsed, status=HistoryStatus.APPLIED, error=None, execution_ms=elapsed,
               statements_done=len(work.statements))
     return elapsed
 

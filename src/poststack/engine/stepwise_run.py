@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import pq, sql
 
-from poststack.db.history import History, progress_sql
+from poststack.db.history import History, HistoryStatus, progress_sql
 from poststack.db.lock_policy import LOCK_NOT_AVAILABLE, RetryContext
 from poststack.db.session import OWN_LOCALS, OWN_TRANSACTION
 from poststack.engine.plan import ROLLBACK_MARK
@@ -109,7 +109,7 @@ class Run:
             self.conn.execute("ROLLBACK")
             error = (f"{self.work.where}:{begin.line}: {self.work.what} failed: the file ends inside the "
                      f"transaction block begun on line {begin.line} (no COMMIT); poststack rolled it back")
-            self.write("failed", self.block_start, status="failed", error=self.work.error_prefix + error,
+            self.write("failed", self.block_start, status=HistoryStatus.FAILED, error=self.work.error_prefix + error,
                        statements_done=self.done)
             raise MigrationFailed(f"{error} ({self.done} of {len(statements)} statements had run and are kept)",
                                   path=self.work.where, line=begin.line)
@@ -169,7 +169,7 @@ class Run:
             self.retry.retry_or_raise(attempt, f"{self.work.where}:{st.line}", f"statement {index + 1} of "
                                       f"{self.work.what}", watch)
         except StatementLockTimeout as gave_up:
-            self.write("failed", index, detail=str(gave_up), status="failed",
+            self.write("failed", index, detail=str(gave_up), status=HistoryStatus.FAILED,
                        error=f"{self.work.error_prefix}{gave_up}", statements_done=self.done)
             left = left_index(self.conn, st)
             note = f"; it left index {left} INVALID, which resuming drops and builds again" if left else ""
@@ -235,7 +235,7 @@ class Run:
         self.block_start = None
         failure = sql_error(exc, where=self.work.where, version_text=self.work.version_text, text=st.text,
                             line_offset=st.line - 1, position_offset=offset)
-        self.write("failed", index, detail=str(failure), status="failed",
+        self.write("failed", index, detail=str(failure), status=HistoryStatus.FAILED,
                    error=f"{self.work.error_prefix}{failure}", statements_done=self.done)
         raise MigrationFailed(
             f"{failure} ({self.done} of {n} statements had run outside a transaction and are kept{rolled_back}; "
@@ -260,7 +260,7 @@ class Run:
         mark = "" if self.work.direction == "migrate" else ROLLBACK_MARK
         error = (f"{mark}interrupted (SIGINT) during statement {index + 1} ({where}); "
                  "its outcome is settled when resuming")
-        self.write("interrupted", index, status="failed", error=error, statements_done=self.done)
+        self.write("interrupted", index, status=HistoryStatus.FAILED, error=error, statements_done=self.done)
         raise Interrupted(f"interrupted during statement {index + 1} of {n} of {self.work.what} ({where}): "
                           f"{self.done} statement(s) completed and are kept{rolled_back}; the history row is "
                           f"'failed' at statement {self.done} of {n}{note}; run {self.work.resume_command} to "

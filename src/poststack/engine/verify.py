@@ -18,13 +18,14 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from poststack.catalog.lock_recorder import LockTaken, Rewrite
 from poststack.catalog.snapshot import Snapshot, snapshot
 from poststack.config import DEFAULT_SCHEMA
 from poststack.db.connection import connect, mask_url
-from poststack.db.history import History
+from poststack.db.history import History, HistoryStatus
 from poststack.db.scratch_databases import SCRATCH_PREFIX as SCRATCH_PREFIX
 from poststack.db.scratch_databases import maintenance_connection as maintenance_connection
 from poststack.db.scratch_databases import may_create_databases as may_create_databases
@@ -40,7 +41,18 @@ from poststack.errors import (
 )
 from poststack.source.files import Migration, MigrationSet, header_directives, load_migrations
 
-STATUSES = ("passed", "failed", "error", "unverifiable", "skipped")
+
+class VerifyStatus(StrEnum):
+    """The verdict on one migration (see MigrationVerification); the order is the reports' order."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
+    UNVERIFIABLE = "unverifiable"
+    SKIPPED = "skipped"
+
+
+STATUSES = tuple(VerifyStatus)
 
 
 @dataclass
@@ -57,7 +69,7 @@ class MigrationVerification:
     version_text: str
     name: str
     file: str
-    status: str = "passed"
+    status: VerifyStatus = VerifyStatus.PASSED
     differences: list[str] = field(default_factory=list)
     error: str | None = None
     phase: str | None = None
@@ -71,7 +83,7 @@ class MigrationVerification:
 
     @property
     def passed(self) -> bool:
-        return self.status == "passed"
+        return self.status == VerifyStatus.PASSED
 
     def describe(self) -> str:
         """The verdict in words, one line per fact: what a failing generated test prints."""
@@ -89,12 +101,14 @@ class VerifyReport:
     migrations: list[MigrationVerification] = field(default_factory=list)
     allow_unverifiable: bool = False
 
-    def count(self, status: str) -> int:
+    def count(self, status: VerifyStatus) -> int:
         return sum(1 for m in self.migrations if m.status == status)
 
     @property
     def ok(self) -> bool:
-        accepted = {"passed", "unverifiable"} if self.allow_unverifiable else {"passed"}
+        accepted = {VerifyStatus.PASSED}
+        if self.allow_unverifiable:
+            accepted.add(VerifyStatus.UNVERIFIABLE)
         return all(m.status in accepted for m in self.migrations)
 
 
@@ -139,7 +153,7 @@ class Verifier:
         # Kept in memory while every change came from this verifier: reading the whole history before each
         # migration made a long verify quadratic. Any failure drops it, and the history is read again.
         if self._applied is None:
-            self._applied = {r.version for r in self.history.rows(self.conn) if r.status == "applied"}
+            self._applied = {r.version for r in self.history.rows(self.conn) if r.status == HistoryStatus.APPLIED}
         return set(self._applied)
 
     def digest(self) -> str:
@@ -194,7 +208,7 @@ class Verifier:
     def _skip_if_broken(self, result: MigrationVerification) -> bool:
         if self.broken is None:
             return False
-        result.status = "skipped"
+        result.status = VerifyStatus.SKIPPED
         result.reason = (f"not verified: migration {self.broken.version_text} failed to "
                         f"{self.broken.phase or 'apply'}, so the schema it needs does not exist")
         return True
@@ -240,7 +254,7 @@ class Verifier:
         if self._applied is not None:
             self._applied.add(migration.version)
         if not migration.has_rollback and phase == "apply":
-            result.status = "unverifiable"
+            result.status = VerifyStatus.UNVERIFIABLE
             result.reason = f"no rollback file ({migration.version_text}_{migration.name}.rollback.sql)"
         return True
 
@@ -271,7 +285,7 @@ class Verifier:
             result.differences = snap.diff(self.snapshot(), missing="missing after rollback",
                                            added="left behind by rollback", column_order=self.column_order)
         if result.differences:
-            result.status = "failed"
+            result.status = VerifyStatus.FAILED
             if migration.rollback.is_no_op:
                 result.reason = ("the rollback file has no statements (nothing to undo), but the migration "
                                  "changed the schema")
@@ -283,8 +297,8 @@ def _result_for(migration: Migration) -> MigrationVerification:
 
 
 def _fail(result: MigrationVerification, phase: str, error: str) -> None:
-    if result.status != "failed":  # differences left by the rollback stay the headline; the error explains
-        result.status = "error"
+    if result.status != VerifyStatus.FAILED:  # differences left by the rollback stay the headline; the error explains
+        result.status = VerifyStatus.ERROR
     result.phase = phase
     result.error = error if phase == "apply" else f"{phase}: {error}"
 
@@ -327,7 +341,8 @@ def verify_migrations(database_url: str, migrations_path: str | Path, *, from_ve
         last: MigrationVerification | None = None
         for migration in chosen:
             broken = verifier.broken
-            if (last is not None and last.status == "failed") or (broken is not None and broken.phase != "apply"):
+            if ((last is not None and last.status == VerifyStatus.FAILED)
+                    or (broken is not None and broken.phase != "apply")):
                 # The scratch schema is not what production has after ``last``, but ``last`` applies
                 # cleanly: rebuild that state on a new scratch database and go on from there.
                 scratch.close()

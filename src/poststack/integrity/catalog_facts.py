@@ -8,6 +8,7 @@ decides which migrations to ask about and turns the answers into issues.
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Any
 
 import psycopg
@@ -16,13 +17,22 @@ from poststack.catalog import drift
 from poststack.catalog import judged as judged_catalog
 from poststack.catalog import object_evidence as evidence
 from poststack.catalog import presence as catalog
-from poststack.db.history import HistoryRow
+from poststack.catalog.object_evidence import EvidenceStatus
+from poststack.db.history import HistoryRow, HistoryStatus
 from poststack.engine.recovery import migration_of_row
 from poststack.integrity import schema_evidence
 from poststack.integrity.facts import Facts
 from poststack.integrity.issues import Issue
 from poststack.source.objects import extract
 from poststack.source.sqltext import SqlSyntaxError, split_statements
+
+
+class UnfinishedVerdict(StrEnum):
+    """What a crashed or failed non-transactional run left (``unfinished_verdict``), which repair acts on."""
+
+    DONE = "done"  # its whole effect is in the catalog: the row can be marked applied
+    NOT_DONE = "not_done"  # none of it is (bar INVALID indexes): the row can go and migrate retry it
+    MIXED = "mixed"  # anything else: repair will not guess
 
 
 def gather(conn: psycopg.Connection[Any], facts: Facts, history_schema: str, *, target_url: str,
@@ -241,7 +251,7 @@ def _is_index(obj: Any, index: Any) -> bool:
             and getattr(obj, "name", None) == index.index)
 
 
-def unfinished_verdict(facts: Facts, row: HistoryRow, invalid: list[Any]) -> str:
+def unfinished_verdict(facts: Facts, row: HistoryRow, invalid: list[Any]) -> UnfinishedVerdict:
     """What a crashed/failed non-transactional run left: "done", "not_done" or "mixed" (refuse to guess).
 
     The recorded progress says which statements surely committed: a 'failed' row's first ``statements_done``
@@ -257,20 +267,21 @@ def unfinished_verdict(facts: Facts, row: HistoryRow, invalid: list[Any]) -> str
     """
     statements = _statements(row.sql)
     if statements is None:
-        return "mixed"
+        return UnfinishedVerdict.MIXED
     done = row.statements_done or 0
-    maybe_committed = statements[:done + 1] if row.status == "running" else statements[:done]
+    maybe_committed = statements[:done + 1] if row.status == HistoryStatus.RUNNING else statements[:done]
     not_known_done = statements[done:]
     ev = facts.evidence.get(row.version)
-    status = ev.status if ev is not None else "uncheckable"
+    status = ev.status if ev is not None else EvidenceStatus.UNCHECKABLE
     if invalid:
         others = [o for o in (ev.present if ev is not None else []) if not any(_is_index(o, ix) for ix in invalid)]
-        return "not_done" if not others and not _any_uncheckable(maybe_committed) else "mixed"
-    if status == "present" or (status == "uncheckable" and done >= len(statements)):
-        return "done" if not _any_uncheckable(not_known_done) else "mixed"
-    if status == "absent" or (status == "uncheckable" and not maybe_committed):
-        return "not_done" if not _any_uncheckable(maybe_committed) else "mixed"
-    return "mixed"
+        clean = not others and not _any_uncheckable(maybe_committed)
+        return UnfinishedVerdict.NOT_DONE if clean else UnfinishedVerdict.MIXED
+    if status == EvidenceStatus.PRESENT or (status == EvidenceStatus.UNCHECKABLE and done >= len(statements)):
+        return UnfinishedVerdict.DONE if not _any_uncheckable(not_known_done) else UnfinishedVerdict.MIXED
+    if status == EvidenceStatus.ABSENT or (status == EvidenceStatus.UNCHECKABLE and not maybe_committed):
+        return UnfinishedVerdict.NOT_DONE if not _any_uncheckable(maybe_committed) else UnfinishedVerdict.MIXED
+    return UnfinishedVerdict.MIXED
 
 
 def _statements(text: str) -> list[str] | None:

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import psycopg
 
+from poststack.catalog.object_evidence import EvidenceStatus
+from poststack.db.history import HistoryStatus
 from poststack.db.legacy import LEGACY_TABLE, legacy_duplicates
 from poststack.db.lock import LockHolder, describe_pids, lock_holder, migration_lock, terminate_holder
 from poststack.integrity import catalog_facts
@@ -25,9 +28,17 @@ from poststack.integrity.gathering import Inspected
 from poststack.source.files import load_migrations, version_of
 
 
+class CleanKind(StrEnum):
+    """What one clean action does; also the audit entry's action when it is done."""
+
+    END_LOCK_HOLDER = "end_lock_holder"
+    DELETE_FAILED_ROW = "delete_failed_row"
+    DELETE_DUPLICATE_ROW = "delete_duplicate_row"
+
+
 @dataclass(frozen=True)
 class CleanAction:
-    kind: str  # end_lock_holder | delete_failed_row | delete_duplicate_row
+    kind: CleanKind
     description: str
     version: int | None = None
     needs_force: bool = False
@@ -74,7 +85,8 @@ class Cleaner:
             details.append(f"last query: {' '.join(holder.query.split())[:200]}")
         for pid, what in describe_pids(conn, holder.blocked_by).items():
             details.append(f"waits on pid {pid}: {what}")
-        plan.actions.append(CleanAction("end_lock_holder", f"end backend pid {holder.pid} holding the migration lock",
+        plan.actions.append(CleanAction(CleanKind.END_LOCK_HOLDER,
+                                        f"end backend pid {holder.pid} holding the migration lock",
                                         None, True, details, str(holder.pid)))
 
     def _plan_failed(self, conn: psycopg.Connection[Any], plan: CleanPlan) -> None:
@@ -84,24 +96,26 @@ class Cleaner:
         for row in facts.state.unfinished:
             evidence = catalog_facts.evidence_lines(facts, row.version)
             label = f"migration {row.version_text} ({row.name})"
-            if row.status == "running" and holder is not None:
+            if row.status == HistoryStatus.RUNNING and holder is not None:
                 plan.notes.append(f"{label} is 'running' while pid {holder.pid} holds the lock: left alone")
                 continue
             ev = facts.evidence.get(row.version)
-            if ev is not None and ev.status == "present" and not catalog_facts.owned_invalid(facts, row.version):
+            complete = ev is not None and ev.status == EvidenceStatus.PRESENT
+            if complete and not catalog_facts.owned_invalid(facts, row.version):
                 plan.notes.append(f"{label}: the catalog shows all its objects; 'poststack db repair' marks it "
                                   "applied instead of deleting it")
                 continue
-            plan.actions.append(CleanAction("delete_failed_row", f"delete the {row.status} history row of {label}",
+            plan.actions.append(CleanAction(CleanKind.DELETE_FAILED_ROW,
+                                            f"delete the {row.status} history row of {label}",
                                             row.version, False, evidence, _row_identity(row)))
 
     def _plan_duplicates(self, conn: psycopg.Connection[Any], plan: CleanPlan) -> None:
         plan.notes.append(f"{self.history.schema}.migrations keys on version: it cannot hold duplicates")
         for ctid, version, data in legacy_duplicates(conn):
-            plan.actions.append(CleanAction("delete_duplicate_row",
+            plan.actions.append(CleanAction(CleanKind.DELETE_DUPLICATE_ROW,
                                             f"delete duplicate row of version {version} from {LEGACY_TABLE}",
                                             version_of(version), False, [data], ctid))
-        if not any(a.kind == "delete_duplicate_row" for a in plan.actions):
+        if not any(a.kind == CleanKind.DELETE_DUPLICATE_ROW for a in plan.actions):
             plan.notes.append(f"{LEGACY_TABLE}: no duplicate rows (or no such table)")
 
     # -- applying ----------------------------------------------------------------------------------------
@@ -111,13 +125,13 @@ class Cleaner:
             if action.needs_force and not force:
                 result.skipped.append((action, "needs --force"))
         if force:
-            for action in (a for a in plan.actions if a.kind == "end_lock_holder"):
+            for action in (a for a in plan.actions if a.kind == CleanKind.END_LOCK_HOLDER):
                 if plan.lock is not None and self.end_lock_holder(dry_run=False, command="clean",
                                                                   judged=plan.lock):
                     result.done.append(action)
                 else:
                     result.skipped.append((action, "the lock was released or taken by another backend meanwhile"))
-        rows = [a for a in plan.actions if a.kind in ("delete_failed_row", "delete_duplicate_row")]
+        rows = [a for a in plan.actions if a.kind in (CleanKind.DELETE_FAILED_ROW, CleanKind.DELETE_DUPLICATE_ROW)]
         if rows:
             self._delete_rows(rows, result)
         return result
@@ -144,7 +158,7 @@ class Cleaner:
             with migration_lock(conn, self.history.schema, self.diag.lock_timeout):
                 self.history.ensure(conn)
                 with conn.transaction():
-                    self.history.audit(conn, command=command, action="end_lock_holder", version=None,
+                    self.history.audit(conn, command=command, action=CleanKind.END_LOCK_HOLDER, version=None,
                                        before=None, after=None, reason=f"ended {text}")
             return f"ended {text}"
 
@@ -156,7 +170,7 @@ class Cleaner:
             unfinished = {r.version: r for r in facts.state.unfinished}
             current_dupes = {ctid for ctid, _, _ in legacy_duplicates(conn)}
             for action in actions:
-                if action.kind == "delete_failed_row":
+                if action.kind == CleanKind.DELETE_FAILED_ROW:
                     row = unfinished.get(action.version or -1)
                     if row is None:
                         result.skipped.append((action, "the row is no longer failed or running"))
@@ -168,13 +182,13 @@ class Cleaner:
                         continue
                     with conn.transaction():
                         self.history.delete(conn, row.version)
-                        self.history.audit(conn, command="clean", action="delete_failed_row", version=row.version,
-                                           before=row, after=None, reason="; ".join(action.details) or
-                                           "no catalog evidence either way")
+                        self.history.audit(conn, command="clean", action=CleanKind.DELETE_FAILED_ROW,
+                                           version=row.version, before=row, after=None,
+                                           reason="; ".join(action.details) or "no catalog evidence either way")
                 elif action.target in current_dupes:
                     with conn.transaction():
                         conn.execute("DELETE FROM public.schema_migrations WHERE ctid = %s::tid", [action.target])
-                        self.history.audit(conn, command="clean", action="delete_duplicate_row",
+                        self.history.audit(conn, command="clean", action=CleanKind.DELETE_DUPLICATE_ROW,
                                            version=action.version, before=None, after=None,
                                            reason=f"{LEGACY_TABLE} duplicate removed: {action.details[0]}")
                 else:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from poststack.db.connection import mask_url
+from poststack.db.history import HistoryStatus
 from poststack.db.lock import LockHolder
 from poststack.integrity import catalog_facts
 from poststack.integrity import issues as checks
@@ -84,14 +85,14 @@ def derive_issues(facts: Facts, *, lock_age: float, directory: str) -> list[chec
     found += checks.changed_rollback_issues(state.changed_rollbacks, rows)
     found += checks.missing_file_issues(state.missing_files, directory)
     found += checks.rollback_missing_issues(facts.migrations)
-    running = [r for r in state.unfinished if r.status == "running"]
+    running = [r for r in state.unfinished if r.status == HistoryStatus.RUNNING]
     if facts.holder:
         stuck = checks.stuck_lock_issue(facts.holder, threshold=lock_age, now=facts.now,
                                         blockers=facts.blockers, running=running)
         if stuck:
             found.append(stuck)
     for row in state.unfinished:
-        if row.status == "running" and facts.holder is not None:
+        if row.status == HistoryStatus.RUNNING and facts.holder is not None:
             continue  # the lock is held: this migration may be running right now (stuck_lock covers hangs)
         found.append(checks.unfinished_issue(row, lock_free=facts.holder is None,
                                              objects=catalog_facts.evidence_lines(facts, row.version)))

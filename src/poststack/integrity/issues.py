@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from poststack.db.history import HistoryRow
+from poststack.db.history import HistoryRow, HistoryStatus
 from poststack.db.lock import LockHolder
 from poststack.engine.plan import ChangedFile, ChangedRollback, MigrationState
 from poststack.errors import UsageError
@@ -238,11 +238,11 @@ def unfinished_issue(row: HistoryRow, *, lock_free: bool, objects: list[str]) ->
                 f"history: {row.statements_done or 0} statement(s) completed"]
     if row.error:
         evidence.append(f"history: error: {row.error}")
-    if row.status == "running":
+    if row.status == HistoryStatus.RUNNING:
         evidence.append("lock: free, so the process that wrote 'running' is gone" if lock_free
                         else "lock: held (see stuck_lock)")
     evidence.extend(objects)
-    verb = "crashed" if row.status == "running" else "failed"
+    verb = "crashed" if row.status == HistoryStatus.RUNNING else "failed"
     if (row.error or "").startswith("rollback "):  # an interrupted no-transaction rollback (see stepwise)
         return Issue.of("failed_migration", row.version,
                         f"the non-transactional rollback of {row.version_text} ({row.name}) {verb} part-way",

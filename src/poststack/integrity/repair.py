@@ -21,11 +21,12 @@ import psycopg
 from psycopg import sql
 
 from poststack.catalog.drift import record_snapshot
-from poststack.db.history import HistoryRow
+from poststack.db.history import HistoryRow, HistoryStatus
 from poststack.db.lock import migration_lock
 from poststack.engine.recovery import recover
 from poststack.errors import PoststackError
 from poststack.integrity import catalog_facts, schema_evidence
+from poststack.integrity.catalog_facts import UnfinishedVerdict
 from poststack.integrity.cleaning import Cleaner
 from poststack.integrity.diagnosis import derive_issues
 from poststack.integrity.facts import Facts
@@ -44,13 +45,25 @@ LOCKED_CODES = ("cosmetic_change", "checksum_mismatch", "rollback_changed", "mis
                 "invalid_index")
 
 
+class FixKind(StrEnum):
+    """What one repair does; also the audit entry's action for the fixes repair audits itself."""
+
+    RECHECKSUM = "rechecksum"  # re-record a changed file's checksum
+    RERECORD_ROLLBACK = "rerecord_rollback"  # record the rollback file's text and checksum
+    RESTORE_FILE = "restore_file"  # write a missing file from the SQL the history stores
+    MARK_APPLIED = "mark_applied"  # an unfinished run whose whole effect is in the catalog
+    RETRY = "retry"  # an unfinished run that left nothing (bar INVALID indexes, dropped): migrate runs it again
+    DROP_INVALID_INDEX = "drop_invalid_index"  # an INVALID index a pending migration will build
+    RECOVER = "recover"  # record a migration applied outside poststack (recover audits it)
+    END_LOCK_HOLDER = "end_lock_holder"  # end a stuck lock holder (clean audits it)
+
+
 @dataclass(frozen=True)
 class RepairAction:
     """One fix, done (or with dry_run, planned)."""
     code: str
     version: int | None
-    action: str  # rechecksum | rerecord_rollback | restore_file | mark_applied | retry | drop_invalid_index | recover |
-    #              end_lock_holder
+    action: FixKind
     description: str
     details: list[str] = field(default_factory=list)
 
@@ -128,7 +141,7 @@ class Repairer:
             self.skip(issue, f"pid {issue.holder.pid}, judged stuck, no longer holds the lock; nothing was ended "
                              "(a backend that took the lock since is left alone)")
         else:
-            self.result.fixed.append(RepairAction("stuck_lock", None, "end_lock_holder", outcome))
+            self.result.fixed.append(RepairAction("stuck_lock", None, FixKind.END_LOCK_HOLDER, outcome))
 
     def _locked_phase(self, issues: list[Issue]) -> None:
         migrations = load_migrations(self.diag.migrations_path)
@@ -159,7 +172,8 @@ class Repairer:
             if not self.dry_run:
                 plan.apply(conn)
             self.result.fixed.append(plan.action)
-        changed_schema = {"retry", "mark_applied", "drop_invalid_index"} & {a.action for a in self.result.fixed}
+        changed_schema = ({FixKind.RETRY, FixKind.MARK_APPLIED, FixKind.DROP_INVALID_INDEX}
+                          & {a.action for a in self.result.fixed})
         if changed_schema and not self.dry_run and facts.drift_checked and facts.drift is None:
             # The schema matched poststack's snapshot (its own leftovers aside) before the repair, so the
             # state now is poststack's doing: make it the reference, or drift would blame the repair.
@@ -182,14 +196,14 @@ class Repairer:
         recorded = {step.version for step in outcome.recorded}
         for issue in issues:
             if issue.version in recorded:
-                self.result.fixed.append(RepairAction(issue.code, issue.version, "recover",
+                self.result.fixed.append(RepairAction(issue.code, issue.version, FixKind.RECOVER,
                                                       f"recorded migration {issue.version} (source recover)",
                                                       issue.evidence))
             else:
                 self.skip(issue, "recover did not record it; run 'poststack db recover' for its reasons")
 
     # -- one handler per kind of fix -----------------------------------------------------------------------
-    def _audited_write(self, command: str, action: str, row: HistoryRow, after: HistoryRow | None,
+    def _audited_write(self, command: str, action: FixKind, row: HistoryRow, after: HistoryRow | None,
                        reason: str, write: Callable[[psycopg.Connection[Any]], None]
                        ) -> Callable[[psycopg.Connection[Any]], None]:
         def apply(conn: psycopg.Connection[Any]) -> None:
@@ -221,9 +235,9 @@ class Repairer:
                 return None
             reason = "file changed in meaning; accepted with --force. Diff (stored -> file):\n" + "\n".join(diff)
         after = replace(row, **changes)
-        write = self._audited_write("repair", "rechecksum", row, after, reason,
+        write = self._audited_write("repair", FixKind.RECHECKSUM, row, after, reason,
                                     lambda c: self.history.update(c, version, **changes))
-        action = RepairAction(issue.code, version, "rechecksum",
+        action = RepairAction(issue.code, version, FixKind.RECHECKSUM,
                               f"re-record checksum of {migration.filename} ({row.checksum[:12]} -> "
                               f"{migration.checksum[:12]})", diff)
         return _Fix(action, write)
@@ -254,9 +268,9 @@ class Repairer:
             reason = ("rollback file changed in meaning; recorded with --force. Diff (recorded -> file):\n"
                       + "\n".join(diff))
         after = replace(row, **changes)
-        write = self._audited_write("repair", "rerecord_rollback", row, after, reason,
+        write = self._audited_write("repair", FixKind.RERECORD_ROLLBACK, row, after, reason,
                                     lambda c: self.history.update(c, change.version, **changes))
-        action = RepairAction(issue.code, change.version, "rerecord_rollback",
+        action = RepairAction(issue.code, change.version, FixKind.RERECORD_ROLLBACK,
                               f"re-record rollback {change.filename} ({change.stored_checksum[:12]} -> "
                               f"{change.file_checksum[:12]})", diff)
         return _Fix(action, write)
@@ -283,9 +297,9 @@ class Repairer:
             for path, text in targets:
                 _write_atomically(path, text.encode())
             with conn.transaction():
-                self.history.audit(conn, command="repair", action="restore_file", version=version, before=row,
+                self.history.audit(conn, command="repair", action=FixKind.RESTORE_FILE, version=version, before=row,
                                    after=row, reason="; ".join(details))
-        return _Fix(RepairAction(issue.code, version, "restore_file", f"restore {up.name} from the history",
+        return _Fix(RepairAction(issue.code, version, FixKind.RESTORE_FILE, f"restore {up.name} from the history",
                                   details), apply)
 
     def _unfinished(self, conn: psycopg.Connection[Any], facts: Facts, issue: Issue) -> _Fix | None:
@@ -294,14 +308,14 @@ class Repairer:
         row = facts.rows.get(version) if version is not None else None
         if row is None and issue.auto_fixable and version is not None:
             return self._drop_invalid(facts, issue, version)
-        if row is None or row.status == "applied":
+        if row is None or row.status == HistoryStatus.APPLIED:
             self.skip(issue, f"not left by an unfinished migration; fix: {issue.fix}", issue.evidence)
             return None
         evidence = catalog_facts.evidence_lines(facts, row.version)
         invalid = catalog_facts.owned_invalid(facts, row.version)
         verdict = catalog_facts.unfinished_verdict(facts, row, invalid)
         label = f"migration {row.version_text} ({row.name})"
-        if verdict == "done":
+        if verdict == UnfinishedVerdict.DONE:
             confirmed, proof = schema_evidence.confirms_applied(
                 conn, facts.state, facts.migrations.directory, self.history.schema, self.diag.database_url, row,
                 dev_url=self.diag.dev_url)
@@ -310,14 +324,14 @@ class Repairer:
                                  "ones its SQL makes; repair will not mark it applied", [*evidence, *proof])
                 return None
             evidence = [*evidence, *proof]
-            after = replace(row, status="applied", error=None, source="repair")
+            after = replace(row, status=HistoryStatus.APPLIED, error=None, source="repair")
             reason = f"{row.status} row, but the catalog shows its result: " + "; ".join(evidence or ["progress"])
-            write = self._audited_write("repair", "mark_applied", row, after, reason,
-                                        lambda c: self.history.update(c, row.version, status="applied",
+            write = self._audited_write("repair", FixKind.MARK_APPLIED, row, after, reason,
+                                        lambda c: self.history.update(c, row.version, status=HistoryStatus.APPLIED,
                                                                       error=None, source="repair"))
-            return _Fix(RepairAction(issue.code, row.version, "mark_applied",
+            return _Fix(RepairAction(issue.code, row.version, FixKind.MARK_APPLIED,
                                       f"mark {label} applied (source repair)", evidence), write)
-        if verdict == "not_done":
+        if verdict == UnfinishedVerdict.NOT_DONE:
             drops = [catalog_facts.qualified(ix) for ix in invalid]
             what = (f"drop invalid index(es) {', '.join(drops)} concurrently and " if drops else "") + \
                 f"delete the {row.status} history row of {label} so that migrate retries it"
@@ -325,13 +339,13 @@ class Repairer:
                 self.skip(issue, f"needs --force: would {what}", evidence)
                 return None
             reason = f"{row.status} row and none of its effects remain ({'; '.join(evidence)}); {what}"
-            delete = self._audited_write("repair", "retry", row, None, reason,
+            delete = self._audited_write("repair", FixKind.RETRY, row, None, reason,
                                          lambda c: self.history.delete(c, row.version))
 
             def apply(conn: psycopg.Connection[Any]) -> None:
                 _drop_indexes(conn, invalid)
                 delete(conn)
-            return _Fix(RepairAction(issue.code, row.version, "retry", what, evidence), apply)
+            return _Fix(RepairAction(issue.code, row.version, FixKind.RETRY, what, evidence), apply)
         self.skip(issue, f"{label}: the catalog shows a mixed result, so repair will not guess; finish it by hand "
                          "(then repair marks it applied) or undo it by hand (then repair --force lets migrate "
                          "retry it)", evidence)
@@ -350,9 +364,9 @@ class Repairer:
         def apply(conn: psycopg.Connection[Any]) -> None:
             _drop_indexes(conn, invalid)
             with conn.transaction():
-                self.history.audit(conn, command="repair", action="drop_invalid_index", version=version,
+                self.history.audit(conn, command="repair", action=FixKind.DROP_INVALID_INDEX, version=version,
                                    before=None, after=None, reason=what)
-        return _Fix(RepairAction(issue.code, version, "drop_invalid_index", what, issue.evidence), apply)
+        return _Fix(RepairAction(issue.code, version, FixKind.DROP_INVALID_INDEX, what, issue.evidence), apply)
 
 
 def _drop_indexes(conn: psycopg.Connection[Any], indexes: list[Any]) -> None:

@@ -15,7 +15,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from poststack.db.connection import connect, mask_url
-from poststack.db.history import History
+from poststack.db.history import History, HistoryStatus
 
 _SIZES = """
 SELECT n.nspname, c.relname, c.reltuples::float8, c.relpages::int8,
@@ -81,4 +81,4 @@ def read_target(database_url: str, history_schema: str) -> TargetFacts:
 
 
 def _applied(conn: psycopg.Connection[Any], history_schema: str) -> set[int]:
-    return {row.version for row in History(history_schema).rows(conn) if row.status == "applied"}
+    return {row.version for row in History(history_schema).rows(conn) if row.status == HistoryStatus.APPLIED}

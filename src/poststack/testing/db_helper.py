@@ -20,7 +20,7 @@ from psycopg import sql
 from poststack.catalog.snapshot import Snapshot, snapshot
 from poststack.config import DEFAULT_SCHEMA
 from poststack.db.connection import connect, mask_url
-from poststack.db.history import History, HistoryRow
+from poststack.db.history import History, HistoryRow, HistoryStatus
 from poststack.engine.filler import FillResult, fill
 from poststack.errors import UsageError
 from poststack.source.files import Migration, load_migrations
@@ -183,7 +183,7 @@ class DbHelper:
 
     def applied_versions(self) -> list[int]:
         """Versions the history records as applied, ascending ([] when there is no history yet)."""
-        return [r.version for r in self.history_rows() if r.status == "applied"]
+        return [r.version for r in self.history_rows() if r.status == HistoryStatus.APPLIED]
 
     def migration(self, ref: MigrationRef) -> Migration:
         """A Migration from a version (``2``, ``"002"``) or file name in migrations_dir, or a file path."""
@@ -221,10 +221,11 @@ class DbHelper:
                 self.conn.execute(migration.sql.encode())
         return migration
 
-    def track_only(self, ref: MigrationRef, *, source: str = "migrate", status: str = "applied") -> Migration:
+    def track_only(self, ref: MigrationRef, *, source: str = "migrate",
+                   status: str = HistoryStatus.APPLIED) -> Migration:
         """Record a migration as applied without running it: a history that claims more than happened."""
         migration = self.migration(ref)
         with self.conn.transaction():
             self.history.ensure(self.conn)
-            self.history.insert(self.conn, migration, source=source, status=status)
+            self.history.insert(self.conn, migration, source=source, status=HistoryStatus(status))
         return migration
