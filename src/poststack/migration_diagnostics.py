@@ -15,7 +15,8 @@ from poststack.integrity.diagnosis import DiagnosisResult, DiagnosisSummary, der
 from poststack.integrity.facts import Facts
 from poststack.integrity.gathering import DEFAULT_LOCK_AGE, Inspected
 from poststack.integrity.issues import Issue, checked_codes
-from poststack.integrity.repair import Repairer, RepairResult
+from poststack.integrity.repair import Repairer
+from poststack.integrity.repair_results import RepairResult
 
 __all__ = ["DEFAULT_LOCK_AGE", "DiagnosisResult", "DiagnosisSummary", "Facts", "Issue", "MigrationDiagnostics",
            "derive_issues"]

@@ -21,7 +21,7 @@ from poststack.engine.validation import validate as run_validate
 from poststack.errors import UsageError
 from poststack.integrity.cleaning import Cleaner
 from poststack.integrity.issues import ISSUE_CODES, SEVERITIES, Issue
-from poststack.integrity.repair import SkipKind, SkippedIssue
+from poststack.integrity.repair_results import SkipKind, SkippedIssue
 from poststack.migration_diagnostics import DEFAULT_LOCK_AGE, DiagnosisResult, MigrationDiagnostics
 
 

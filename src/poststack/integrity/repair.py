@@ -12,8 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,11 @@ from poststack.integrity.diagnosis import derive_issues
 from poststack.integrity.facts import Facts
 from poststack.integrity.gathering import Inspected
 from poststack.integrity.issues import Issue
+from poststack.integrity.repair_results import FixKind as FixKind  # re-exported: repair's result types
+from poststack.integrity.repair_results import RepairAction as RepairAction
+from poststack.integrity.repair_results import RepairResult as RepairResult
+from poststack.integrity.repair_results import SkipKind as SkipKind
+from poststack.integrity.repair_results import SkippedIssue as SkippedIssue
 from poststack.source.files import (
     checksum_of,
     load_migrations,
@@ -43,52 +47,6 @@ from poststack.source.files import (
 
 LOCKED_CODES = ("cosmetic_change", "checksum_mismatch", "rollback_changed", "missing_file", "failed_migration",
                 "invalid_index")
-
-
-class FixKind(StrEnum):
-    """What one repair does; also the audit entry's action for the fixes repair audits itself."""
-
-    RECHECKSUM = "rechecksum"  # re-record a changed file's checksum
-    RERECORD_ROLLBACK = "rerecord_rollback"  # record the rollback file's text and checksum
-    RESTORE_FILE = "restore_file"  # write a missing file from the SQL the history stores
-    MARK_APPLIED = "mark_applied"  # an unfinished run whose whole effect is in the catalog
-    RETRY = "retry"  # an unfinished run that left nothing (bar INVALID indexes, dropped): migrate runs it again
-    DROP_INVALID_INDEX = "drop_invalid_index"  # an INVALID index a pending migration will build
-    RECOVER = "recover"  # record a migration applied outside poststack (recover audits it)
-    END_LOCK_HOLDER = "end_lock_holder"  # end a stuck lock holder (clean audits it)
-
-
-@dataclass(frozen=True)
-class RepairAction:
-    """One fix, done (or with dry_run, planned)."""
-    code: str
-    version: int | None
-    action: FixKind
-    description: str
-    details: list[str] = field(default_factory=list)
-
-
-class SkipKind(StrEnum):
-    """Why repair left an issue alone, which decides repair's exit code (not the wording of the reason)."""
-    MANUAL = "manual"  # not auto-fixable: diagnose's fix text is for a person, repair exits 0 for it alone
-    REFUSED = "refused"  # auto-fixable in kind, but the evidence or a missing --force stopped it: exit 1
-
-
-@dataclass(frozen=True)
-class SkippedIssue:
-    """An issue repair left alone, with the reason and what the user can do."""
-    code: str
-    version: int | None
-    reason: str
-    details: list[str] = field(default_factory=list)
-    kind: SkipKind = SkipKind.REFUSED
-
-
-@dataclass
-class RepairResult:
-    dry_run: bool
-    fixed: list[RepairAction] = field(default_factory=list)
-    skipped: list[SkippedIssue] = field(default_factory=list)
 
 
 @dataclass
