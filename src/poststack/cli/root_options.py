@@ -46,6 +46,11 @@ def _copy(option: click.Option) -> click.Option:
     return click.Option([*option.opts, *option.secondary_opts], **kwargs)  # type: ignore[arg-type]
 
 
+def is_root_copy(param: click.Parameter) -> bool:
+    """Whether ``param`` is a subcommand's copy of a root option (not an option of the command's own)."""
+    return isinstance(param, click.Option) and param.callback is _fold
+
+
 def add_root_options(command: click.Command, root: click.Command) -> click.Command:
     """Give ``command`` the root's options (once; commands are module-level objects, shared by calls)."""
     if getattr(command, _MARK, False):

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from poststack.cli import main
 from poststack.cli.root import cli
+from poststack.cli.root_options import is_root_copy
 from poststack.db.connection import mask_url
 
 
@@ -66,11 +67,12 @@ class CommandResult:
                 f"--- stderr\n{self.stderr}")
 
 
-def _option_arity(command: click.Command) -> dict[str, int]:
-    """Each option string of a command -> how many values follow it (0 for flags)."""
+def _option_arity(command: click.Command, *, own_only: bool = False) -> dict[str, int]:
+    """Each option string of a command -> how many values follow it (0 for flags); with ``own_only``, without
+    the copies of the root options every db subcommand carries (those mean the root's option: hoisted)."""
     arity: dict[str, int] = {}
     for param in command.params:
-        if isinstance(param, click.Option):
+        if isinstance(param, click.Option) and not (own_only and is_root_copy(param)):
             for opt in (*param.opts, *param.secondary_opts):
                 arity[opt] = 0 if param.is_flag or param.count else param.nargs
     return arity
@@ -106,7 +108,7 @@ class CLITestRunner:
         db_group = cli.commands["db"]
         # get_command, not .commands: db is a lazy group whose commands load on first use
         sub = db_group.get_command(click.Context(db_group), command) if isinstance(db_group, click.Group) else None
-        own = _option_arity(sub) if sub is not None else {}
+        own = _option_arity(sub, own_only=True) if sub is not None else {}
         hoisted: list[str] = []
         rest: list[str] = []
         items = list(args)
