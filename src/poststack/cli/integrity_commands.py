@@ -18,9 +18,8 @@ from poststack.cli.db_commands import confirm_or_refuse
 from poststack.cli.failure import exit_if
 from poststack.config import parse_seconds
 from poststack.engine.validation import validate as run_validate
-from poststack.errors import UsageError
 from poststack.integrity.cleaning import Cleaner
-from poststack.integrity.issues import ISSUE_CODES, SEVERITIES, Issue
+from poststack.integrity.issues import SEVERITIES, Issue, checked_codes, checked_severity
 from poststack.integrity.repair_results import SkipKind, SkippedIssue
 from poststack.migration_diagnostics import DEFAULT_LOCK_AGE, DiagnosisResult, MigrationDiagnostics
 
@@ -34,11 +33,7 @@ def _diagnostics(ctx: CliContext, lock_age: float = DEFAULT_LOCK_AGE,
 
 def _codes(values: Sequence[str], option: str) -> list[str]:
     """Issue codes from repeated and/or comma-separated options, checked here for a one-line error."""
-    codes = [c.strip() for v in values for c in v.split(",") if c.strip()]
-    unknown = [c for c in codes if c not in ISSUE_CODES]
-    if unknown:
-        raise UsageError(f"{option}: unknown issue code {unknown[0]!r} (one of: {', '.join(ISSUE_CODES)})")
-    return codes
+    return checked_codes([c.strip() for v in values for c in v.split(",") if c.strip()], option)
 
 
 def issue_json(issue: Issue) -> dict[str, Any]:
@@ -73,8 +68,7 @@ def diagnose(ctx: CliContext, severity: str, types: tuple[str, ...], lock_age: s
              fmt: str) -> None:
     """Find disagreements between the files, the history and the real schema, with the evidence."""
     codes = _codes(types, "--type")
-    if severity not in SEVERITIES:
-        raise UsageError(f"--severity: {severity!r} is not one of {', '.join(SEVERITIES)}")
+    checked_severity(severity)
     full = _diagnostics(ctx, parse_seconds(lock_age, "--lock-age"), dev_url).diagnose()  # ASCII, not nan
     result = full.filtered(severity, codes)
     if fmt == "json":
