@@ -1,26 +1,20 @@
-"""poststack's import structure (issue 12): no module cycle, and no unexplained function-level import.
+"""poststack's import structure (issue 12): no unexplained function-level import of poststack's own modules.
 
-A cycle means neither module can be understood, tested or moved without the other, and a function-level
-import is the usual way a cycle is hidden rather than broken. Deferring an import is still right where it
-keeps start-up fast (`poststack --help`, pytest loading the plugin in every project), so such an import
-is allowed when a comment says so: on its own line, or in the comment lines right above it or above the run
-of import statements it belongs to. ``importlib.import_module`` of a poststack module counts as an import.
-
-The graph counts `if TYPE_CHECKING:` imports too (grimp's default): they never run, but a cycle through
-them is still two modules that each need the other's names to be read, and mypy sees it as one.
+The layers and the absence of cycles are import-linter contracts (``[tool.importlinter]`` in pyproject.toml,
+run by ``lint-imports`` in .ci/run). What no contract sees is an import moved into a function: the usual way
+a cycle is hidden rather than broken. Deferring an import is still right where it keeps start-up fast
+(`poststack --help`, pytest loading the plugin in every project), so such an import is allowed when a comment
+says so: on its own line, or in the comment lines right above it or above the run of import statements it
+belongs to. ``importlib.import_module`` of a poststack module counts as an import.
 """
 
 from __future__ import annotations
 
 import ast
 import io
-import itertools
 import tokenize
-from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-
-import grimp
 
 import poststack
 
@@ -35,85 +29,6 @@ def _where(module: str) -> str:
     path = SRC.joinpath(*module.split(".")[1:])
     file = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
     return str(file.relative_to(ROOT.parent) if ROOT.name == "src" else file)
-
-
-def _edge(graph: grimp.ImportGraph, importer: str, imported: str) -> str:
-    lines = sorted({d["line_number"] for d in graph.get_import_details(importer=importer, imported=imported)})
-    return f"{importer} ({_where(importer)}:{','.join(map(str, lines))}) -> {imported}"
-
-
-def _strongly_connected(nodes: set[str], edges: dict[str, set[str]]) -> list[list[str]]:
-    """Tarjan's components, iteratively (the graph is deep enough that recursion is not worth the risk)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-    for start in sorted(nodes):
-        if start in index:
-            continue
-        work: list[tuple[str, Iterator[str]]] = [(start, iter(sorted(edges[start])))]
-        index[start] = low[start] = len(index)
-        stack.append(start)
-        on_stack.add(start)
-        while work:
-            node, children = work[-1]
-            child = next(children, None)
-            if child is not None:
-                if child not in index:
-                    index[child] = low[child] = len(index)
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(sorted(edges[child]))))
-                elif child in on_stack:
-                    low[node] = min(low[node], index[child])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                found.append(sorted(component))
-    return found
-
-
-def _a_cycle_through(first: str, members: set[str], edges: dict[str, set[str]]) -> list[str]:
-    """The shortest chain first -> ... -> first inside one component (breadth first)."""
-    came_from: dict[str, str] = {}
-    queue = deque([first])
-    while queue:
-        node = queue.popleft()
-        for child in sorted(edges[node] & members):
-            if child == first:
-                chain = [node]
-                while chain[-1] != first:
-                    chain.append(came_from[chain[-1]])
-                return [first, *reversed(chain[:-1]), first]
-            if child not in came_from:
-                came_from[child] = node
-                queue.append(child)
-    raise AssertionError(f"{first} is in a component but on no cycle")
-
-
-def test_no_import_cycle_among_poststack_modules() -> None:
-    graph = grimp.build_graph(PACKAGE, include_external_packages=False, cache_dir=None)
-    nodes = {m for m in graph.modules if m == PACKAGE or m.startswith(PACKAGE + ".")}
-    edges = {m: graph.find_modules_directly_imported_by(m) & nodes for m in nodes}
-    cycles = []
-    for component in _strongly_connected(nodes, edges):
-        if len(component) == 1 and component[0] not in edges[component[0]]:
-            continue
-        members = set(component)
-        chain = _a_cycle_through(component[0], members, edges)
-        steps = "\n    ".join(_edge(graph, a, b) for a, b in itertools.pairwise(chain))
-        cycles.append(f"cycle among {', '.join(component)}:\n    {steps}")
-    assert not cycles, "import cycles (break them; do not hide them in a function):\n" + "\n".join(cycles)
 
 
 def _module_name(path: Path) -> tuple[str, bool]:
