@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 
 from poststack.cli.render import escape
-from poststack.db.connection import scrub_secrets
 from poststack.errors import EXIT_ISSUES
 
 _URLS: list[str] = []
@@ -29,6 +28,10 @@ def forget_secret_sources() -> None:
 
 
 def error_line(message: str) -> str:
+    # deferred: keeps start-up fast (the scrubber parses conninfo with psycopg, ~150 ms to import: --help and
+    # --version never print an error line, and a command that talks to a database has imported it already)
+    from poststack.db.connection import scrub_secrets
+
     for url in _URLS:
         message = scrub_secrets(message, url)
     message = scrub_secrets(message, None)  # URL userinfo and password= values of any other text
