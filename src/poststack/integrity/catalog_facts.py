@@ -50,7 +50,7 @@ def gather(conn: psycopg.Connection[Any], facts: Facts, history_schema: str, *, 
     facts.invalid_indexes = list(catalog.invalid_indexes(conn))
     if facts.invalid_indexes:
         facts.index_owner = attribute_indexes(facts)
-    check_drift(conn, facts, history_schema)
+    gather_drift(conn, facts, history_schema)
     judge_states(conn, facts, history_schema, target_url=target_url, dev_url=dev_url)
 
 
@@ -102,7 +102,7 @@ def finish_judgement(facts: Facts, history_schema: str, *, target_url: str, dev_
         result.judgement = None  # the stored snapshot is the better reference: reported as schema_drift
 
 
-def check_drift(conn: psycopg.Connection[Any], facts: Facts, history_schema: str) -> None:
+def gather_drift(conn: psycopg.Connection[Any], facts: Facts, history_schema: str) -> None:
     """Compare the catalog with the snapshot poststack recorded after its last run, minus its own leftovers.
 
     Objects a crashed or failed run of poststack left behind (an INVALID index, the relations of an
