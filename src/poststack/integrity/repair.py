@@ -158,7 +158,9 @@ class Repairer:
                                                       f"recorded migration {issue.version} (source recover)",
                                                       issue.evidence))
             else:
-                self.skip(issue, "recover did not record it; run 'poststack db recover' for its reasons")
+                why = next((s.reason for s in outcome.steps if s.version == issue.version), None)
+                self.skip(issue, f"recover did not record it: {why}" if why else
+                          "recover did not record it; run 'poststack db recover' for its reasons")
 
     # -- one handler per kind of fix -----------------------------------------------------------------------
     def _audited_write(self, command: str, action: FixKind, row: HistoryRow, after: HistoryRow | None,
