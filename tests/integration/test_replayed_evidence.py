@@ -367,3 +367,18 @@ def test_a_replay_that_fails_is_remembered_for_that_server(project, tmp_path, da
     again = replay(database_url, steps, cache=tmp_path)
     assert (first.failed_at, again.failed_at) == (2, 2) and first.failure == again.failure
     assert "002_ext.sql:1" in first.failure and (first.replayed, again.replayed) == (1, 0)
+
+
+def test_repair_passes_on_why_recover_declined_an_issue_diagnose_found(project):
+    runner, diag, helper = project({"001_t.sql": "CREATE TABLE t (id int);"})
+    helper.execute("CREATE TABLE t (id int)")  # by hand: provably 001
+    found = diag.diagnose().issues
+    assert [(i.code, i.version, i.auto_fixable) for i in found if i.code == "missing_tracking"] == [
+        ("missing_tracking", 1, True)]
+    # Before repair acts, the file gains a data-only tail: no catalog state can prove the new text ran.
+    (runner.migrations_path / "001_t.sql").write_text("CREATE TABLE t (id int);\nINSERT INTO t VALUES (1);\n")
+    result = diag.repair(found)
+    assert result.fixed == [] and helper.history_rows() == []
+    [skipped] = [s for s in result.skipped if s.code == "missing_tracking"]
+    assert skipped.reason.startswith("recover did not record it: undecidable")  # recover's own words
+    assert "poststack db mark 001" in skipped.reason
