@@ -13,6 +13,7 @@ never from poststack's own idea of what it did.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from collections.abc import Collection, Sequence
@@ -48,10 +49,19 @@ def observe(url: str) -> psycopg.Connection[Any]:
 
 
 def spawn(url: str, migrations: Path, *args: str) -> subprocess.Popen[str]:
-    """Start the real ``poststack`` executable (the console script), output captured."""
+    """Start the real ``poststack`` executable (the console script), output captured.
+
+    SIGINT is set back to its default in the child, as on a terminal: a suite started as a background job
+    (``pytest &`` in a script) runs with SIGINT ignored, the children inherit that, and a Ctrl-C test would
+    wait on a process that can never hear it.
+    """
     argv = [*executable(), "--database-url", url, "--migrations-path", str(migrations), *args]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            text=True)
+                            text=True, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def history(url: str, schema: str = "poststack") -> list[Any]:
