@@ -14,6 +14,7 @@ import pytest
 
 from poststack.db.history import History
 from poststack.engine.replay import chain_keys, replay
+from poststack.errors import MigrationFailed
 from poststack.migration_diagnostics import MigrationDiagnostics
 from poststack.schema_migration import MigrationRunner
 from poststack.source.files import load_migrations
@@ -382,3 +383,26 @@ def test_repair_passes_on_why_recover_declined_an_issue_diagnose_found(project):
     [skipped] = [s for s in result.skipped if s.code == "missing_tracking"]
     assert skipped.reason.startswith("recover did not record it: undecidable")  # recover's own words
     assert "poststack db mark 001" in skipped.reason
+
+
+def test_a_failed_row_whose_file_and_a_later_one_were_run_by_hand_is_marked_applied(project):
+    """Found by the state machine: the catalog is the state after a later pending migration, which proves
+    the failed one's whole text ran; repair used to accept only the state right after it, and refused."""
+    runner, diag, helper = project({
+        "001_t1.sql": "CREATE TABLE t1 (id int);",
+        "002_t2.sql": "CREATE TABLE t2 (id int);",
+        "003_t3.sql": "-- poststack:no-transaction\nCREATE TABLE t3 (id int);\n"
+                      "CREATE INDEX CONCURRENTLY t3_id ON t3 (id);\n",
+        "004_v4.sql": "CREATE VIEW v4 AS SELECT 1 AS one;",
+    })
+    runner.migrate(1)
+    helper.apply_untracked(3)
+    helper.apply_untracked(4)
+    with pytest.raises(MigrationFailed, match="already exists"):
+        runner.migrate()  # applies 002, then meets 003's table: a failed row, 0 statements done
+    assert issues(diag) == [("failed_migration", 3)]
+    result = diag.repair(diag.diagnose().issues)
+    assert [(a.version, a.action) for a in result.fixed] == [(3, "mark_applied")], result.skipped
+    assert any("pending migration(s) 004 ran too" in line for line in result.fixed[0].details), result.fixed[0].details
+    assert [(r.version, r.status, r.source) for r in helper.history_rows()] == [
+        (1, "applied", "migrate"), (2, "applied", "migrate"), (3, "applied", "repair")]

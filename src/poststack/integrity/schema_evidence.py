@@ -82,9 +82,15 @@ def confirms_applied(conn: psycopg.Connection[Any], state: MigrationState, direc
         states = replay(target_url, steps, start=len(applied), dev_url=dev_url)
     except EvidenceUnavailable as exc:
         return False, [f"no replayed states to confirm it: {exc}"]
-    j = judge(judged_catalog.read(conn, history_schema), states, len(applied) + 1)
-    if j.consistent and not j.hidden_tail:
-        return True, [j.match_evidence()]
+    position = len(applied) + 1
+    j = judge(judged_catalog.read(conn, history_schema), states, position)
+    through = j.complete_through
+    if j.proven is not None and through is not None and through >= position:
+        # The state after it, or after later pending migrations run by hand too (which then show as
+        # missing_tracking): either way its whole text ran, as far as the states can tell.
+        later = ([f"pending migration(s) {', '.join(j.versions(position + 1, j.proven))} ran too, without history "
+                  "rows (diagnose reports what it can tell of them)"] if j.proven > position else [])
+        return True, [j.match_evidence(), *later]
     where = j.label(j.closest) if j.closest is not None else "unknown"
     return False, [f"the catalog is not the state after {ran.version_text} as the history row's SQL leaves it "
                    f"(closest: the state {where})", *j.against(len(applied) + 1)]
