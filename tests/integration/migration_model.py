@@ -161,6 +161,11 @@ class Model:
         return (without_failed(self.catalog) != without_failed(self.snapshot.units)
                 or self.hand_tables != self.snapshot.hand_tables)
 
+    def pending_visible(self) -> bool:
+        """An object of a pending file exists (run by hand): the reference alone cannot be trusted then,
+        since migrate snapshots the catalog as it is, hand-run objects included."""
+        return any(v in self.pending for v, _ in self.catalog)
+
     def judge(self) -> Judged:
         """The catalog against the states of applied rows (stored text) then pending files (their text)."""
         sequence = [(v, self.stored[v]) for v in sorted(self.applied)] + [(v, self.knob[v]) for v in self.pending]
@@ -187,15 +192,19 @@ class Model:
         issues |= {("failed_migration", v) for v in self.failed}
         if self.drift():
             issues.add(("schema_drift", None))  # from the reference; replaced below when the states explain it
-        if self.failed or (self.reference() and not self.drift()) or (self.reference() and not self.pending):
+        if self.failed or (self.reference() and not self.drift() and not self.pending_visible()) \
+                or (self.reference() and not self.pending):
             return issues  # states not compared: an unfinished run, or the reference shows nothing to explain
         j = self.judge()
         if j.proven is not None:
             issues.discard(("schema_drift", None))  # what differs from the reference is explained by the states
             issues |= {("missing_tracking", v) for v in j.versions(j.recorded + 1, j.proven)}
-        elif not self.reference():
+        # The states alone decide with no reference, or with a clean one that a pending file's objects put in
+        # doubt (pending_visible); with drift from the reference, the drift is reported instead.
+        states_decide = not self.reference() or not self.drift()
+        if j.proven is None and states_decide:
             issues.add(("schema_mismatch", j.sequence[j.recorded - 1][0] if j.recorded else None))
-        if j.outside and (j.proven is not None or not self.reference()):
+        if j.outside and (j.proven is not None or states_decide):
             issues.add(("schema_drift", None))
         return issues
 

@@ -406,3 +406,16 @@ def test_a_failed_row_whose_file_and_a_later_one_were_run_by_hand_is_marked_appl
     assert any("pending migration(s) 004 ran too" in line for line in result.fixed[0].details), result.fixed[0].details
     assert [(r.version, r.status, r.source) for r in helper.history_rows()] == [
         (1, "applied", "migrate"), (2, "applied", "migrate"), (3, "applied", "repair")]
+
+
+def test_a_pending_file_run_by_hand_before_a_migrate_is_not_hidden_by_the_snapshot_it_took(project):
+    """migrate snapshots the catalog as it is: a later file run by hand beforehand is in that snapshot, and
+    diagnose's cheap path (catalog == stored snapshot) said nothing, although migrate then failed on it."""
+    runner, diag, helper = project({"001_t1.sql": "CREATE TABLE t1 (id int);",
+                                    "002_t2.sql": "CREATE TABLE t2 (id int);",
+                                    "003_v3.sql": "CREATE VIEW v3 AS SELECT 1 AS one;"})
+    helper.apply_untracked(3)  # a DBA's hotfix, ahead of the deploy
+    runner.migrate(2)  # records its snapshot with v3 in it
+    assert issues(diag) == [("missing_tracking", 3)]
+    assert [(s.version, s.action) for s in runner.recover().recorded] == [(3, "record")]
+    assert issues(diag) == []

@@ -23,6 +23,8 @@ from poststack.engine.recovery import migration_of_row
 from poststack.integrity import schema_evidence
 from poststack.integrity.facts import Facts
 from poststack.integrity.issues import Issue
+from poststack.source.files import Migration
+from poststack.source.object_model import DbObject
 from poststack.source.objects import extract
 from poststack.source.sqltext import SqlSyntaxError, split_statements
 
@@ -62,12 +64,14 @@ def judge_states(conn: psycopg.Connection[Any], facts: Facts, history_schema: st
     The stored snapshot is the cheap proof: taken by poststack at the recorded version, so an unchanged
     catalog is that version's state and every pending migration is simply pending. Replaying is needed when
     it differs (something was applied or changed by hand) or when none was stored (a history written by
-    hand, by ``track_only``, by another tool). The catalog is read here, in the same snapshot as the history;
-    the replay, which can take minutes on a long history, runs after, so no transaction stays open on the
-    target meanwhile (it would hold back vacuum on a production server).
+    hand, by ``track_only``, by another tool), and when an object a pending migration creates already
+    exists: migrate snapshots the catalog as it is, so a pending file run by hand before a migrate is in the
+    snapshot, and the unchanged catalog would hide it. The catalog is read here, in the same snapshot as
+    the history; the replay, which can take minutes on a long history, runs after, so no transaction stays
+    open on the target meanwhile (it would hold back vacuum on a production server).
     """
     state = facts.state
-    if facts.drift_checked and facts.drift is None:
+    if facts.drift_checked and facts.drift is None and not _pending_work_visible(conn, state.pending):
         return
     if state.unfinished:
         for code in schema_evidence.CHECKS:
@@ -79,6 +83,22 @@ def judge_states(conn: psycopg.Connection[Any], facts: Facts, history_schema: st
     if not state.applied and not state.pending:
         return
     facts.catalog_to_judge = judged_catalog.read(conn, history_schema)
+
+
+def _pending_work_visible(conn: psycopg.Connection[Any], pending: list[Migration]) -> bool:
+    """Whether an object some pending file creates (read from its text) exists already.
+
+    A trigger for the replayed proof, never evidence itself: a false alarm costs a replay, a miss leaves
+    things as the snapshot shows them. ``IF NOT EXISTS`` objects are left out: finding one proves nothing,
+    and idempotent histories would otherwise replay on every diagnose. Unparsable text: replay.
+    """
+    created: list[DbObject] = []
+    for migration in pending:
+        try:
+            created += [e.obj for e in extract(migration.sql).expectations if e.exists and not e.weak]
+        except SqlSyntaxError:
+            return True
+    return bool(created) and any(catalog.objects_exist(conn, created).values())
 
 
 def finish_judgement(facts: Facts, history_schema: str, *, target_url: str, dev_url: str | None) -> None:
