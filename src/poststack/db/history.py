@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -21,7 +22,7 @@ from poststack import __version__
 from poststack.db.connection import client_identity
 from poststack.db.identifiers import Identifier, regclass_text
 from poststack.errors import AccessDenied, UsageError
-from poststack.source.files import Migration
+from poststack.source.files import Migration, SqlFile
 
 LAYOUT_VERSION = 2
 
@@ -129,6 +130,12 @@ class HistoryRow:
                              f"{', '.join(STATUSES)} (was the table's CHECK constraint changed?); correct the "
                              "row by hand") from None
         object.__setattr__(self, "status", status)
+
+    def as_applied(self, directory: Path) -> Migration:
+        """The migration as it ran: the SQL this row stores, which is what the catalog reflects (the file on
+        disk may have changed since), named as its file in ``directory``."""
+        path = directory / f"{self.version_text}_{self.name}.sql"
+        return Migration(self.version, self.version_text, self.name, SqlFile(path, self.sql, self.checksum))
 
     def as_json(self) -> dict[str, Any]:
         """The row for audit before/after images: everything but the (possibly large) SQL texts."""

@@ -20,7 +20,6 @@ from poststack.catalog import judged as judged_catalog
 from poststack.catalog.drift import record_snapshot
 from poststack.db.history import History, HistoryRow, HistoryStatus
 from poststack.engine.judgement import judge
-from poststack.engine.recovery import migration_of_row
 from poststack.engine.replay import EvidenceUnavailable, replay
 from poststack.engine.target import Target
 from poststack.errors import EXIT_ISSUES, EXIT_OK, UsageError
@@ -93,7 +92,7 @@ def _plan(conn: psycopg.Connection[Any], target: Target, result: MarkResult, ver
         result.steps.append(MarkStep(v, text, name, MarkAction.ALREADY if done else
                                      (MarkAction.MARK_APPLIED if result.applied else MarkAction.MARK_PENDING)))
     changing = {s.version for s in result.changes}
-    applied = {v: migration_of_row(r, migration_set.directory, files.get(v)) for v, r in rows.items()
+    applied = {v: r.as_applied(migration_set.directory) for v, r in rows.items()
                if r.status == HistoryStatus.APPLIED and not (not result.applied and v in changing)}
     if result.applied:
         applied |= {v: files[v] for v in changing}

@@ -30,13 +30,13 @@ import psycopg
 
 from poststack.catalog import judged as judged_catalog
 from poststack.catalog.drift import record_snapshot
-from poststack.db.history import History, HistoryRow, HistoryStatus
+from poststack.db.history import History, HistoryStatus
 from poststack.db.legacy import LEGACY_TABLE, LegacyRow, legacy_migration, legacy_rows
 from poststack.engine.judgement import Judgement, StateVerdict, judge
 from poststack.engine.replay import replay, replay_sequence
 from poststack.engine.target import Target
 from poststack.errors import EXIT_ISSUES, EXIT_OK, MigrationFileError
-from poststack.source.files import Migration, SqlFile
+from poststack.source.files import Migration
 from poststack.source.sqltext import SqlSyntaxError, split_statements
 
 
@@ -74,14 +74,6 @@ class RecoverStep:
     status: StateVerdict | None = None  # the evidence: proven | undecidable | pending | partial | mismatch
     evidence: list[str] = field(default_factory=list)
     origin: StepOrigin = StepOrigin.FILE
-
-
-def migration_of_row(row: HistoryRow, directory: Path, file: Migration | None = None) -> Migration:
-    """The migration as it was applied (the SQL stored in its history row): what the catalog reflects."""
-    if row.sql is None and file is not None:
-        return file
-    path = directory / f"{row.version_text}_{row.name}.sql"
-    return Migration(row.version, row.version_text, row.name, SqlFile(path, row.sql or "", row.checksum))
 
 
 @dataclass
@@ -248,7 +240,7 @@ def _make_plan(conn: psycopg.Connection[Any], history: History, migrations: list
                                f"{first.status}; finish it first ('poststack db migrate' resumes it, or see diagnose)")
                          for v, m in sorted(files.items()) if v not in recorded]
         return _RecoveryPlan(result, {}, {})
-    applied = [migration_of_row(r, directory, files.get(r.version)) for r in history_rows]
+    applied = [r.as_applied(directory) for r in history_rows]
     claimed = [legacy_migration(r, directory) for v, r in sorted(legacy.items()) if v not in recorded]
     pending = [m for v, m in sorted(files.items()) if v not in recorded and v not in legacy]
     for m in pending:  # an unparsable file is a file error, named with its line, before anything replays

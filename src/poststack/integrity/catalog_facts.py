@@ -19,7 +19,6 @@ from poststack.catalog import object_evidence as evidence
 from poststack.catalog import presence as catalog
 from poststack.catalog.object_evidence import EvidenceStatus
 from poststack.db.history import HistoryRow, HistoryStatus
-from poststack.engine.recovery import migration_of_row
 from poststack.integrity import schema_evidence
 from poststack.integrity.facts import Facts
 from poststack.integrity.issues import Issue
@@ -46,7 +45,7 @@ def gather(conn: psycopg.Connection[Any], facts: Facts, history_schema: str, *, 
         # recorded progress; the rest of the history is not compared with states until it is resolved.
         by_version = facts.migrations.by_version()
         for row in state.unfinished:
-            by_version[row.version] = migration_of_row(row, facts.migrations.directory)
+            by_version[row.version] = row.as_applied(facts.migrations.directory)
         facts.evidence = evidence.assess(conn, list(by_version.values()), only={r.version for r in state.unfinished},
                                          applied=[r.version for r in state.applied])
     facts.invalid_indexes = list(catalog.invalid_indexes(conn))

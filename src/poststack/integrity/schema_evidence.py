@@ -27,7 +27,6 @@ from poststack.catalog.snapshot import Snapshot
 from poststack.db.history import HistoryRow
 from poststack.engine.judgement import Judgement, judge
 from poststack.engine.plan import MigrationState
-from poststack.engine.recovery import migration_of_row
 from poststack.engine.replay import EvidenceUnavailable, replay, replay_sequence
 from poststack.integrity.issues import Issue
 from poststack.source.files import Migration
@@ -43,17 +42,11 @@ class SchemaEvidence:
     steps: list[Migration] = field(default_factory=list)
 
 
-def applied_as(rows: list[HistoryRow], directory: Path, files: dict[int, Migration]) -> list[Migration]:
-    """The applied migrations as they ran: each row's stored SQL, else its file (a row recorded without SQL)."""
-    return [migration_of_row(r, directory, files.get(r.version)) for r in rows]
-
-
 def judge_catalog(conn: psycopg.Connection[Any] | None, state: MigrationState, directory: Path, history_schema: str,
                   target_url: str, *, dev_url: str | None = None,
                   catalog: Snapshot | None = None) -> SchemaEvidence:
     """Replay (or read cached) states from the recorded version on and judge the catalog against them."""
-    files = state.migrations.by_version()
-    applied = applied_as(list(state.applied), directory, files)
+    applied = [r.as_applied(directory) for r in state.applied]
     steps = replay_sequence(applied, list(state.pending))
     try:
         states = replay(target_url, steps, start=max(len(applied) - 1, 0), dev_url=dev_url)
@@ -73,9 +66,8 @@ def confirms_applied(conn: psycopg.Connection[Any], state: MigrationState, direc
     The per-statement progress and object names say a crashed run may be complete; only the state says the
     objects are the ones *this* text makes (a hand-run older text leaves objects of the same names).
     """
-    files = state.migrations.by_version()
-    applied = applied_as(list(state.applied), directory, files)
-    ran = migration_of_row(row, directory, None)
+    applied = [r.as_applied(directory) for r in state.applied]
+    ran = row.as_applied(directory)
     rest = [m for m in state.pending if m.version != row.version]
     steps = replay_sequence([*applied, ran], rest)
     try:
