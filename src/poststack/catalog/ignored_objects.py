@@ -13,7 +13,6 @@ so an entry matches both spellings.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from poststack.catalog.snapshot import Snapshot
+from poststack.catalog.snapshot import Snapshot, quote_ident
 
 TABLE = "ignored_objects"
 _DDL = """CREATE TABLE IF NOT EXISTS {table} (
@@ -32,7 +31,6 @@ _DDL = """CREATE TABLE IF NOT EXISTS {table} (
     added_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (kind, schema_name, name)
 )"""
-_PLAIN = re.compile(r"[a-z_][a-z0-9_$]*")
 
 
 @dataclass(frozen=True)
@@ -68,19 +66,14 @@ def read(conn: psycopg.Connection[Any], history_schema: str) -> list[IgnoredObje
             conn.execute(sql.SQL("SELECT kind, schema_name, name FROM {} ORDER BY 1, 2, 3").format(table))]
 
 
-def _quote(identifier: str) -> str:
-    """PostgreSQL's quote_ident for the names these tools use (keywords aside: none of theirs is one)."""
-    return identifier if _PLAIN.fullmatch(identifier) else '"' + identifier.replace('"', '""') + '"'
-
-
 def exclusions(objects: Iterable[IgnoredObject], *snapshots: Snapshot) -> set[tuple[str, str]]:
     """(kind, name) pairs, as ``Snapshot.without`` takes them, covering the ignored objects in ``snapshots``
     (what is inside a table, such as its index and constraints, ``without`` removes with it)."""
     pairs: set[tuple[str, str]] = set()
     for obj in objects:
-        schema = _quote(obj.schema)
+        schema = quote_ident(obj.schema)
         if obj.kind == "table":
-            pairs |= {("table", f"{schema}.{_quote(obj.name)}"), ("table", _quote(obj.name))}
+            pairs |= {("table", f"{schema}.{quote_ident(obj.name)}"), ("table", quote_ident(obj.name))}
             continue
         pairs.add(("schema", schema))
         for snap in snapshots:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +30,13 @@ from poststack.config import DEFAULT_SCHEMA
 from poststack.errors import SnapshotFormatError
 
 FORMAT = 1
+_PLAIN_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+def quote_ident(identifier: str) -> str:
+    """An identifier as snapshots name it: PostgreSQL's ``quote_ident`` (the queries call it), keywords aside;
+    for code that builds a snapshot name from parts to look it up."""
+    return identifier if _PLAIN_IDENTIFIER.fullmatch(identifier) else '"' + identifier.replace('"', '""') + '"'
 
 # The order differences are listed in: containers before their contents, so a report reads top-down.
 KIND_ORDER = ("database", "role", "schema", "extension", "type", "sequence", "table", "foreign table", "column",

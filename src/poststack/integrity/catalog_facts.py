@@ -18,6 +18,7 @@ from poststack.catalog import judged as judged_catalog
 from poststack.catalog import object_evidence as evidence
 from poststack.catalog import presence as catalog
 from poststack.catalog.object_evidence import EvidenceStatus
+from poststack.catalog.snapshot import quote_ident
 from poststack.db.history import HistoryRow, HistoryStatus
 from poststack.integrity import schema_evidence
 from poststack.integrity.facts import Facts
@@ -70,8 +71,9 @@ def judge_states(conn: psycopg.Connection[Any], facts: Facts, history_schema: st
     open on the target meanwhile (it would hold back vacuum on a production server).
     """
     state = facts.state
-    if facts.drift_checked and facts.drift is None and not _pending_work_visible(conn, state.pending):
-        return
+    if facts.drift_checked and facts.drift is None and (state.unfinished
+                                                          or not _pending_work_visible(conn, state.pending)):
+        return  # (with an unfinished run the states are not compared anyway: no need to read the pending)
     if state.unfinished:
         for code in schema_evidence.CHECKS:
             facts.skipped.append(code)
@@ -141,17 +143,12 @@ _SNAPSHOT_KIND = {"table": "table", "view": "view", "materialized_view": "materi
                   "sequence": "sequence", "type": "type", "column": "column", "constraint": "constraint",
                   "trigger": "trigger", "policy": "policy", "function": "function", "procedure": "procedure"}
 _INSIDE_A_TABLE = frozenset({"column", "constraint", "trigger", "policy"})
-_PLAIN_NAME = re.compile(r"^[a-z_][a-z0-9_$]*$")
-
-
-def _quote(name: str) -> str:
-    return name if _PLAIN_NAME.match(name) else '"' + name.replace('"', '""') + '"'
 
 
 def leftovers(facts: Facts) -> set[tuple[str, str]]:
     """(snapshot kind, qualified name) of what other issues already explain: what unfinished runs left
     (invalid indexes, their relations). Unrecorded migrations are judged against replayed states instead."""
-    own = {("index", f"{_quote(ix.schema)}.{_quote(ix.index)}") for ix in facts.invalid_indexes
+    own = {("index", f"{quote_ident(ix.schema)}.{quote_ident(ix.index)}") for ix in facts.invalid_indexes
            if qualified(ix) in facts.index_owner}
     for row in facts.state.unfinished:
         try:
@@ -164,12 +161,12 @@ def leftovers(facts: Facts) -> set[tuple[str, str]]:
 
 def _snapshot_key(obj: Any) -> tuple[str, str]:
     """The snapshot's (kind, name) for an object a migration creates: the same object, named as drift names it."""
-    kind, schema = _SNAPSHOT_KIND[obj.kind], _quote(obj.schema or "")
+    kind, schema = _SNAPSHOT_KIND[obj.kind], quote_ident(obj.schema or "")
     if kind in _INSIDE_A_TABLE and obj.parent:
-        return kind, f"{schema}.{_quote(obj.parent)}.{_quote(obj.name)}"
+        return kind, f"{schema}.{quote_ident(obj.parent)}.{quote_ident(obj.name)}"
     if kind in ("function", "procedure"):  # only an exact signature matches; None (any overload) matches none
-        return kind, f"{schema}.{_quote(obj.name)}({obj.detail})" if obj.detail is not None else ""
-    return kind, f"{schema}.{_quote(obj.name)}"
+        return kind, f"{schema}.{quote_ident(obj.name)}({obj.detail})" if obj.detail is not None else ""
+    return kind, f"{schema}.{quote_ident(obj.name)}"
 
 
 def evidence_lines(facts: Facts, version: int) -> list[str]:
