@@ -18,7 +18,6 @@ from poststack.cli.db_commands import confirm_or_refuse
 from poststack.cli.failure import exit_if
 from poststack.config import parse_seconds
 from poststack.engine.validation import validate as run_validate
-from poststack.integrity.cleaning import Cleaner
 from poststack.integrity.issues import SEVERITIES, Issue, checked_codes, checked_severity
 from poststack.integrity.repair_results import SkipKind, SkippedIssue
 from poststack.migration_diagnostics import DEFAULT_LOCK_AGE, DiagnosisResult, MigrationDiagnostics
@@ -193,7 +192,7 @@ def clean(ctx: CliContext, locks: bool, failed: bool, duplicates: bool, confirm:
           fmt: str) -> None:
     """Release a stuck lock, remove failed leftovers and duplicate rows; everything shown first and audited."""
     everything = not (locks or failed or duplicates)
-    cleaner = Cleaner(_diagnostics(ctx))
+    cleaner = _diagnostics(ctx).cleaner()
     plan = cleaner.plan(locks=everything or locks, failed=everything or failed,
                         duplicates=everything or duplicates)
     runnable = [a for a in plan.actions if force or not a.needs_force]
